@@ -1,0 +1,261 @@
+//! The cache actor: products by id in a moka cache, in front of Postgres.
+//!
+//! - `Get` answers from memory; on a miss it reads through to persistence once
+//!   and fills the cache. Concurrent misses for one id wait for that one read.
+//! - `Put` comes from ingest after each commit, so a new version is served at
+//!   once, without waiting for the next invalidation.
+//! - `Invalidate` comes from a timer every `invalidate_every` (15 s by default).
+//! - On start (and so on every restart) the cache rebuilds itself from Postgres.
+//!
+//! Every write to one key goes through moka's `and_compute_with`, which runs
+//! one at a time per key: a read-through or a rebuild only fills an empty entry,
+//! so it can never put back a version older than one that `Put` stored.
+
+use crate::backoff::Backoff;
+use crate::call::{CallError, ask};
+use crate::names::{Child, Names};
+use crate::persistence::{PersistenceMsg, StoreError};
+use crate::product::Product;
+use moka::future::Cache as Moka;
+use moka::ops::compute::{CompResult, Op};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+pub type CacheRef = ActorRef<CacheMsg>;
+type Products = Moka<i64, Arc<Product>>;
+
+/// How long a call to persistence may take before the cache gives up on it.
+const PERSISTENCE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Products read per query while rebuilding.
+const REBUILD_PAGE: u64 = 1000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error(transparent)]
+    Call(#[from] CallError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub enum CacheMsg {
+    /// From http: one product by id (`None`: no such product). A miss reads
+    /// through to persistence; the reply is sent when the product is known.
+    Get {
+        id: i64,
+        reply: RpcReplyPort<Result<Option<Arc<Product>>, CacheError>>,
+    },
+    /// From ingest, after a batch committed: the versions now stored. No reply.
+    Put { products: Vec<Product> },
+    /// From the timer: drop every entry. No reply.
+    Invalidate,
+    /// From itself: fill the cache from Postgres (on start, and again after a failure).
+    Rebuild,
+    /// From the rebuild task: how it ended.
+    Rebuilt { result: Result<usize, CacheError> },
+    /// From http's readiness check and tests: has the cache been rebuilt, and how
+    /// many entries does it hold?
+    Status { reply: RpcReplyPort<CacheStatus> },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStatus {
+    pub rebuilt: bool,
+    pub entries: u64,
+}
+
+#[derive(Clone)]
+pub struct CacheArgs {
+    pub names: Names,
+    /// The most products kept in memory.
+    pub capacity: u64,
+    pub invalidate_every: Duration,
+}
+
+pub struct Cache;
+
+pub struct CacheState {
+    names: Names,
+    products: Products,
+    capacity: u64,
+    rebuilt: bool,
+    rebuild_backoff: Backoff,
+    timer: JoinHandle<()>,
+}
+
+impl Actor for Cache {
+    type Msg = CacheMsg;
+    type State = CacheState;
+    type Arguments = CacheArgs;
+
+    async fn pre_start(
+        &self,
+        myself: CacheRef,
+        args: CacheArgs,
+    ) -> Result<CacheState, ActorProcessingErr> {
+        let products = Moka::builder().max_capacity(args.capacity).build();
+        let timer = myself.send_interval(args.invalidate_every, || CacheMsg::Invalidate);
+        myself.cast(CacheMsg::Rebuild)?;
+        Ok(CacheState {
+            names: args.names,
+            products,
+            capacity: args.capacity,
+            rebuilt: false,
+            rebuild_backoff: Backoff::default(),
+            timer,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: CacheRef,
+        msg: CacheMsg,
+        state: &mut CacheState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            CacheMsg::Get { id, reply } => state.get(id, reply).await,
+            CacheMsg::Put { products } => state.put(products).await,
+            CacheMsg::Invalidate => {
+                state.products.invalidate_all();
+                info!("invalidate cache");
+            }
+            CacheMsg::Rebuild => state.start_rebuild(myself),
+            CacheMsg::Rebuilt { result } => state.finish_rebuild(myself, result),
+            CacheMsg::Status { reply } => {
+                state.products.run_pending_tasks().await;
+                let _ = reply.send(CacheStatus {
+                    rebuilt: state.rebuilt,
+                    entries: state.products.entry_count(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: CacheRef,
+        state: &mut CacheState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.timer.abort();
+        Ok(())
+    }
+}
+
+impl CacheState {
+    async fn get(&self, id: i64, reply: RpcReplyPort<Result<Option<Arc<Product>>, CacheError>>) {
+        if let Some(product) = self.products.get(&id).await {
+            let _ = reply.send(Ok(Some(product)));
+            return;
+        }
+        // A miss waits on Postgres: on a task of its own, so other gets go on.
+        let products = self.products.clone();
+        let names = self.names.clone();
+        tokio::spawn(async move {
+            let _ = reply.send(read_through(&products, &names, id).await);
+        });
+    }
+
+    async fn put(&self, products: Vec<Product>) {
+        for product in products {
+            let product = Arc::new(product);
+            self.products
+                .entry(product.id)
+                .and_compute_with(|_| async { Op::Put(product) })
+                .await;
+        }
+    }
+
+    fn start_rebuild(&self, myself: CacheRef) {
+        let products = self.products.clone();
+        let names = self.names.clone();
+        let capacity = self.capacity;
+        tokio::spawn(async move {
+            let result = rebuild(&products, &names, capacity).await;
+            let _ = myself.cast(CacheMsg::Rebuilt { result });
+        });
+    }
+
+    fn finish_rebuild(&mut self, myself: CacheRef, result: Result<usize, CacheError>) {
+        match result {
+            Ok(count) => {
+                self.rebuilt = true;
+                info!(products = count, "cache rebuilt from Postgres");
+            }
+            Err(error) => {
+                let delay = self.rebuild_backoff.next_delay();
+                warn!(%error, retry_in = ?delay, "cache rebuild failed");
+                myself.send_after(delay, || CacheMsg::Rebuild);
+            }
+        }
+    }
+}
+
+/// Fills an empty entry from Postgres; an entry that is there already wins.
+async fn read_through(
+    products: &Products,
+    names: &Names,
+    id: i64,
+) -> Result<Option<Arc<Product>>, CacheError> {
+    let result = products
+        .entry(id)
+        .and_try_compute_with(|entry| async move {
+            if entry.is_some() {
+                return Ok::<_, CacheError>(Op::Nop);
+            }
+            let found = ask(
+                names.persistence(),
+                Child::Persistence,
+                |reply| PersistenceMsg::Get { id, reply },
+                PERSISTENCE_TIMEOUT,
+            )
+            .await??;
+            Ok(found.map_or(Op::Nop, |product| Op::Put(Arc::new(product))))
+        })
+        .await?;
+    Ok(match result {
+        CompResult::Inserted(entry)
+        | CompResult::ReplacedWith(entry)
+        | CompResult::Unchanged(entry) => Some(entry.into_value()),
+        CompResult::StillNone(_) | CompResult::Removed(_) => None,
+    })
+}
+
+/// Pages through every product in id order, up to `capacity` of them.
+async fn rebuild(products: &Products, names: &Names, capacity: u64) -> Result<usize, CacheError> {
+    let mut after = 0;
+    let mut count = 0usize;
+    while (count as u64) < capacity {
+        let limit = REBUILD_PAGE.min(capacity - count as u64);
+        let page = ask(
+            names.persistence(),
+            Child::Persistence,
+            |reply| PersistenceMsg::Page {
+                after,
+                limit,
+                reply,
+            },
+            PERSISTENCE_TIMEOUT,
+        )
+        .await??;
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        count += page.len();
+        for product in page {
+            let product = Arc::new(product);
+            products
+                .entry(product.id)
+                .and_compute_with(|entry| async move {
+                    if entry.is_some() {
+                        Op::Nop
+                    } else {
+                        Op::Put(product)
+                    }
+                })
+                .await;
+        }
+    }
+    Ok(count)
+}

@@ -1,0 +1,125 @@
+//! The http actor: owns the salvo server's lifecycle.
+//!
+//! The listening socket is bound once by the binary and handed in, so that a
+//! restarted http actor serves on the same address (port 0 included, as in the
+//! tests). Stopping the actor stops the server gracefully: requests in flight
+//! finish, new connections are refused.
+//!
+//! The routes live in `http/routes.rs`; the pages and the JSON API beside it.
+
+mod api;
+mod pages;
+mod params;
+mod routes;
+mod state;
+mod views;
+
+use crate::names::Names;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use salvo::Server;
+use salvo::conn::tcp::TcpAcceptor;
+use salvo::server::ServerHandle;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+pub type HttpRef = ActorRef<HttpMsg>;
+
+/// How long a graceful stop waits for requests in flight.
+const GRACE: Duration = Duration::from_secs(5);
+
+pub enum HttpMsg {
+    /// From the server task: the server stopped on its own (the actor fails, and
+    /// the supervisor restarts it).
+    ServerExited { error: Option<String> },
+}
+
+#[derive(Clone)]
+pub struct HttpArgs {
+    pub names: Names,
+    /// The bound socket; each (re)start serves a clone of it.
+    pub listener: Arc<TcpListener>,
+}
+
+pub struct Http;
+
+pub struct HttpState {
+    server: RunningServer,
+}
+
+/// The server task, stopped at once if the actor goes away without `post_stop`
+/// (a panic), so that a restarted actor is the only one serving.
+struct RunningServer {
+    handle: ServerHandle,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        self.handle.stop_forceful();
+    }
+}
+
+impl Actor for Http {
+    type Msg = HttpMsg;
+    type State = HttpState;
+    type Arguments = HttpArgs;
+
+    async fn pre_start(
+        &self,
+        myself: HttpRef,
+        args: HttpArgs,
+    ) -> Result<HttpState, ActorProcessingErr> {
+        let listener = args.listener.try_clone()?;
+        listener.set_nonblocking(true)?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let addr = listener.local_addr()?;
+        let server = Server::new(TcpAcceptor::try_from(listener)?);
+        let handle = server.handle();
+        let service = routes::service(args.names);
+        let task = tokio::spawn(async move {
+            let error = server.try_serve(service).await.err().map(|e| e.to_string());
+            let _ = myself.cast(HttpMsg::ServerExited { error });
+        });
+        info!(%addr, "serving http");
+        Ok(HttpState {
+            server: RunningServer {
+                handle,
+                task: Some(task),
+            },
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: HttpRef,
+        msg: HttpMsg,
+        _state: &mut HttpState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            HttpMsg::ServerExited { error } => Err(format!(
+                "the HTTP server stopped: {}",
+                error.as_deref().unwrap_or("no error given")
+            )
+            .into()),
+        }
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: HttpRef,
+        state: &mut HttpState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.server.handle.stop_graceful(GRACE);
+        if let Some(task) = state.server.task.take()
+            && tokio::time::timeout(GRACE + Duration::from_secs(1), task)
+                .await
+                .is_err()
+        {
+            warn!("the HTTP server did not stop in time");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,81 @@
+//! The JSON API and the health checks.
+
+use super::pages::{app_state, next_page};
+use super::params::{self, Paging};
+use super::state::Unavailable;
+use salvo::http::StatusCode;
+use salvo::http::header::LINK;
+use salvo::prelude::*;
+use serde_json::json;
+
+/// `GET /products`: one page of the list as a JSON array; a `Link: <…>; rel="next"`
+/// header points at the next page when this one is full.
+#[handler]
+pub async fn list(req: &mut Request, depot: &mut Depot, res: &mut Response) {
+    let paging = match Paging::from_request(req) {
+        Ok(paging) => paging,
+        Err(message) => return json_error(res, StatusCode::BAD_REQUEST, &message),
+    };
+    match app_state(depot).page(paging.after, paging.limit).await {
+        Ok(products) => {
+            if let Some(query) = next_page(&products, &paging) {
+                let link = format!("</products?{query}>; rel=\"next\"");
+                let _ = res.add_header(LINK, link, true);
+            }
+            res.render(Json(products));
+        }
+        Err(Unavailable(reason)) => unavailable(res, &reason),
+    }
+}
+
+/// `GET /products/{id}`: one product as JSON.
+#[handler]
+pub async fn one(req: &mut Request, depot: &mut Depot, res: &mut Response) {
+    let raw = req.param::<String>("id");
+    let id = match params::product_id(raw.as_deref()) {
+        Ok(Some(id)) => id,
+        Ok(None) => return json_error(res, StatusCode::BAD_REQUEST, "An id is needed."),
+        Err(message) => return json_error(res, StatusCode::BAD_REQUEST, &message),
+    };
+    match app_state(depot).product(id).await {
+        Ok(Some(product)) => res.render(Json(&*product)),
+        Ok(None) => json_error(
+            res,
+            StatusCode::NOT_FOUND,
+            &format!("There is no product with id {id}."),
+        ),
+        Err(Unavailable(reason)) => unavailable(res, &reason),
+    }
+}
+
+/// `GET /healthz`: the process is up and answering.
+#[handler]
+pub async fn healthz(res: &mut Response) {
+    res.render(Json(json!({"status": "ok"})));
+}
+
+/// `GET /readyz`: 200 when Postgres and NATS are reachable and the cache is
+/// rebuilt; 503 otherwise, with the part that is not ready and why.
+#[handler]
+pub async fn readyz(depot: &mut Depot, res: &mut Response) {
+    let readiness = app_state(depot).readiness().await;
+    if !readiness.is_ready() {
+        res.status_code(StatusCode::SERVICE_UNAVAILABLE);
+    }
+    res.render(Json(readiness));
+}
+
+/// A JSON error: `{"error": "..."}`.
+pub fn json_error(res: &mut Response, status: StatusCode, message: &str) {
+    res.status_code(status);
+    res.render(Json(json!({ "error": message })));
+}
+
+fn unavailable(res: &mut Response, reason: &str) {
+    tracing::warn!(reason, "request unavailable");
+    json_error(
+        res,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "The catalogue cannot be read right now; try again in a moment.",
+    );
+}

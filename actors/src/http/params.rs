@@ -1,0 +1,111 @@
+//! Query parameters, parsed with messages a person can act on.
+
+use salvo::Request;
+
+/// The most products one list request returns.
+pub const MAX_LIMIT: u64 = 1000;
+/// How many products a list request returns when it does not say.
+pub const DEFAULT_LIMIT: u64 = 100;
+
+/// `?id=` of the detail page and `/products/{id}`: `Ok(None)` when absent.
+pub fn product_id(raw: Option<&str>) -> Result<Option<i64>, String> {
+    let Some(raw) = raw else { return Ok(None) };
+    let trimmed = raw.trim();
+    if trimmed.is_empty() {
+        return Err("The id is empty: give a positive whole number, for example ?id=1.".into());
+    }
+    match trimmed.parse::<i64>() {
+        Ok(id) if id > 0 => Ok(Some(id)),
+        Ok(_) => Err(format!(
+            "The id must be a positive whole number, not {}.",
+            quote(raw)
+        )),
+        Err(e) if *e.kind() == std::num::IntErrorKind::PosOverflow => Err(format!(
+            "The id {} is too large: ids go up to {}.",
+            quote(raw),
+            i64::MAX
+        )),
+        Err(_) => Err(format!(
+            "The id must be a positive whole number, not {}.",
+            quote(raw)
+        )),
+    }
+}
+
+/// `?after=` and `?limit=` of the lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Paging {
+    /// Products with an id greater than this one.
+    pub after: i64,
+    pub limit: u64,
+}
+
+impl Paging {
+    pub fn from_request(req: &Request) -> Result<Self, String> {
+        let after = match req.queries().get("after") {
+            None => 0,
+            Some(raw) => raw
+                .trim()
+                .parse::<i64>()
+                .ok()
+                .filter(|after| *after >= 0)
+                .ok_or_else(|| {
+                    format!(
+                        "`after` must be the last id seen (a whole number, 0 or more), not {}.",
+                        quote(raw)
+                    )
+                })?,
+        };
+        let limit = match req.queries().get("limit") {
+            None => DEFAULT_LIMIT,
+            Some(raw) => raw
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|limit| *limit > 0)
+                .ok_or_else(|| {
+                    format!(
+                        "`limit` must be a whole number from 1 to {MAX_LIMIT}, not {}.",
+                        quote(raw)
+                    )
+                })?
+                .min(MAX_LIMIT),
+        };
+        Ok(Self { after, limit })
+    }
+
+    /// The query string of the page after one that ended with `last_id`.
+    pub fn next_query(&self, last_id: i64) -> String {
+        format!("after={last_id}&limit={}", self.limit)
+    }
+}
+
+/// Echoes a client's value back in a message, cut to a sane length.
+fn quote(raw: &str) -> String {
+    const MAX: usize = 40;
+    let mut shown: String = raw.chars().take(MAX).collect();
+    if raw.chars().count() > MAX {
+        shown.push('…');
+    }
+    format!("“{shown}”")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_positive_64_bit_integers() {
+        assert_eq!(product_id(None), Ok(None));
+        assert_eq!(product_id(Some("42")), Ok(Some(42)));
+        assert_eq!(product_id(Some(" 7 ")), Ok(Some(7)));
+        for bad in ["", "0", "-1", "abc", "1.5", "9223372036854775808", "1e3"] {
+            assert!(product_id(Some(bad)).is_err(), "{bad:?} should be refused");
+        }
+        assert!(
+            product_id(Some("9223372036854775808"))
+                .unwrap_err()
+                .contains("too large")
+        );
+    }
+}

@@ -1,0 +1,81 @@
+//! The routes, and what every response gets: security headers, a request
+//! timeout, and error pages in the format the client asked for.
+
+use super::state::AppState;
+use super::views::Assets;
+use super::{api, pages};
+use crate::names::Names;
+use salvo::affix_state;
+use salvo::catcher::Catcher;
+use salvo::http::StatusCode;
+use salvo::http::header::{self, HeaderValue};
+use salvo::prelude::*;
+use salvo::serve_static::static_embed;
+use salvo::timeout::Timeout;
+use std::time::Duration;
+
+/// The longest a request may take before it is answered 503.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// No script at all, styles only from this origin.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
+     base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+pub fn service(names: Names) -> Service {
+    let router = Router::new()
+        .hoop(affix_state::inject(AppState { names }))
+        .get(pages::index)
+        .push(Router::with_path("product").get(pages::product_page))
+        .push(
+            Router::with_path("products")
+                .get(api::list)
+                .push(Router::with_path("{id}").get(api::one)),
+        )
+        .push(Router::with_path("healthz").get(api::healthz))
+        .push(Router::with_path("readyz").get(api::readyz))
+        .push(Router::with_path("static/{**path}").get(static_embed::<Assets>()));
+    Service::new(router)
+        .hoop(security_headers)
+        .hoop(Timeout::new(REQUEST_TIMEOUT))
+        .catcher(Catcher::new(error_response))
+}
+
+#[handler]
+async fn security_headers(res: &mut Response) {
+    let headers = res.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+}
+
+/// Errors no handler wrote a body for (unknown path, wrong method, timeout):
+/// JSON for the API paths, an HTML page elsewhere.
+#[handler]
+async fn error_response(req: &mut Request, res: &mut Response) {
+    let status = res.status_code.unwrap_or(StatusCode::NOT_FOUND);
+    let message = match status {
+        StatusCode::NOT_FOUND => "There is nothing at this address.",
+        StatusCode::METHOD_NOT_ALLOWED => "This address does not take that method.",
+        StatusCode::SERVICE_UNAVAILABLE => "The request took too long. Please try again.",
+        _ => "The request could not be handled.",
+    };
+    let path = req.uri().path();
+    if ["/products", "/healthz", "/readyz"]
+        .iter()
+        .any(|api| path == *api || path.starts_with(&format!("{api}/")))
+    {
+        api::json_error(res, status, message);
+    } else {
+        pages::error_page(res, status, message);
+    }
+}

@@ -1,0 +1,399 @@
+//! The ingest actor: reads the JetStream stream in batches, has persistence
+//! store each batch, and acks it only once it has committed.
+//!
+//! The actor drives itself with messages: `Connect` sets up the stream, the
+//! durable pull consumer and its message stream (retrying with back-off while
+//! NATS is away), then each `Pull` takes one batch, stores it and acks it, and
+//! sends the next `Pull`. A stop request is handled between two `Pull`s, so a
+//! graceful stop always finishes and acks the batch in flight.
+//!
+//! Invalid messages are stored in `rejected_messages` in the same transaction
+//! as the valid ones of their batch, then terminated (`AckKind::Term`) so that
+//! they are never redelivered. If the batch cannot be stored, every message of
+//! it is nak'ed with a delay, and comes again.
+
+use crate::backoff::Backoff;
+use crate::cache::CacheMsg;
+use crate::call::ask;
+use crate::names::{Child, Names};
+use crate::persistence::{Batch, Incoming, PersistenceMsg, Rejected};
+use crate::product::decode;
+use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
+use futures::StreamExt;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use std::time::Duration;
+use tokio::time::{Instant, timeout, timeout_at};
+use tracing::{debug, info, warn};
+
+pub type IngestRef = ActorRef<IngestMsg>;
+
+/// How long one `Pull` waits for a first message before it yields to a stop request.
+const IDLE_WAIT: Duration = Duration::from_secs(1);
+/// After the first message, how long a batch waits for more before it is stored.
+const LINGER: Duration = Duration::from_millis(5);
+/// How long setting up the stream and consumer may take before it is retried.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long storing one batch may take before it is given up and redelivered.
+const STORE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where and how to consume.
+#[derive(Clone, Debug)]
+pub struct IngestConfig {
+    pub nats_url: String,
+    /// The stream's name, e.g. `EVENTS`.
+    pub stream: String,
+    /// The subjects the stream takes, e.g. `events.>`.
+    pub stream_subjects: Vec<String>,
+    /// The subject this service reads, e.g. `events.products`.
+    pub subject: String,
+    /// The durable consumer's name, e.g. `event-processor`.
+    pub durable: String,
+    /// The most messages stored in one transaction.
+    pub batch_size: usize,
+    /// How long JetStream waits for an ack before it redelivers.
+    pub ack_wait: Duration,
+    /// How long JetStream remembers a `Nats-Msg-Id` to drop a duplicate publish.
+    pub duplicate_window: Duration,
+}
+
+impl IngestConfig {
+    /// The stream as this service creates it when it is missing (`produce` uses it too).
+    pub fn stream_config(&self) -> stream::Config {
+        stream::Config {
+            name: self.stream.clone(),
+            subjects: self.stream_subjects.clone(),
+            duplicate_window: self.duplicate_window,
+            ..Default::default()
+        }
+    }
+
+    fn consumer_config(&self) -> pull::Config {
+        pull::Config {
+            durable_name: Some(self.durable.clone()),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            ack_wait: self.ack_wait,
+            filter_subject: self.subject.clone(),
+            // Room for one batch in flight and the next one buffered.
+            max_ack_pending: (self.batch_size * 4) as i64,
+            ..Default::default()
+        }
+    }
+}
+
+pub enum IngestMsg {
+    /// From itself: make sure the stream and consumer exist and open the message stream.
+    Connect,
+    /// From itself: take one batch, store it, ack it.
+    Pull,
+    /// From http's readiness check and tests.
+    Status { reply: RpcReplyPort<IngestStatus> },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IngestStatus {
+    /// The NATS connection is up.
+    pub nats_connected: bool,
+    /// The consumer is set up and being read.
+    pub consuming: bool,
+}
+
+#[derive(Clone)]
+pub struct IngestArgs {
+    pub names: Names,
+    pub config: IngestConfig,
+}
+
+pub struct Ingest;
+
+pub struct IngestState {
+    names: Names,
+    config: IngestConfig,
+    client: async_nats::Client,
+    source: Option<Source>,
+    backoff: Backoff,
+}
+
+/// The consumer's message stream, once set up.
+struct Source {
+    /// The stream's name and creation time: sequences restart when a stream is
+    /// recreated, so a sequence only orders messages of the same stream.
+    stream_id: String,
+    messages: pull::Stream,
+}
+
+impl Actor for Ingest {
+    type Msg = IngestMsg;
+    type State = IngestState;
+    type Arguments = IngestArgs;
+
+    async fn pre_start(
+        &self,
+        myself: IngestRef,
+        args: IngestArgs,
+    ) -> Result<IngestState, ActorProcessingErr> {
+        // Returns at once even while NATS is away; the client keeps reconnecting.
+        let client = async_nats::ConnectOptions::new()
+            .name("products")
+            .retry_on_initial_connect()
+            .connect(args.config.nats_url.as_str())
+            .await?;
+        myself.cast(IngestMsg::Connect)?;
+        Ok(IngestState {
+            names: args.names,
+            config: args.config,
+            client,
+            source: None,
+            backoff: Backoff::default(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: IngestRef,
+        msg: IngestMsg,
+        state: &mut IngestState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            IngestMsg::Connect => state.connect(myself).await,
+            IngestMsg::Pull => state.pull(myself).await,
+            IngestMsg::Status { reply } => {
+                let _ = reply.send(IngestStatus {
+                    nats_connected: state.client.connection_state()
+                        == async_nats::connection::State::Connected,
+                    consuming: state.source.is_some(),
+                });
+                Ok(())
+            }
+        }
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: IngestRef,
+        state: &mut IngestState,
+    ) -> Result<(), ActorProcessingErr> {
+        // Acks are buffered by the client: send them before the connection closes.
+        if let Err(error) = timeout(Duration::from_secs(2), state.client.flush()).await {
+            warn!(%error, "could not flush acks before stopping");
+        }
+        Ok(())
+    }
+}
+
+impl IngestState {
+    async fn connect(&mut self, myself: IngestRef) -> Result<(), ActorProcessingErr> {
+        let result = timeout(CONNECT_TIMEOUT, open_source(&self.client, &self.config))
+            .await
+            .unwrap_or_else(|_| Err("timed out".into()));
+        match result {
+            Ok(source) => {
+                info!(
+                    stream = %self.config.stream,
+                    subject = %self.config.subject,
+                    durable = %self.config.durable,
+                    "consuming"
+                );
+                self.source = Some(source);
+                self.backoff.reset();
+                myself.cast(IngestMsg::Pull)?;
+            }
+            Err(error) => {
+                let delay = self.backoff.next_delay();
+                warn!(%error, retry_in = ?delay, "cannot set up the JetStream consumer");
+                myself.send_after(delay, || IngestMsg::Connect);
+            }
+        }
+        Ok(())
+    }
+
+    async fn pull(&mut self, myself: IngestRef) -> Result<(), ActorProcessingErr> {
+        let Some(source) = self.source.as_mut() else {
+            myself.cast(IngestMsg::Connect)?;
+            return Ok(());
+        };
+        let batch = match next_batch(&mut source.messages, self.config.batch_size).await {
+            Ok(Some(batch)) => batch,
+            Ok(None) => {
+                myself.cast(IngestMsg::Pull)?;
+                return Ok(());
+            }
+            Err(NextError::Transient(error)) => {
+                let delay = self.backoff.next_delay();
+                warn!(%error, retry_in = ?delay, "reading the consumer failed");
+                myself.send_after(delay, || IngestMsg::Pull);
+                return Ok(());
+            }
+            Err(NextError::Fatal(error)) => {
+                let delay = self.backoff.next_delay();
+                warn!(%error, retry_in = ?delay, "the consumer's message stream ended; setting it up again");
+                self.source = None;
+                myself.send_after(delay, || IngestMsg::Connect);
+                return Ok(());
+            }
+        };
+        let stream_id = source.stream_id.clone();
+        self.store_and_ack(myself, stream_id, batch).await
+    }
+
+    async fn store_and_ack(
+        &mut self,
+        myself: IngestRef,
+        stream_id: String,
+        messages: Vec<jetstream::Message>,
+    ) -> Result<(), ActorProcessingErr> {
+        let mut products = Vec::with_capacity(messages.len());
+        let mut rejected = Vec::new();
+        let mut verdicts = Vec::with_capacity(messages.len());
+        for message in &messages {
+            let Ok(info) = message.info() else {
+                // Every message of a pull consumer has one; without it there is no
+                // sequence to store it under, and no way to ack it either.
+                warn!(subject = %message.subject, "message without JetStream metadata skipped");
+                verdicts.push(Verdict::Skip);
+                continue;
+            };
+            let stream_seq = info.stream_sequence;
+            match decode(&message.payload) {
+                Ok(update) => {
+                    products.push(Incoming { stream_seq, update });
+                    verdicts.push(Verdict::Ack);
+                }
+                Err(reason) => {
+                    let payload = &message.payload;
+                    rejected.push(Rejected {
+                        stream_seq,
+                        subject: message.subject.to_string(),
+                        payload: payload[..payload.len().min(Rejected::KEPT_BYTES)].to_vec(),
+                        payload_len: payload.len(),
+                        reason: reason.to_string(),
+                    });
+                    verdicts.push(Verdict::Term);
+                }
+            }
+        }
+
+        let batch = Batch {
+            stream: stream_id,
+            products,
+            rejected: rejected.clone(),
+        };
+        let stored = ask(
+            self.names.persistence(),
+            Child::Persistence,
+            |reply| PersistenceMsg::StoreBatch { batch, reply },
+            STORE_TIMEOUT,
+        )
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|result| result.map_err(|e| e.to_string()));
+
+        match stored {
+            Ok(applied) => {
+                for (message, verdict) in messages.iter().zip(&verdicts) {
+                    let acked = match verdict {
+                        Verdict::Ack => message.ack().await,
+                        Verdict::Term => message.ack_with(AckKind::Term).await,
+                        Verdict::Skip => Ok(()),
+                    };
+                    if let Err(error) = acked {
+                        // The batch is stored: a redelivery will change nothing.
+                        debug!(%error, "ack failed");
+                    }
+                }
+                for r in &rejected {
+                    warn!(stream_seq = r.stream_seq, subject = %r.subject, reason = %r.reason, "message rejected");
+                }
+                debug!(
+                    messages = messages.len(),
+                    changed = applied.len(),
+                    "batch stored"
+                );
+                if let Some(cache) = self.names.cache() {
+                    let _ = cache.cast(CacheMsg::Put { products: applied });
+                }
+                self.backoff.reset();
+                myself.cast(IngestMsg::Pull)?;
+            }
+            Err(error) => {
+                let delay = self.backoff.next_delay();
+                warn!(%error, messages = messages.len(), retry_in = ?delay, "cannot store batch; it will be redelivered");
+                for message in &messages {
+                    let _ = message.ack_with(AckKind::Nak(Some(delay))).await;
+                }
+                myself.send_after(delay, || IngestMsg::Pull);
+            }
+        }
+        Ok(())
+    }
+}
+
+enum Verdict {
+    Ack,
+    Term,
+    Skip,
+}
+
+async fn open_source(
+    client: &async_nats::Client,
+    config: &IngestConfig,
+) -> Result<Source, async_nats::Error> {
+    let js = jetstream::new(client.clone());
+    let stream = js.get_or_create_stream(config.stream_config()).await?;
+    let stream_id = format!("{}@{}", config.stream, stream.cached_info().created);
+    let consumer: jetstream::consumer::PullConsumer = stream
+        .get_or_create_consumer(&config.durable, config.consumer_config())
+        .await?;
+    let messages = consumer
+        .stream()
+        .max_messages_per_batch(config.batch_size)
+        // Short-lived pull requests: one left on the server by a process that
+        // died takes new messages (which then wait out `ack_wait`) for at most
+        // this long.
+        .heartbeat(Duration::from_secs(2))
+        .expires(Duration::from_secs(5))
+        .messages()
+        .await?;
+    Ok(Source {
+        stream_id,
+        messages,
+    })
+}
+
+enum NextError {
+    /// Worth another pull after a pause (a missed heartbeat, a failed pull request).
+    Transient(pull::MessagesError),
+    /// The message stream is over (consumer deleted, or the stream closed): set up again.
+    Fatal(String),
+}
+
+/// Waits up to [`IDLE_WAIT`] for a first message, then takes what else comes
+/// within [`LINGER`], up to `max` messages. `Ok(None)`: nothing came.
+async fn next_batch(
+    messages: &mut pull::Stream,
+    max: usize,
+) -> Result<Option<Vec<jetstream::Message>>, NextError> {
+    use pull::MessagesErrorKind as Kind;
+    let first = match timeout(IDLE_WAIT, messages.next()).await {
+        Err(_idle) => return Ok(None),
+        Ok(None) => return Err(NextError::Fatal("the message stream closed".into())),
+        Ok(Some(Err(error))) => {
+            return Err(match error.kind() {
+                Kind::ConsumerDeleted | Kind::PushBasedConsumer | Kind::RequestLimitExceeded => {
+                    NextError::Fatal(error.to_string())
+                }
+                _ => NextError::Transient(error),
+            });
+        }
+        Ok(Some(Ok(message))) => message,
+    };
+    let mut batch = vec![first];
+    let deadline = Instant::now() + LINGER;
+    while batch.len() < max {
+        match timeout_at(deadline, messages.next()).await {
+            Ok(Some(Ok(message))) => batch.push(message),
+            // An error here shows again on the next pull; store what we have.
+            Ok(Some(Err(_))) | Ok(None) | Err(_) => break,
+        }
+    }
+    Ok(Some(batch))
+}

@@ -1,0 +1,170 @@
+//! The persistence actor: the only part that talks to Postgres, through SeaORM.
+//!
+//! Writes (`StoreBatch`) are handled one at a time, in the order ingest sends
+//! them, so that what is committed follows the stream. Reads (`Get`, `Page`,
+//! `Ping`) run on tasks of their own over the connection pool, so that a slow
+//! read never holds up a write or another read.
+
+mod store;
+
+use crate::product::{Product, ProductUpdate};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use std::future::Future;
+use std::time::Duration;
+use tracing::Instrument;
+
+pub type PersistenceRef = ActorRef<PersistenceMsg>;
+
+/// One batch of messages from the stream, to be stored in one transaction.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// The stream's identity (name and creation time), see [`crate::ingest`].
+    pub stream: String,
+    /// The valid messages, in stream order.
+    pub products: Vec<Incoming>,
+    /// The invalid messages, set aside with their reason.
+    pub rejected: Vec<Rejected>,
+}
+
+/// A valid message.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub stream_seq: u64,
+    pub update: ProductUpdate,
+}
+
+/// An invalid message.
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    pub stream_seq: u64,
+    pub subject: String,
+    /// The start of the payload, cut to [`Rejected::KEPT_BYTES`].
+    pub payload: Vec<u8>,
+    pub payload_len: usize,
+    pub reason: String,
+}
+
+impl Rejected {
+    /// How much of an invalid payload is kept for a person to look at.
+    pub const KEPT_BYTES: usize = 4096;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] DbErr),
+}
+
+pub enum PersistenceMsg {
+    /// From ingest: store a batch in one transaction. Replies with the products
+    /// whose stored version changed, once the transaction has committed.
+    StoreBatch {
+        batch: Batch,
+        reply: RpcReplyPort<Result<Vec<Product>, StoreError>>,
+    },
+    /// From the cache, on a miss: one product by id.
+    Get {
+        id: i64,
+        reply: RpcReplyPort<Result<Option<Product>, StoreError>>,
+    },
+    /// From http and the cache rebuild: up to `limit` products after the id `after`.
+    Page {
+        after: i64,
+        limit: u64,
+        reply: RpcReplyPort<Result<Vec<Product>, StoreError>>,
+    },
+    /// From http's readiness check: is Postgres reachable?
+    Ping {
+        reply: RpcReplyPort<Result<(), StoreError>>,
+    },
+}
+
+#[derive(Clone)]
+pub struct PersistenceArgs {
+    pub database_url: String,
+    pub max_connections: u32,
+}
+
+pub struct Persistence;
+
+pub struct PersistenceState {
+    db: DatabaseConnection,
+}
+
+impl Actor for Persistence {
+    type Msg = PersistenceMsg;
+    type State = PersistenceState;
+    type Arguments = PersistenceArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: PersistenceRef,
+        args: PersistenceArgs,
+    ) -> Result<PersistenceState, ActorProcessingErr> {
+        // A lazy pool: the actor starts (and restarts) even while Postgres is away,
+        // and each query connects as needed.
+        let mut options = ConnectOptions::new(args.database_url);
+        options
+            .max_connections(args.max_connections)
+            .min_connections(0)
+            .connect_timeout(Duration::from_secs(3))
+            .acquire_timeout(Duration::from_secs(3))
+            .connect_lazy(true)
+            .sqlx_logging(false);
+        let db = Database::connect(options).await?;
+        Ok(PersistenceState { db })
+    }
+
+    async fn handle(
+        &self,
+        _myself: PersistenceRef,
+        msg: PersistenceMsg,
+        state: &mut PersistenceState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            PersistenceMsg::StoreBatch { batch, reply } => {
+                let _ = reply.send(store::store_batch(&state.db, batch).await);
+            }
+            PersistenceMsg::Get { id, reply } => {
+                let db = state.db.clone();
+                spawn_reply(reply, async move { store::find(&db, id).await });
+            }
+            PersistenceMsg::Page {
+                after,
+                limit,
+                reply,
+            } => {
+                let db = state.db.clone();
+                spawn_reply(reply, async move { store::page(&db, after, limit).await });
+            }
+            PersistenceMsg::Ping { reply } => {
+                let db = state.db.clone();
+                spawn_reply(reply, async move { Ok(db.ping().await?) });
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: PersistenceRef,
+        state: &mut PersistenceState,
+    ) -> Result<(), ActorProcessingErr> {
+        let _ = state.db.clone().close().await;
+        Ok(())
+    }
+}
+
+/// Answers a read on a task of its own, so the actor goes on to the next message.
+fn spawn_reply<T: Send + 'static>(
+    reply: RpcReplyPort<T>,
+    work: impl Future<Output = T> + Send + 'static,
+) {
+    tokio::spawn(
+        async move {
+            let _ = reply.send(work.await);
+        }
+        .in_current_span(),
+    );
+}

@@ -1,0 +1,449 @@
+//! The product: the type the service stores and serves, and the decoder of the
+//! wire format that publishers send.
+//!
+//! Pure code, no I/O: everything about what makes a message valid lives here.
+//!
+//! The wire format is the one of the Go service this replaces: a JSON object whose
+//! keys match case-insensitively (as Go's `encoding/json` does), so both
+//! `{"ID":0,"Name":"pen","Price":10,"Manufacturer":"bic"}` and
+//! `{"name":"pen","price":10,"manufacturer":"bic"}` are the same product.
+//! Unknown keys are ignored, as Go ignores them.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::fmt;
+
+/// The largest payload the decoder reads; larger ones are rejected unread.
+pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
+/// The longest `name` or `manufacturer`, in characters, after trimming.
+pub const MAX_NAME_CHARS: usize = 256;
+/// The longest `description`, in characters.
+pub const MAX_DESCRIPTION_CHARS: usize = 4096;
+/// The most keys `attributes` may have.
+pub const MAX_ATTRIBUTES: usize = 64;
+/// The longest attribute key, in characters.
+pub const MAX_ATTRIBUTE_KEY_CHARS: usize = 128;
+/// The longest attribute string value, in characters.
+pub const MAX_ATTRIBUTE_VALUE_CHARS: usize = 1024;
+/// The highest price: 2^53, the largest integer a JSON number carries exactly everywhere.
+pub const MAX_PRICE: u64 = 1 << 53;
+
+/// A product as stored and served.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Product {
+    pub id: i64,
+    pub name: String,
+    /// Whole currency units, as in the old service.
+    pub price: i64,
+    pub manufacturer: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub attributes: Map<String, Value>,
+}
+
+/// A decoded, valid message: a product to create or replace.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProductUpdate {
+    /// `None` asks the service to assign the next id; `Some(id)` creates or replaces `id`.
+    pub id: Option<i64>,
+    pub name: String,
+    pub price: i64,
+    pub manufacturer: String,
+    pub description: Option<String>,
+    pub attributes: Map<String, Value>,
+}
+
+/// Why a message is not a product. Its `Display` is stored in `rejected_messages`
+/// and logged, so it is written for a person.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("the payload is {len} bytes, more than the {MAX_PAYLOAD_BYTES} bytes allowed")]
+    TooLarge { len: usize },
+    #[error("the payload is empty")]
+    Empty,
+    #[error("the payload is not UTF-8 text (invalid byte at offset {offset})")]
+    NotUtf8 { offset: usize },
+    #[error("the payload is not valid JSON: {0}")]
+    NotJson(String),
+    #[error("expected a JSON object, found {0}")]
+    NotAnObject(&'static str),
+    #[error("the field `{field}` is given more than once (keys match case-insensitively)")]
+    Duplicate { field: &'static str },
+    #[error("the field `{field}` is missing")]
+    Missing { field: &'static str },
+    #[error("the field `{field}` {problem}")]
+    Invalid {
+        field: &'static str,
+        problem: String,
+    },
+}
+
+/// The fields of the wire format, by their lower-case name.
+const FIELDS: [&str; 6] = [
+    "id",
+    "name",
+    "price",
+    "manufacturer",
+    "description",
+    "attributes",
+];
+
+/// Decodes one message payload into a product update, or says why it is not one.
+pub fn decode(payload: &[u8]) -> Result<ProductUpdate, DecodeError> {
+    if payload.len() > MAX_PAYLOAD_BYTES {
+        return Err(DecodeError::TooLarge { len: payload.len() });
+    }
+    let text = std::str::from_utf8(payload).map_err(|e| DecodeError::NotUtf8 {
+        offset: e.valid_up_to(),
+    })?;
+    if text.trim().is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| DecodeError::NotJson(e.to_string()))?;
+    let Value::Object(object) = value else {
+        return Err(DecodeError::NotAnObject(kind_of(&value)));
+    };
+
+    let mut fields: [Option<Value>; FIELDS.len()] = Default::default();
+    for (key, value) in object {
+        let lower = key.to_ascii_lowercase();
+        if let Some(slot) = FIELDS.iter().position(|f| *f == lower) {
+            if fields[slot].is_some() {
+                return Err(DecodeError::Duplicate {
+                    field: FIELDS[slot],
+                });
+            }
+            fields[slot] = Some(value);
+        }
+    }
+    let [id, name, price, manufacturer, description, attributes] = fields;
+
+    Ok(ProductUpdate {
+        id: decode_id(id)?,
+        name: decode_name("name", name)?,
+        price: decode_price(price)?,
+        manufacturer: decode_name("manufacturer", manufacturer)?,
+        description: decode_description(description)?,
+        attributes: decode_attributes(attributes)?,
+    })
+}
+
+fn decode_id(value: Option<Value>) -> Result<Option<i64>, DecodeError> {
+    let invalid = |problem: &str| DecodeError::Invalid {
+        field: "id",
+        problem: problem.to_owned(),
+    };
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(0) => Ok(None),
+            Some(id) if id > 0 => Ok(Some(id)),
+            Some(_) => Err(invalid(
+                "must not be negative (0 or absent asks for a new id)",
+            )),
+            None if n.is_f64() => Err(invalid(&format!("must be a whole number, found {n}"))),
+            None => Err(invalid(&format!("must be at most {}, found {n}", i64::MAX))),
+        },
+        Some(other) => Err(invalid(&format!(
+            "must be a whole number, found {}",
+            kind_of(&other)
+        ))),
+    }
+}
+
+fn decode_price(value: Option<Value>) -> Result<i64, DecodeError> {
+    let invalid = |problem: String| DecodeError::Invalid {
+        field: "price",
+        problem,
+    };
+    match value {
+        None | Some(Value::Null) => Err(DecodeError::Missing { field: "price" }),
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(price) if price <= MAX_PRICE => Ok(price as i64),
+            Some(_) => Err(invalid(format!("must be at most {MAX_PRICE}, found {n}"))),
+            None if n.as_i64().is_some() || n.as_f64().is_some_and(|f| f < 0.0) => {
+                Err(invalid(format!("must not be negative, found {n}")))
+            }
+            None => Err(invalid(format!(
+                "must be a whole number of currency units, found {n}"
+            ))),
+        },
+        Some(other) => Err(invalid(format!(
+            "must be a number, found {}",
+            kind_of(&other)
+        ))),
+    }
+}
+
+fn decode_name(field: &'static str, value: Option<Value>) -> Result<String, DecodeError> {
+    let invalid = |problem: String| DecodeError::Invalid { field, problem };
+    match value {
+        None | Some(Value::Null) => Err(DecodeError::Missing { field }),
+        Some(Value::String(s)) => {
+            let s = s.trim();
+            if s.is_empty() {
+                return Err(invalid("must not be empty".to_owned()));
+            }
+            check_length(s, MAX_NAME_CHARS).map_err(&invalid)?;
+            if s.chars().any(char::is_control) {
+                return Err(invalid("must not contain control characters".to_owned()));
+            }
+            Ok(s.to_owned())
+        }
+        Some(other) => Err(invalid(format!(
+            "must be a string, found {}",
+            kind_of(&other)
+        ))),
+    }
+}
+
+fn decode_description(value: Option<Value>) -> Result<Option<String>, DecodeError> {
+    let invalid = |problem: String| DecodeError::Invalid {
+        field: "description",
+        problem,
+    };
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => {
+            let s = s.trim();
+            check_length(s, MAX_DESCRIPTION_CHARS).map_err(&invalid)?;
+            check_no_nul(s).map_err(&invalid)?;
+            Ok((!s.is_empty()).then(|| s.to_owned()))
+        }
+        Some(other) => Err(invalid(format!(
+            "must be a string, found {}",
+            kind_of(&other)
+        ))),
+    }
+}
+
+fn decode_attributes(value: Option<Value>) -> Result<Map<String, Value>, DecodeError> {
+    let invalid = |problem: String| DecodeError::Invalid {
+        field: "attributes",
+        problem,
+    };
+    let attributes = match value {
+        None | Some(Value::Null) => return Ok(Map::new()),
+        Some(Value::Object(attributes)) => attributes,
+        Some(other) => {
+            return Err(invalid(format!(
+                "must be an object, found {}",
+                kind_of(&other)
+            )));
+        }
+    };
+    if attributes.len() > MAX_ATTRIBUTES {
+        return Err(invalid(format!(
+            "has {} keys, more than the {MAX_ATTRIBUTES} allowed",
+            attributes.len()
+        )));
+    }
+    for (key, value) in &attributes {
+        if key.trim().is_empty() {
+            return Err(invalid("has an empty key".to_owned()));
+        }
+        check_length(key, MAX_ATTRIBUTE_KEY_CHARS)
+            .and_then(|()| check_no_nul(key))
+            .map_err(|problem| invalid(format!("has a key that {problem}")))?;
+        match value {
+            Value::String(s) => check_length(s, MAX_ATTRIBUTE_VALUE_CHARS)
+                .and_then(|()| check_no_nul(s))
+                .map_err(|problem| invalid(format!("`{key}` {problem}")))?,
+            Value::Number(_) | Value::Bool(_) => {}
+            other => {
+                return Err(invalid(format!(
+                    "`{key}` must be a string, number or boolean, found {}",
+                    kind_of(other)
+                )));
+            }
+        }
+    }
+    Ok(attributes)
+}
+
+fn check_length(s: &str, max_chars: usize) -> Result<(), String> {
+    let chars = s.chars().count();
+    if chars > max_chars {
+        return Err(format!(
+            "is {chars} characters long, more than the {max_chars} allowed"
+        ));
+    }
+    Ok(())
+}
+
+/// Postgres text cannot hold U+0000: a message with one would fail to store forever.
+fn check_no_nul(s: &str) -> Result<(), String> {
+    if s.contains('\0') {
+        return Err("must not contain the NUL character (\\u0000)".to_owned());
+    }
+    Ok(())
+}
+
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+impl fmt::Display for Product {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "#{} {} by {} for {}",
+            self.id, self.name, self.manufacturer, self.price
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn reason(payload: &[u8]) -> String {
+        decode(payload).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_go_services_bytes_decode_to_a_new_product() {
+        let update = decode(br#"{"ID":0,"Name":"pen","Price":10,"Manufacturer":"bic"}"#).unwrap();
+        assert_eq!(
+            update,
+            ProductUpdate {
+                id: None,
+                name: "pen".into(),
+                price: 10,
+                manufacturer: "bic".into(),
+                description: None,
+                attributes: Map::new(),
+            }
+        );
+    }
+
+    #[test]
+    fn lower_case_keys_and_a_positive_id_replace_that_product() {
+        let update =
+            decode(br#"{"id":7,"name":" toy ","price":100,"manufacturer":"lego"}"#).unwrap();
+        assert_eq!(update.id, Some(7));
+        assert_eq!(update.name, "toy");
+    }
+
+    #[test]
+    fn optional_detail_is_kept_and_unknown_keys_are_ignored() {
+        let payload = json!({
+            "name": "pen", "price": 1, "manufacturer": "bic",
+            "description": "blue ink", "attributes": {"colour": "blue", "refillable": true, "mm": 0.7},
+            "extra": [1, 2, 3]
+        });
+        let update = decode(payload.to_string().as_bytes()).unwrap();
+        assert_eq!(update.description.as_deref(), Some("blue ink"));
+        assert_eq!(update.attributes.len(), 3);
+    }
+
+    #[test]
+    fn the_largest_price_is_accepted_and_one_more_is_not() {
+        let ok = format!(r#"{{"name":"a","price":{MAX_PRICE},"manufacturer":"b"}}"#);
+        assert_eq!(decode(ok.as_bytes()).unwrap().price, MAX_PRICE as i64);
+        let over = format!(
+            r#"{{"name":"a","price":{},"manufacturer":"b"}}"#,
+            MAX_PRICE + 1
+        );
+        assert!(reason(over.as_bytes()).contains("must be at most"));
+    }
+
+    #[test]
+    fn invalid_messages_say_what_is_wrong() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"", "empty"),
+            (b"not json", "not valid JSON"),
+            (b"null", "expected a JSON object, found null"),
+            (b"[1,2]", "found an array"),
+            (br#"{"name":"pen","price":10"#, "not valid JSON"),
+            (br#"{"price":10,"manufacturer":"bic"}"#, "`name` is missing"),
+            (
+                br#"{"name":"pen","manufacturer":"bic"}"#,
+                "`price` is missing",
+            ),
+            (
+                br#"{"name":"pen","price":"10","manufacturer":"bic"}"#,
+                "must be a number, found a string",
+            ),
+            (
+                br#"{"name":"pen","price":-1,"manufacturer":"bic"}"#,
+                "must not be negative",
+            ),
+            (
+                br#"{"name":"pen","price":1.5,"manufacturer":"bic"}"#,
+                "whole number",
+            ),
+            (
+                br#"{"name":"pen","price":1e400,"manufacturer":"bic"}"#,
+                "not valid JSON",
+            ),
+            (
+                br#"{"name":"  ","price":1,"manufacturer":"bic"}"#,
+                "`name` must not be empty",
+            ),
+            (
+                br#"{"name":"pen","price":1,"manufacturer":7}"#,
+                "`manufacturer` must be a string",
+            ),
+            (
+                br#"{"id":-3,"name":"pen","price":1,"manufacturer":"bic"}"#,
+                "`id` must not be negative",
+            ),
+            (
+                br#"{"id":"3","name":"pen","price":1,"manufacturer":"bic"}"#,
+                "`id` must be a whole number",
+            ),
+            (
+                br#"{"Name":"a","name":"b","price":1,"manufacturer":"bic"}"#,
+                "more than once",
+            ),
+            (
+                br#"{"name":"a\u0000","price":1,"manufacturer":"bic"}"#,
+                "control characters",
+            ),
+            (
+                br#"{"name":"a","price":1,"manufacturer":"b","attributes":[1]}"#,
+                "must be an object",
+            ),
+            (
+                br#"{"name":"a","price":1,"manufacturer":"b","attributes":{"k":{}}}"#,
+                "`k` must be a string, number or boolean",
+            ),
+            (
+                b"{\"name\":\"\xff\",\"price\":1,\"manufacturer\":\"b\"}",
+                "not UTF-8",
+            ),
+        ];
+        for (payload, expected) in cases {
+            let got = reason(payload);
+            assert!(
+                got.contains(expected),
+                "{:?}: expected {expected:?} in {got:?}",
+                String::from_utf8_lossy(payload)
+            );
+        }
+    }
+
+    #[test]
+    fn oversized_and_deeply_nested_payloads_are_rejected() {
+        let long_name = "x".repeat(MAX_NAME_CHARS + 1);
+        let payload = json!({"name": long_name, "price": 1, "manufacturer": "b"}).to_string();
+        assert!(reason(payload.as_bytes()).contains("more than the 256 allowed"));
+
+        let huge = vec![b' '; MAX_PAYLOAD_BYTES + 1];
+        assert!(reason(&huge).contains("more than the"));
+
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        assert!(reason(deep.as_bytes()).contains("not valid JSON"));
+    }
+}

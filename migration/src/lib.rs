@@ -1,0 +1,18 @@
+//! Schema migrations, run at start-up by `products serve` and by `products migrate`.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261125_000001_create_products;
+mod m20261125_000002_create_rejected_messages;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261125_000001_create_products::Migration),
+            Box::new(m20261125_000002_create_rejected_messages::Migration),
+        ]
+    }
+}

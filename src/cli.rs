@@ -1,0 +1,39 @@
+//! The command line: `products [serve]`, `products produce`, `products migrate`.
+
+use crate::settings::Settings;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "products",
+    version,
+    about = "Product catalogue: reads product messages from a NATS JetStream stream, \
+             stores them in Postgres, caches them in memory and serves them as HTML and JSON.",
+    after_help = "Every flag can also be set by its environment variable. \
+                  Log levels come from RUST_LOG (default: info)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum Command {
+    /// Run the service (the default): consume, store, cache and serve.
+    Serve,
+    /// Publish product messages to the stream: the two samples, a file, or generated ones.
+    Produce {
+        /// A JSON file holding an array of product objects, each published as one message.
+        #[arg(long, conflicts_with = "count")]
+        file: Option<PathBuf>,
+        /// Publish this many generated products (for load).
+        #[arg(long)]
+        count: Option<u64>,
+    },
+    /// Create the database if it is missing and apply the migrations, then exit.
+    Migrate,
+}

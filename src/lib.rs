@@ -1,0 +1,174 @@
+//! The `products` service: a product catalogue fed by a NATS JetStream stream,
+//! stored in Postgres, cached in memory and served as HTML and JSON.
+//!
+//! A map of the repository:
+//! - `src/` (this crate): the binary's edge: [`cli`], [`settings`],
+//!   [`telemetry`], start-up work on the database ([`database`]), the sample
+//!   publisher ([`produce`]), and [`App`], which wires the actors together.
+//! - `actors/`: the supervisor and its four actors (ingest, persistence, cache,
+//!   http) with their typed messages. Its `lib.rs` tells the life of a message.
+//! - `entity/`, `migration/`: the SeaORM entities and the schema migrations.
+//! - `views/`: handlebars templates and the stylesheet, embedded at build time.
+//! - `deployments/`: docker-compose and the Dockerfile.
+//! - `tests/`: integration tests against real Postgres and NATS.
+//! - `docs/ARCHITECTURE.md`: the same picture, in words.
+
+pub mod cli;
+pub mod database;
+pub mod produce;
+pub mod settings;
+pub mod telemetry;
+
+use actors::cache::CacheArgs;
+use actors::http::HttpArgs;
+use actors::ingest::IngestArgs;
+use actors::names::Names;
+use actors::persistence::PersistenceArgs;
+use actors::supervisor::{RestartBudget, Supervisor, SupervisorArgs, SupervisorMsg, SupervisorRef};
+use anyhow::{Context, anyhow};
+use ractor::Actor;
+use settings::Settings;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tracing::info;
+
+/// How long a graceful shutdown may take before the process gives up waiting.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs the service until SIGTERM or Ctrl-C.
+pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
+    let app = App::start(settings, "products", RestartBudget::default()).await?;
+    app.run_until(shutdown_signal()).await
+}
+
+/// The running service: the supervisor and the address it serves on.
+pub struct App {
+    supervisor: SupervisorRef,
+    stopped: JoinHandle<()>,
+    http_addr: SocketAddr,
+    names: Names,
+}
+
+impl App {
+    /// Prepares the database, binds the HTTP address and starts the supervised
+    /// actors. `instance` prefixes the actors' names, so that several apps can
+    /// run in one process.
+    pub async fn start(
+        settings: &Settings,
+        instance: &str,
+        restart_budget: RestartBudget,
+    ) -> anyhow::Result<App> {
+        info!(
+            database = %settings.database_url_redacted(),
+            nats = %settings.nats_url,
+            stream = %settings.nats_stream,
+            subject = %settings.nats_subject,
+            "starting"
+        );
+        database::prepare(&settings.database_url).await?;
+        let listener = std::net::TcpListener::bind(settings.http_addr)
+            .with_context(|| format!("cannot listen on {}", settings.http_addr))?;
+        let http_addr = listener.local_addr()?;
+
+        let names = Names::new(instance);
+        let args = SupervisorArgs {
+            names: names.clone(),
+            persistence: PersistenceArgs {
+                database_url: settings.database_url.clone(),
+                max_connections: settings.database_max_connections,
+            },
+            cache: CacheArgs {
+                names: names.clone(),
+                capacity: settings.cache_capacity,
+                invalidate_every: settings.cache_invalidate_every,
+            },
+            http: HttpArgs {
+                names: names.clone(),
+                listener: Arc::new(listener),
+            },
+            ingest: IngestArgs {
+                names: names.clone(),
+                config: settings.ingest(),
+            },
+            restart_budget,
+        };
+        let (supervisor, stopped) = Actor::spawn(Some(names.supervisor()), Supervisor, args)
+            .await
+            .map_err(|e| anyhow!("cannot start the service: {e}"))?;
+        info!(addr = %http_addr, "products is up");
+        Ok(App {
+            supervisor,
+            stopped,
+            http_addr,
+            names,
+        })
+    }
+
+    /// Where the web UI and JSON API are served.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The registered names of this app's actors.
+    pub fn names(&self) -> &Names {
+        &self.names
+    }
+
+    /// Runs until `shutdown` completes, then stops gracefully. Returns an error
+    /// if the supervisor stopped first (too many restarts).
+    pub async fn run_until(mut self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        tokio::select! {
+            () = shutdown => self.shutdown().await,
+            _ = &mut self.stopped => Err(anyhow!(
+                "the supervisor stopped: too many actor restarts (the log says which and why)"
+            )),
+        }
+    }
+
+    /// Stops the actors in order (ingest first, finishing its batch in flight,
+    /// then http gracefully, then cache and persistence) and waits for them.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        info!("shutting down");
+        let stop = async {
+            let _ = self
+                .supervisor
+                .call(
+                    |reply| SupervisorMsg::Shutdown { reply },
+                    Some(SHUTDOWN_TIMEOUT),
+                )
+                .await;
+            self.stopped.await
+        };
+        tokio::time::timeout(SHUTDOWN_TIMEOUT, stop)
+            .await
+            .context("shutdown took too long")?
+            .context("the supervisor panicked")?;
+        info!("stopped");
+        Ok(())
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

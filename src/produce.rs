@@ -1,0 +1,115 @@
+//! `products produce`: publishes product messages to the stream, the way the
+//! old Go producer did (capitalised keys, `ID` 0), each with a `Nats-Msg-Id`
+//! so that a retried publish is dropped by JetStream as a duplicate.
+
+use crate::settings::Settings;
+use anyhow::{Context, bail};
+use async_nats::jetstream::{self, message::PublishMessage};
+use bytes::Bytes;
+use futures::stream::{self, StreamExt};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Publishes waiting for their acks at once.
+const IN_FLIGHT: usize = 256;
+/// Attempts per message before `produce` gives up.
+const ATTEMPTS: usize = 3;
+
+/// What to publish.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// The two sample products: `pen` by `bic` for 10, `toy` by `lego` for 100.
+    Samples,
+    /// A JSON array of product objects.
+    File(PathBuf),
+    /// This many generated products.
+    Generated(u64),
+}
+
+/// The samples, byte for byte as the Go producer sent them.
+pub const SAMPLES: [&str; 2] = [
+    r#"{"ID":0,"Name":"pen","Price":10,"Manufacturer":"bic"}"#,
+    r#"{"ID":0,"Name":"toy","Price":100,"Manufacturer":"lego"}"#,
+];
+
+pub async fn run(settings: &Settings, source: Source) -> anyhow::Result<()> {
+    let payloads = payloads(source)?;
+    let client = async_nats::ConnectOptions::new()
+        .name("products-produce")
+        .connection_timeout(Duration::from_secs(5))
+        .connect(settings.nats_url.as_str())
+        .await
+        .with_context(|| format!("cannot connect to NATS at {}", settings.nats_url))?;
+    let js = jetstream::new(client.clone());
+    js.get_or_create_stream(settings.ingest().stream_config())
+        .await
+        .with_context(|| format!("cannot get or create the stream {}", settings.nats_stream))?;
+
+    let total = payloads.len();
+    let subject = settings.nats_subject.clone();
+    let failures: Vec<anyhow::Error> = stream::iter(payloads)
+        .map(|payload| publish(&js, subject.clone(), payload))
+        .buffer_unordered(IN_FLIGHT)
+        .filter_map(|result| async move { result.err() })
+        .collect()
+        .await;
+    client.flush().await?;
+    if let Some(first) = failures.first() {
+        bail!(
+            "{} of {total} messages were not published; the first error: {first:#}",
+            failures.len()
+        );
+    }
+    println!(
+        "published {total} messages to {} (stream {})",
+        settings.nats_subject, settings.nats_stream
+    );
+    Ok(())
+}
+
+/// Publishes one message and waits for JetStream's ack, retrying with the same
+/// message id (so a retry of a publish that did land is dropped as a duplicate).
+async fn publish(js: &jetstream::Context, subject: String, payload: Bytes) -> anyhow::Result<()> {
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut last_error = None;
+    for _ in 0..ATTEMPTS {
+        let message = PublishMessage::build()
+            .payload(payload.clone())
+            .message_id(&id);
+        match js.send_publish(subject.clone(), message).await {
+            Ok(ack) => match ack.await {
+                Ok(_) => return Ok(()),
+                Err(e) => last_error = Some(anyhow::Error::new(e)),
+            },
+            Err(e) => last_error = Some(anyhow::Error::new(e)),
+        }
+    }
+    Err(last_error.expect("at least one attempt was made"))
+}
+
+fn payloads(source: Source) -> anyhow::Result<Vec<Bytes>> {
+    Ok(match source {
+        Source::Samples => SAMPLES
+            .iter()
+            .map(|s| Bytes::from_static(s.as_bytes()))
+            .collect(),
+        Source::File(path) => {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let items: Vec<serde_json::Value> = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a JSON array", path.display()))?;
+            items
+                .iter()
+                .map(|item| Ok(Bytes::from(serde_json::to_vec(item)?)))
+                .collect::<anyhow::Result<_>>()?
+        }
+        Source::Generated(count) => (1..=count)
+            .map(|i| {
+                Bytes::from(format!(
+                    r#"{{"name":"product {i}","price":{},"manufacturer":"generator"}}"#,
+                    i % 10_000
+                ))
+            })
+            .collect(),
+    })
+}

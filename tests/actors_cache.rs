@@ -1,0 +1,158 @@
+//! The cache actor, driven through its messages, in front of a real database.
+
+use crate::common::{Cleanup, unique_settings, wait_until};
+use actors::cache::{Cache, CacheArgs, CacheMsg, CacheRef, CacheStatus};
+use actors::names::{Child, Names};
+use actors::persistence::{Batch, Incoming, Persistence, PersistenceArgs, PersistenceMsg};
+use actors::product::{Product, ProductUpdate};
+use ractor::Actor;
+use std::sync::Arc;
+use std::time::Duration;
+
+const TIMEOUT: Option<Duration> = Some(Duration::from_secs(10));
+
+struct Fixture {
+    names: Names,
+    _cleanup: Cleanup,
+}
+
+/// A persistence actor over a fresh database holding `pen` (1) and `toy` (2).
+async fn with_two_products() -> Fixture {
+    crate::common::init_logs();
+    let settings = unique_settings();
+    let cleanup = Cleanup::new(&settings);
+    ::products::database::prepare(&settings.database_url)
+        .await
+        .unwrap();
+    let names = Names::new(crate::common::instance_name(&settings));
+    let (persistence, _) = Actor::spawn(
+        Some(names.of(Child::Persistence)),
+        Persistence,
+        PersistenceArgs {
+            database_url: settings.database_url.clone(),
+            max_connections: 2,
+        },
+    )
+    .await
+    .unwrap();
+    let products = [(1, "pen"), (2, "toy")]
+        .into_iter()
+        .map(|(id, name)| Incoming {
+            stream_seq: id as u64,
+            update: ProductUpdate {
+                id: Some(id),
+                name: name.into(),
+                price: 10,
+                manufacturer: "acme".into(),
+                description: None,
+                attributes: Default::default(),
+            },
+        })
+        .collect();
+    let batch = Batch {
+        stream: "S@1".into(),
+        products,
+        rejected: vec![],
+    };
+    persistence
+        .call(|reply| PersistenceMsg::StoreBatch { batch, reply }, TIMEOUT)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    Fixture {
+        names,
+        _cleanup: cleanup,
+    }
+}
+
+async fn spawn_cache(names: &Names, invalidate_every: Duration) -> CacheRef {
+    Actor::spawn(
+        Some(names.of(Child::Cache)),
+        Cache,
+        CacheArgs {
+            names: names.clone(),
+            capacity: 1000,
+            invalidate_every,
+        },
+    )
+    .await
+    .unwrap()
+    .0
+}
+
+async fn status(cache: &CacheRef) -> CacheStatus {
+    cache
+        .call(|reply| CacheMsg::Status { reply }, TIMEOUT)
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+async fn get(cache: &CacheRef, id: i64) -> Option<Arc<Product>> {
+    cache
+        .call(|reply| CacheMsg::Get { id, reply }, TIMEOUT)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_cache_rebuilds_from_postgres_then_puts_gets_and_invalidates() {
+    let fixture = with_two_products().await;
+    let cache = spawn_cache(&fixture.names, Duration::from_secs(3600)).await;
+
+    wait_until("the cache is rebuilt", || async {
+        status(&cache).await
+            == CacheStatus {
+                rebuilt: true,
+                entries: 2,
+            }
+    })
+    .await;
+    assert_eq!(get(&cache, 1).await.unwrap().name, "pen");
+
+    // A put is served at once.
+    let mut newer = (*get(&cache, 1).await.unwrap()).clone();
+    newer.price = 11;
+    cache
+        .cast(CacheMsg::Put {
+            products: vec![newer],
+        })
+        .unwrap();
+    assert_eq!(get(&cache, 1).await.unwrap().price, 11);
+
+    // After an invalidation the cache is empty, and a get reads through to
+    // Postgres (which still holds price 10: the put above was not stored).
+    cache.cast(CacheMsg::Invalidate).unwrap();
+    assert_eq!(status(&cache).await.entries, 0);
+    assert_eq!(get(&cache, 1).await.unwrap().price, 10);
+    assert_eq!(status(&cache).await.entries, 1);
+    assert!(get(&cache, 999).await.is_none());
+}
+
+#[tokio::test]
+async fn the_cache_is_invalidated_on_its_timer() {
+    let fixture = with_two_products().await;
+    let cache = spawn_cache(&fixture.names, Duration::from_millis(300)).await;
+    wait_until("the cache is rebuilt", || async {
+        status(&cache).await.rebuilt
+    })
+    .await;
+    get(&cache, 1).await.unwrap();
+    wait_until("the timer empties the cache", || async {
+        status(&cache).await.entries == 0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn concurrent_misses_for_one_id_all_get_the_product() {
+    let fixture = with_two_products().await;
+    let cache = spawn_cache(&fixture.names, Duration::from_secs(3600)).await;
+    cache.cast(CacheMsg::Invalidate).unwrap();
+    let gets = (0..50).map(|_| get(&cache, 2));
+    let results = futures::future::join_all(gets).await;
+    assert!(results.iter().all(|p| p.as_ref().unwrap().name == "toy"));
+}

@@ -1,0 +1,190 @@
+//! The persistence actor, driven through its messages against a real database.
+
+use crate::common::{Cleanup, connect, unique_settings};
+use actors::persistence::{
+    Batch, Incoming, Persistence, PersistenceArgs, PersistenceMsg, PersistenceRef, Rejected,
+};
+use actors::product::{Product, ProductUpdate};
+use entity::{products, rejected_messages};
+use ractor::Actor;
+use sea_orm::{EntityTrait, PaginatorTrait};
+use std::time::Duration;
+
+struct Fixture {
+    persistence: PersistenceRef,
+    database_url: String,
+    _cleanup: Cleanup,
+}
+
+async fn spawn_persistence() -> Fixture {
+    crate::common::init_logs();
+    let settings = unique_settings();
+    let cleanup = Cleanup::new(&settings);
+    ::products::database::prepare(&settings.database_url)
+        .await
+        .unwrap();
+    let (persistence, _) = Actor::spawn(
+        None,
+        Persistence,
+        PersistenceArgs {
+            database_url: settings.database_url.clone(),
+            max_connections: 2,
+        },
+    )
+    .await
+    .unwrap();
+    Fixture {
+        persistence,
+        database_url: settings.database_url,
+        _cleanup: cleanup,
+    }
+}
+
+fn message(stream_seq: u64, id: Option<i64>, name: &str, price: i64) -> Incoming {
+    Incoming {
+        stream_seq,
+        update: ProductUpdate {
+            id,
+            name: name.into(),
+            price,
+            manufacturer: "acme".into(),
+            description: None,
+            attributes: Default::default(),
+        },
+    }
+}
+
+fn batch(stream: &str, products: Vec<Incoming>) -> Batch {
+    Batch {
+        stream: stream.into(),
+        products,
+        rejected: vec![],
+    }
+}
+
+impl Fixture {
+    async fn store(&self, batch: Batch) -> Vec<Product> {
+        self.persistence
+            .call(
+                |reply| PersistenceMsg::StoreBatch { batch, reply },
+                Some(Duration::from_secs(10)),
+            )
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("the batch is stored")
+    }
+
+    async fn get(&self, id: i64) -> Option<Product> {
+        self.persistence
+            .call(
+                |reply| PersistenceMsg::Get { id, reply },
+                Some(Duration::from_secs(10)),
+            )
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn a_batch_is_stored_at_once_and_a_redelivery_of_it_changes_nothing() {
+    let fixture = spawn_persistence().await;
+    let mut first = batch(
+        "S@1",
+        vec![
+            message(1, None, "pen", 10),
+            message(2, None, "toy", 100),
+            message(3, Some(10), "lamp", 30),
+        ],
+    );
+    first.rejected.push(Rejected {
+        stream_seq: 4,
+        subject: "events.products".into(),
+        payload: b"{oops".to_vec(),
+        payload_len: 5,
+        reason: "the payload is not valid JSON".into(),
+    });
+
+    let applied = fixture.store(first.clone()).await;
+    let mut ids: Vec<_> = applied.iter().map(|p| (p.id, p.name.as_str())).collect();
+    ids.sort();
+    // Publisher-chosen ids go first; the new ones are given ids after them.
+    assert_eq!(ids, [(10, "lamp"), (11, "pen"), (12, "toy")]);
+
+    let again = fixture.store(first).await;
+    assert!(again.is_empty(), "a redelivery changes nothing: {again:?}");
+
+    let db = connect(&fixture.database_url).await;
+    assert_eq!(products::Entity::find().count(&db).await.unwrap(), 3);
+    assert_eq!(
+        rejected_messages::Entity::find().count(&db).await.unwrap(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn an_older_message_never_overwrites_a_newer_one() {
+    let fixture = spawn_persistence().await;
+    fixture
+        .store(batch("S@1", vec![message(5, Some(1), "pen", 50)]))
+        .await;
+
+    let stale = fixture
+        .store(batch("S@1", vec![message(3, Some(1), "pen", 30)]))
+        .await;
+    assert!(stale.is_empty());
+    assert_eq!(fixture.get(1).await.unwrap().price, 50);
+
+    // In one batch, the last message for an id wins.
+    let applied = fixture
+        .store(batch(
+            "S@1",
+            vec![
+                message(8, Some(1), "pen", 80),
+                message(9, Some(1), "pen", 90),
+            ],
+        ))
+        .await;
+    assert_eq!(applied.len(), 1);
+    assert_eq!(fixture.get(1).await.unwrap().price, 90);
+}
+
+#[tokio::test]
+async fn a_message_of_a_recreated_stream_applies_even_with_a_lower_sequence() {
+    let fixture = spawn_persistence().await;
+    fixture
+        .store(batch("S@1", vec![message(100, Some(1), "pen", 1)]))
+        .await;
+    let applied = fixture
+        .store(batch("S@2", vec![message(1, Some(1), "pen", 2)]))
+        .await;
+    assert_eq!(applied.len(), 1);
+    assert_eq!(fixture.get(1).await.unwrap().price, 2);
+}
+
+#[tokio::test]
+async fn pages_come_in_id_order_after_the_given_id() {
+    let fixture = spawn_persistence().await;
+    let messages = (1..=5)
+        .rev()
+        .map(|id| message(id as u64, Some(id), &format!("p{id}"), id))
+        .collect();
+    fixture.store(batch("S@1", messages)).await;
+    let page = fixture
+        .persistence
+        .call(
+            |reply| PersistenceMsg::Page {
+                after: 2,
+                limit: 2,
+                reply,
+            },
+            Some(Duration::from_secs(10)),
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(page.iter().map(|p| p.id).collect::<Vec<_>>(), [3, 4]);
+}

@@ -1,0 +1,262 @@
+//! Test support: an app started against the real Postgres and NATS, in its own
+//! database and with its own stream, subject and durable names, removed again
+//! when the test ends (even when it fails).
+
+use actors::supervisor::RestartBudget;
+use async_nats::jetstream::{self, consumer::PullConsumer};
+use bytes::Bytes;
+use products::App;
+use products::settings::Settings;
+use sea_orm::{ConnectOptions, Database, DatabaseConnection};
+use std::future::Future;
+use std::sync::Once;
+use std::time::Duration;
+use tokio::time::{Instant, sleep};
+
+/// How long a test waits for something that should happen "within a moment".
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// Settings with names no other test uses, on a random port.
+pub fn unique_settings() -> Settings {
+    let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let mut settings = Settings::defaults();
+    settings.database_url = format!("postgres://postgres@127.0.0.1:5432/products_test_{id}");
+    settings.nats_url = "nats://127.0.0.1:4222".into();
+    settings.http_addr = "127.0.0.1:0".parse().unwrap();
+    settings.nats_stream = format!("TEST_{id}");
+    settings.nats_stream_subjects = vec![format!("test_{id}.>")];
+    settings.nats_subject = format!("test_{id}.products");
+    settings.nats_durable = format!("durable_{id}");
+    // Messages delivered to an actor that a test killed come back quickly.
+    settings.nats_ack_wait = Duration::from_secs(3);
+    settings
+}
+
+/// Logs go to the test's output, shown when a test fails.
+pub fn init_logs() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "info,sqlx=warn".into()),
+            )
+            .with_test_writer()
+            .try_init();
+    });
+}
+
+/// A running app and what a test needs to talk to it.
+pub struct TestApp {
+    pub app: Option<App>,
+    pub settings: Settings,
+    pub base: String,
+    pub http: reqwest::Client,
+    pub js: jetstream::Context,
+    _cleanup: Cleanup,
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(unique_settings(), RestartBudget::default()).await
+    }
+
+    pub async fn spawn_with(settings: Settings, budget: RestartBudget) -> TestApp {
+        init_logs();
+        let cleanup = Cleanup::new(&settings);
+        let app = App::start(&settings, &instance_name(&settings), budget)
+            .await
+            .expect("the app starts");
+        let base = format!("http://{}", app.http_addr());
+        let client = async_nats::connect(settings.nats_url.as_str())
+            .await
+            .expect("NATS is running on 127.0.0.1:4222");
+        let js = jetstream::new(client);
+        // The stream exists before the first publish, whatever ingest is doing.
+        js.get_or_create_stream(settings.ingest().stream_config())
+            .await
+            .expect("the test stream can be created");
+        TestApp {
+            app: Some(app),
+            settings,
+            base,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap(),
+            js,
+            _cleanup: cleanup,
+        }
+    }
+
+    pub fn app(&self) -> &App {
+        self.app.as_ref().expect("the app is running")
+    }
+
+    /// Stops the app gracefully; the database and stream stay for a restart.
+    pub async fn stop(&mut self) {
+        if let Some(app) = self.app.take() {
+            app.shutdown().await.expect("a graceful shutdown");
+        }
+    }
+
+    /// Starts the app again with the same settings (and so the same data).
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let app = App::start(
+            &self.settings,
+            &instance_name(&self.settings),
+            RestartBudget::default(),
+        )
+        .await
+        .expect("the app starts again");
+        self.base = format!("http://{}", app.http_addr());
+        self.app = Some(app);
+    }
+
+    /// Publishes one message and waits for JetStream's ack; returns its sequence.
+    pub async fn publish(&self, payload: impl Into<Bytes>) -> u64 {
+        self.js
+            .publish(self.settings.nats_subject.clone(), payload.into())
+            .await
+            .expect("publish sent")
+            .await
+            .expect("publish acked")
+            .sequence
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("the server answers")
+    }
+
+    pub async fn get_text(&self, path: &str) -> (u16, String) {
+        let response = self.get(path).await;
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap())
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let response = self.get(path).await;
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("a JSON body"))
+    }
+
+    /// Waits until `/products/{id}` answers 200, and returns the product.
+    pub async fn wait_for_product(&self, id: i64) -> serde_json::Value {
+        let path = format!("/products/{id}");
+        wait_until(&format!("product {id} is served"), || async {
+            self.get(&path).await.status() == 200
+        })
+        .await;
+        self.get_json(&path).await.1
+    }
+
+    /// Waits until the JSON list holds `count` products, and returns it.
+    pub async fn wait_for_list_len(&self, count: usize) -> Vec<serde_json::Value> {
+        wait_until(&format!("{count} products are listed"), || async {
+            let (_, list) = self.get_json("/products?limit=1000").await;
+            list.as_array().is_some_and(|l| l.len() == count)
+        })
+        .await;
+        let (_, list) = self.get_json("/products?limit=1000").await;
+        list.as_array().unwrap().clone()
+    }
+
+    pub async fn db(&self) -> DatabaseConnection {
+        connect(&self.settings.database_url).await
+    }
+
+    pub async fn consumer_info(&self) -> jetstream::consumer::Info {
+        self.consumer().await.info().await.unwrap().clone()
+    }
+
+    pub async fn consumer(&self) -> PullConsumer {
+        self.js
+            .get_stream(&self.settings.nats_stream)
+            .await
+            .unwrap()
+            .get_consumer(&self.settings.nats_durable)
+            .await
+            .expect("the durable consumer exists")
+    }
+}
+
+pub fn instance_name(settings: &Settings) -> String {
+    format!("app-{}", settings.nats_durable)
+}
+
+pub async fn connect(database_url: &str) -> DatabaseConnection {
+    let mut options = ConnectOptions::new(database_url);
+    options.max_connections(2).sqlx_logging(false);
+    Database::connect(options)
+        .await
+        .expect("Postgres is running")
+}
+
+/// Polls `check` until it holds, failing the test after [`DEADLINE`].
+pub async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {DEADLINE:?} waiting until {what}"
+        );
+        sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Drops the test's database and stream when the test ends, pass or fail.
+pub struct Cleanup {
+    database_url: String,
+    nats_url: String,
+    stream: String,
+}
+
+impl Cleanup {
+    pub fn new(settings: &Settings) -> Self {
+        Self {
+            database_url: settings.database_url.clone(),
+            nats_url: settings.nats_url.clone(),
+            stream: settings.nats_stream.clone(),
+        }
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let database_url = self.database_url.clone();
+        let nats_url = self.nats_url.clone();
+        let stream = self.stream.clone();
+        // Drop runs inside the test's runtime, which cannot block: clean up on a
+        // thread with a runtime of its own.
+        let cleaned = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                if let Err(e) = products::database::drop_database(&database_url).await {
+                    eprintln!("cleanup: cannot drop {database_url}: {e:#}");
+                }
+                if let Ok(client) = async_nats::connect(nats_url.as_str()).await {
+                    let _ = jetstream::new(client).delete_stream(&stream).await;
+                }
+            });
+        })
+        .join();
+        if cleaned.is_err() {
+            eprintln!("cleanup panicked");
+        }
+    }
+}

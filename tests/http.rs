@@ -1,0 +1,174 @@
+//! The HTTP contract: pages, JSON, errors, paging, health, headers, escaping.
+
+use crate::common::{TestApp, wait_until};
+use serde_json::json;
+
+#[tokio::test]
+async fn the_product_page_without_an_id_explains_and_sends_the_browser_home() {
+    let app = TestApp::spawn().await;
+    let (status, page) = app.get_text("/product").await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains(r#"<meta http-equiv="refresh" content="5;url=/">"#),
+        "{page}"
+    );
+    assert!(page.contains("/product?id=1"));
+    assert!(page.contains(r#"<a href="/">the list of all products</a>"#));
+}
+
+#[tokio::test]
+async fn bad_ids_get_400_and_unknown_ids_get_404_as_pages_and_as_json() {
+    let app = TestApp::spawn().await;
+    for bad in ["abc", "0", "-5", "1.5", "99999999999999999999", "%00", ""] {
+        let (status, page) = app.get_text(&format!("/product?id={bad}")).await;
+        assert_eq!(status, 400, "/product?id={bad}");
+        assert!(page.contains("id"), "{page}");
+        if !bad.is_empty() {
+            let (status, body) = app.get_json(&format!("/products/{bad}")).await;
+            assert_eq!(status, 400, "/products/{bad}");
+            assert!(body["error"].as_str().unwrap().contains("id"), "{body}");
+        }
+    }
+    let (status, page) = app.get_text("/product?id=123").await;
+    assert_eq!(status, 404);
+    assert!(page.contains("There is no product with id 123."));
+    let (status, body) = app.get_json("/products/123").await;
+    assert_eq!(status, 404);
+    assert_eq!(body, json!({"error": "There is no product with id 123."}));
+}
+
+#[tokio::test]
+async fn values_from_the_stream_are_html_escaped() {
+    let app = TestApp::spawn().await;
+    let evil = json!({
+        "id": 1, "name": "<script>alert(1)</script>", "price": 1,
+        "manufacturer": "\"><img src=x onerror=alert(2)>",
+        "description": "<b>bold</b>", "attributes": {"<i>k</i>": "<u>v</u>"}
+    });
+    app.publish(evil.to_string()).await;
+    app.wait_for_product(1).await;
+    for path in ["/", "/product?id=1"] {
+        let (_, page) = app.get_text(path).await;
+        assert!(!page.contains("<script>alert"), "{path}: {page}");
+        assert!(!page.contains("<img src=x"), "{path}: {page}");
+        assert!(page.contains("&lt;script&gt;"), "{path}: {page}");
+    }
+    let (_, detail) = app.get_text("/product?id=1").await;
+    assert!(!detail.contains("<b>bold") && !detail.contains("<u>v"));
+}
+
+#[tokio::test]
+async fn pages_and_errors_send_security_headers() {
+    let app = TestApp::spawn().await;
+    for path in ["/", "/product", "/nowhere", "/products"] {
+        let response = app.get(path).await;
+        let headers = response.headers();
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("default-src 'none'"), "{path}: {csp}");
+        assert!(!csp.contains("script-src"), "no script is allowed: {csp}");
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+    }
+}
+
+#[tokio::test]
+async fn lists_are_paged_in_id_order_with_a_link_to_the_next_page() {
+    let app = TestApp::spawn().await;
+    for id in [3, 1, 5, 2, 4] {
+        app.publish(
+            json!({"id": id, "name": format!("p{id}"), "price": id, "manufacturer": "m"})
+                .to_string(),
+        )
+        .await;
+    }
+    app.wait_for_list_len(5).await;
+
+    let response = app.get("/products?limit=2").await;
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/json; charset=utf-8"
+    );
+    assert_eq!(
+        response.headers()["link"],
+        r#"</products?after=2&limit=2>; rel="next""#
+    );
+    let page: Vec<serde_json::Value> = response.json().await.unwrap();
+    assert_eq!(
+        page.iter()
+            .map(|p| p["id"].as_i64().unwrap())
+            .collect::<Vec<_>>(),
+        [1, 2]
+    );
+
+    let (_, rest) = app.get_json("/products?after=2&limit=100").await;
+    let ids: Vec<_> = rest
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, [3, 4, 5]);
+    assert!(
+        app.get("/products?after=2&limit=100")
+            .await
+            .headers()
+            .get("link")
+            .is_none()
+    );
+
+    let (_, html) = app.get_text("/?limit=2").await;
+    assert!(html.contains(r#"href="/?after=2&amp;limit=2""#), "{html}");
+
+    for bad in ["limit=0", "limit=x", "after=-1", "after=abc"] {
+        assert_eq!(
+            app.get(&format!("/products?{bad}")).await.status(),
+            400,
+            "{bad}"
+        );
+        assert_eq!(app.get(&format!("/?{bad}")).await.status(), 400, "{bad}");
+    }
+    // Over the maximum is served as the maximum.
+    assert_eq!(app.get("/products?limit=5000").await.status(), 200);
+}
+
+#[tokio::test]
+async fn health_is_up_and_readiness_names_each_part() {
+    let app = TestApp::spawn().await;
+    let (status, body) = app.get_json("/healthz").await;
+    assert_eq!((status, body), (200, json!({"status": "ok"})));
+    wait_until("the app is ready", || async {
+        app.get("/readyz").await.status() == 200
+    })
+    .await;
+    let (_, body) = app.get_json("/readyz").await;
+    assert_eq!(
+        body,
+        json!({"postgres": {"ready": true}, "nats": {"ready": true}, "cache": {"ready": true}})
+    );
+}
+
+#[tokio::test]
+async fn odd_requests_get_a_clear_answer_and_never_a_500() {
+    let app = TestApp::spawn().await;
+    let long = "x".repeat(4000);
+    let cases = [
+        ("/nowhere", 404),
+        ("/products/1/extra", 404),
+        ("/product?id=1&id=2", 404),
+        ("/product?id=%F0%9F%98%80", 400),
+        ("/static/missing.css", 404),
+        ("/static/style.css", 200),
+    ];
+    for (path, expected) in cases {
+        assert_eq!(app.get(path).await.status(), expected, "{path}");
+    }
+    let status = app.get(&format!("/product?id={long}")).await.status();
+    assert_eq!(status, 400);
+    let status = app
+        .http
+        .delete(format!("{}/products", app.base))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 405);
+}

@@ -1,0 +1,12 @@
+//! Integration tests, one module per behaviour, all in one binary (one link).
+//! Each test runs against the real Postgres (127.0.0.1:5432) and NATS with
+//! JetStream (127.0.0.1:4222), in its own database and stream.
+
+mod common;
+
+mod actors_cache;
+mod actors_ingest;
+mod actors_persistence;
+mod http;
+mod pipeline;
+mod supervisor;
