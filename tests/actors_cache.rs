@@ -123,13 +123,36 @@ async fn the_cache_rebuilds_from_postgres_then_puts_gets_and_invalidates() {
         .unwrap();
     assert_eq!(get(&cache, 1).await.unwrap().price, 11);
 
-    // After an invalidation the cache is empty, and a get reads through to
-    // Postgres (which still holds price 10: the put above was not stored).
+    // After an invalidation a get reads through to Postgres, which still holds
+    // price 10: the put above was not stored.
     cache.cast(CacheMsg::Invalidate).unwrap();
-    assert_eq!(status(&cache).await.entries, 0);
     assert_eq!(get(&cache, 1).await.unwrap().price, 10);
-    assert_eq!(status(&cache).await.entries, 1);
     assert!(get(&cache, 999).await.is_none());
+}
+
+#[tokio::test]
+async fn a_stale_product_is_served_while_postgres_cannot_be_read() {
+    let fixture = with_two_products().await;
+    let cache = spawn_cache(&fixture.names, Duration::from_secs(3600)).await;
+    wait_until("the cache is rebuilt", || async {
+        status(&cache).await.rebuilt
+    })
+    .await;
+
+    fixture.names.persistence().unwrap().stop(None);
+    wait_until("persistence is gone", || async {
+        fixture.names.persistence().is_none()
+    })
+    .await;
+    cache.cast(CacheMsg::Invalidate).unwrap();
+
+    assert_eq!(get(&cache, 1).await.unwrap().name, "pen");
+    let unknown = cache
+        .call(|reply| CacheMsg::Get { id: 999, reply }, TIMEOUT)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(unknown.is_err(), "an id never cached cannot be answered");
 }
 
 #[tokio::test]
@@ -140,9 +163,17 @@ async fn the_cache_is_invalidated_on_its_timer() {
         status(&cache).await.rebuilt
     })
     .await;
-    get(&cache, 1).await.unwrap();
-    wait_until("the timer empties the cache", || async {
-        status(&cache).await.entries == 0
+    // A version Postgres does not hold is served until the next invalidation.
+    let mut unstored = (*get(&cache, 1).await.unwrap()).clone();
+    unstored.price = 11;
+    cache
+        .cast(CacheMsg::Put {
+            products: vec![unstored],
+        })
+        .unwrap();
+    assert_eq!(get(&cache, 1).await.unwrap().price, 11);
+    wait_until("the timer invalidates the cache", || async {
+        get(&cache, 1).await.unwrap().price == 10
     })
     .await;
 }

@@ -4,12 +4,17 @@
 //!   and fills the cache. Concurrent misses for one id wait for that one read.
 //! - `Put` comes from ingest after each commit, so a new version is served at
 //!   once, without waiting for the next invalidation.
-//! - `Invalidate` comes from a timer every `invalidate_every` (15 s by default).
+//! - `Invalidate` comes from a timer every `invalidate_every` (15 s by default):
+//!   every entry becomes stale, and the next `Get` of it reads through to
+//!   Postgres again. While Postgres cannot be read, a stale entry is served
+//!   rather than an error (stale-if-error): a product never disappears because
+//!   of an invalidation.
 //! - On start (and so on every restart) the cache rebuilds itself from Postgres.
 //!
 //! Every write to one key goes through moka's `and_compute_with`, which runs
-//! one at a time per key: a read-through or a rebuild only fills an empty entry,
-//! so it can never put back a version older than one that `Put` stored.
+//! one at a time per key: a read-through or a rebuild only fills an entry that
+//! is missing or stale, so it can never put back a version older than one that
+//! `Put` stored since the last invalidation.
 
 use crate::backoff::Backoff;
 use crate::call::{CallError, ask};
@@ -25,7 +30,15 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 pub type CacheRef = ActorRef<CacheMsg>;
-type Products = Moka<i64, Arc<Product>>;
+type Products = Moka<i64, Cached>;
+
+/// A product, and the invalidation generation it was read in: it is fresh
+/// while that is the current generation.
+#[derive(Clone)]
+struct Cached {
+    product: Arc<Product>,
+    generation: u64,
+}
 
 /// How long a call to persistence may take before the cache gives up on it.
 const PERSISTENCE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -49,7 +62,7 @@ pub enum CacheMsg {
     },
     /// From ingest, after a batch committed: the versions now stored. No reply.
     Put { products: Vec<Product> },
-    /// From the timer: drop every entry. No reply.
+    /// From the timer: make every entry stale. No reply.
     Invalidate,
     /// From itself: fill the cache from Postgres (on start, and again after a failure).
     Rebuild,
@@ -81,6 +94,8 @@ pub struct CacheState {
     products: Products,
     capacity: u64,
     rebuilt: bool,
+    /// Bumped by each invalidation; entries of older generations are stale.
+    generation: u64,
     rebuild_backoff: Backoff,
     timer: JoinHandle<()>,
 }
@@ -103,6 +118,7 @@ impl Actor for Cache {
             products,
             capacity: args.capacity,
             rebuilt: false,
+            generation: 0,
             rebuild_backoff: Backoff::default(),
             timer,
         })
@@ -118,7 +134,7 @@ impl Actor for Cache {
             CacheMsg::Get { id, reply } => state.get(id, reply).await,
             CacheMsg::Put { products } => state.put(products).await,
             CacheMsg::Invalidate => {
-                state.products.invalidate_all();
+                state.generation += 1;
                 info!("invalidate cache");
             }
             CacheMsg::Rebuild => state.start_rebuild(myself),
@@ -146,24 +162,30 @@ impl Actor for Cache {
 
 impl CacheState {
     async fn get(&self, id: i64, reply: RpcReplyPort<Result<Option<Arc<Product>>, CacheError>>) {
-        if let Some(product) = self.products.get(&id).await {
-            let _ = reply.send(Ok(Some(product)));
+        if let Some(cached) = self.products.get(&id).await
+            && cached.generation == self.generation
+        {
+            let _ = reply.send(Ok(Some(cached.product)));
             return;
         }
         // A miss waits on Postgres: on a task of its own, so other gets go on.
         let products = self.products.clone();
         let names = self.names.clone();
+        let generation = self.generation;
         tokio::spawn(async move {
-            let _ = reply.send(read_through(&products, &names, id).await);
+            let _ = reply.send(read_through(&products, &names, id, generation).await);
         });
     }
 
     async fn put(&self, products: Vec<Product>) {
         for product in products {
-            let product = Arc::new(product);
+            let cached = Cached {
+                product: Arc::new(product),
+                generation: self.generation,
+            };
             self.products
-                .entry(product.id)
-                .and_compute_with(|_| async { Op::Put(product) })
+                .entry(cached.product.id)
+                .and_compute_with(|_| async { Op::Put(cached) })
                 .await;
         }
     }
@@ -172,8 +194,9 @@ impl CacheState {
         let products = self.products.clone();
         let names = self.names.clone();
         let capacity = self.capacity;
+        let generation = self.generation;
         tokio::spawn(async move {
-            let result = rebuild(&products, &names, capacity).await;
+            let result = rebuild(&products, &names, capacity, generation).await;
             let _ = myself.cast(CacheMsg::Rebuilt { result });
         });
     }
@@ -193,38 +216,62 @@ impl CacheState {
     }
 }
 
-/// Fills an empty entry from Postgres; an entry that is there already wins.
+/// Fills a missing or stale entry from Postgres; a fresh entry (put or read
+/// since the last invalidation) wins. If Postgres cannot be read, a stale
+/// entry is served.
 async fn read_through(
     products: &Products,
     names: &Names,
     id: i64,
+    generation: u64,
 ) -> Result<Option<Arc<Product>>, CacheError> {
     let result = products
         .entry(id)
         .and_try_compute_with(|entry| async move {
-            if entry.is_some() {
-                return Ok::<_, CacheError>(Op::Nop);
-            }
+            let stale = match entry {
+                Some(entry) if entry.value().generation >= generation => return Ok(Op::Nop),
+                Some(_) => true,
+                None => false,
+            };
             let found = ask(
                 names.persistence(),
                 Child::Persistence,
                 |reply| PersistenceMsg::Get { id, reply },
                 PERSISTENCE_TIMEOUT,
             )
-            .await??;
-            Ok(found.map_or(Op::Nop, |product| Op::Put(Arc::new(product))))
+            .await
+            .map_err(CacheError::from)
+            .and_then(|found| found.map_err(CacheError::from));
+            match found {
+                Ok(Some(product)) => Ok(Op::Put(Cached {
+                    product: Arc::new(product),
+                    generation,
+                })),
+                Ok(None) if stale => Ok(Op::Remove),
+                Ok(None) => Ok(Op::Nop),
+                Err(error) if stale => {
+                    warn!(id, %error, "serving a stale product: Postgres cannot be read");
+                    Ok(Op::Nop)
+                }
+                Err(error) => Err(error),
+            }
         })
         .await?;
     Ok(match result {
         CompResult::Inserted(entry)
         | CompResult::ReplacedWith(entry)
-        | CompResult::Unchanged(entry) => Some(entry.into_value()),
+        | CompResult::Unchanged(entry) => Some(entry.into_value().product),
         CompResult::StillNone(_) | CompResult::Removed(_) => None,
     })
 }
 
 /// Pages through every product in id order, up to `capacity` of them.
-async fn rebuild(products: &Products, names: &Names, capacity: u64) -> Result<usize, CacheError> {
+async fn rebuild(
+    products: &Products,
+    names: &Names,
+    capacity: u64,
+    generation: u64,
+) -> Result<usize, CacheError> {
     let mut after = 0;
     let mut count = 0usize;
     while (count as u64) < capacity {
@@ -244,14 +291,16 @@ async fn rebuild(products: &Products, names: &Names, capacity: u64) -> Result<us
         after = last.id;
         count += page.len();
         for product in page {
-            let product = Arc::new(product);
+            let cached = Cached {
+                product: Arc::new(product),
+                generation,
+            };
             products
-                .entry(product.id)
+                .entry(cached.product.id)
                 .and_compute_with(|entry| async move {
-                    if entry.is_some() {
-                        Op::Nop
-                    } else {
-                        Op::Put(product)
+                    match entry {
+                        Some(entry) if entry.value().generation >= generation => Op::Nop,
+                        _ => Op::Put(cached),
                     }
                 })
                 .await;

@@ -19,7 +19,7 @@ use crate::names::{Child, Names};
 use crate::persistence::{Batch, Incoming, PersistenceMsg, Rejected};
 use crate::product::decode;
 use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::time::Duration;
 use tokio::time::{Instant, timeout, timeout_at};
@@ -172,6 +172,21 @@ impl Actor for Ingest {
         _myself: IngestRef,
         state: &mut IngestState,
     ) -> Result<(), ActorProcessingErr> {
+        // Messages prefetched but not taken into a batch go back to the stream
+        // at once, rather than after `ack_wait`, for whoever consumes next.
+        if let Some(source) = state.source.as_mut() {
+            let mut returned = 0;
+            while let Some(Some(Ok(message))) = source.messages.next().now_or_never() {
+                let _ = message.ack_with(AckKind::Nak(None)).await;
+                returned += 1;
+            }
+            if returned > 0 {
+                info!(
+                    messages = returned,
+                    "returned prefetched messages to the stream"
+                );
+            }
+        }
         // Acks are buffered by the client: send them before the connection closes.
         if let Err(error) = timeout(Duration::from_secs(2), state.client.flush()).await {
             warn!(%error, "could not flush acks before stopping");

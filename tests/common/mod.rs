@@ -2,6 +2,9 @@
 //! database and with its own stream, subject and durable names, removed again
 //! when the test ends (even when it fails).
 
+pub mod process;
+pub mod servers;
+
 use actors::supervisor::RestartBudget;
 use async_nats::jetstream::{self, consumer::PullConsumer};
 use bytes::Bytes;
@@ -62,8 +65,18 @@ impl TestApp {
     }
 
     pub async fn spawn_with(settings: Settings, budget: RestartBudget) -> TestApp {
-        init_logs();
         let cleanup = Cleanup::new(&settings);
+        Self::spawn_full(settings, budget, cleanup).await
+    }
+
+    /// With a cleanup of its own (for a test whose app reaches Postgres through
+    /// a proxy, which must not be needed to drop the database).
+    pub async fn spawn_full(
+        settings: Settings,
+        budget: RestartBudget,
+        cleanup: Cleanup,
+    ) -> TestApp {
+        init_logs();
         let app = App::start(&settings, &instance_name(&settings), budget)
             .await
             .expect("the app starts");
@@ -112,6 +125,35 @@ impl TestApp {
         .expect("the app starts again");
         self.base = format!("http://{}", app.http_addr());
         self.app = Some(app);
+    }
+
+    /// Publishes on a new connection, retrying until it is acked (for NATS that
+    /// is coming back).
+    pub async fn publish_when_nats_is_back(&self, payload: &'static str) {
+        wait_until("a publish is acked", || async {
+            let Ok(client) = async_nats::connect(self.settings.nats_url.as_str()).await else {
+                return false;
+            };
+            let js = jetstream::new(client);
+            match js
+                .publish(self.settings.nats_subject.clone(), payload.into())
+                .await
+            {
+                Ok(ack) => ack.await.is_ok(),
+                Err(_) => false,
+            }
+        })
+        .await;
+    }
+
+    /// `/readyz`'s body once it says what `ready` expects of `part`.
+    pub async fn wait_for_readiness(&self, part: &str, ready: bool) -> serde_json::Value {
+        wait_until(&format!("/readyz says {part} ready = {ready}"), || async {
+            let (_, body) = self.get_json("/readyz").await;
+            body[part]["ready"] == ready
+        })
+        .await;
+        self.get_json("/readyz").await.1
     }
 
     /// Publishes one message and waits for JetStream's ack; returns its sequence.

@@ -1,0 +1,340 @@
+//! `kill -9` of the service in the middle of a backlog, again and again: after
+//! the last restart each product holds its last version, nothing is missing,
+//! nothing is duplicated, and HTTP serves the same. Also SIGTERM: the process
+//! finishes its batch and exits 0 within a few seconds.
+
+use crate::common::process::ServiceProcess;
+use crate::common::servers::free_port;
+use crate::common::{Cleanup, DEADLINE, connect, init_logs, unique_settings, wait_until};
+use async_nats::jetstream;
+use bytes::Bytes;
+use products::settings::Settings;
+use sea_orm::{ConnectionTrait, Statement};
+use serde_json::json;
+use std::collections::HashSet;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Many updates per id, plus id-less products, in stream order. Each round
+/// goes from the highest id down, so the first batch already holds the highest
+/// id and the ids the service assigns never land on one the workload updates
+/// later (which would be a publisher replacing that product, by contract).
+struct Workload {
+    ids: i64,
+    updates_per_id: i64,
+    /// One id-less product after every this many messages.
+    id_less_every: usize,
+}
+
+impl Workload {
+    fn messages(&self) -> Vec<Bytes> {
+        let mut messages = Vec::new();
+        let mut new_products = 0;
+        for version in 1..=self.updates_per_id {
+            for id in (1..=self.ids).rev() {
+                let update = json!({"id": id, "name": format!("p{id}"), "price": version, "manufacturer": "m"});
+                messages.push(Bytes::from(update.to_string()));
+                if messages.len() % self.id_less_every == 0 {
+                    new_products += 1;
+                    let created = json!({"name": format!("new-{new_products}"), "price": 1, "manufacturer": "m"});
+                    messages.push(Bytes::from(created.to_string()));
+                }
+            }
+        }
+        messages
+    }
+}
+
+/// What a run of kills measured.
+struct Outcome {
+    messages: usize,
+    kills: usize,
+    lost: i64,
+    duplicates: i64,
+    stale: i64,
+    recovery: Duration,
+}
+
+impl Outcome {
+    fn report(&self) {
+        eprintln!(
+            "messages={} kills={} lost={} duplicates={} stale={} recovery={:.1?}",
+            self.messages, self.kills, self.lost, self.duplicates, self.stale, self.recovery
+        );
+    }
+}
+
+async fn kill_repeatedly(workload: Workload, kills: usize) -> Outcome {
+    init_logs();
+    let mut settings = unique_settings();
+    // In-flight messages of a killed process come back after this.
+    settings.nats_ack_wait = Duration::from_secs(2);
+    let _cleanup = Cleanup::new(&settings);
+    let js = jetstream::new(
+        async_nats::connect(settings.nats_url.as_str())
+            .await
+            .unwrap(),
+    );
+    js.get_or_create_stream(settings.ingest().stream_config())
+        .await
+        .unwrap();
+
+    let messages = workload.messages();
+    let total = messages.len();
+    let id_less = total as i64 - workload.ids * workload.updates_per_id;
+
+    // The first message (the highest id) is stored before any kill, so that
+    // every id the service assigns lies above the ids the workload updates.
+    let (first, rest) = messages.split_first().unwrap();
+    publish_in_order(&js, &settings, std::slice::from_ref(first)).await;
+    let mut service = ServiceProcess::start(&settings, free_port());
+    wait_until("the first message is stored", || async {
+        outstanding(&js, &settings).await == 0
+    })
+    .await;
+
+    let mut chunks = rest.chunks(rest.len().div_ceil(kills + 1));
+    for _ in 0..kills {
+        publish_in_order(&js, &settings, chunks.next().unwrap()).await;
+        let before = outstanding(&js, &settings).await;
+        if !service.is_running() {
+            service.restart();
+        }
+        // Kill as soon as this incarnation has stored and acked something.
+        wait_until("the service acks part of the backlog", || async {
+            outstanding(&js, &settings).await < before
+        })
+        .await;
+        service.kill_9();
+    }
+    for rest in chunks {
+        publish_in_order(&js, &settings, rest).await;
+    }
+
+    let started = Instant::now();
+    service.restart();
+    let deadline = Instant::now() + DEADLINE * 10;
+    while outstanding(&js, &settings).await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the backlog was not drained:\n{}",
+            service.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let recovery = started.elapsed();
+
+    // Postgres: every id at its last version, each id-less product once.
+    let db = connect(&settings.database_url).await;
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT id, name, price FROM products",
+        ))
+        .await
+        .unwrap();
+    let mut stale = 0;
+    let mut named_new = Vec::new();
+    for row in &rows {
+        let id: i64 = row.try_get("", "id").unwrap();
+        let name: String = row.try_get("", "name").unwrap();
+        let price: i64 = row.try_get("", "price").unwrap();
+        if id <= workload.ids {
+            stale += i64::from(price != workload.updates_per_id);
+        } else {
+            named_new.push(name);
+        }
+    }
+    let distinct_new: HashSet<_> = named_new.iter().collect();
+    let expected = workload.ids + id_less;
+    let found = distinct_new.len() as i64
+        + rows
+            .iter()
+            .filter(|r| r.try_get::<i64>("", "id").unwrap() <= workload.ids)
+            .count() as i64;
+
+    // HTTP serves the same.
+    let http = reqwest::Client::new();
+    let base = service.base();
+    wait_until("the restarted service answers", || async {
+        http.get(format!("{base}/healthz")).send().await.is_ok()
+    })
+    .await;
+    for id in 1..=workload.ids {
+        let product: serde_json::Value = http
+            .get(format!("{base}/products/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            product["price"], workload.updates_per_id,
+            "product {id} over HTTP"
+        );
+    }
+    let listed: Vec<serde_json::Value> = http
+        .get(format!("{base}/products?limit=1000&after={}", workload.ids))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    if id_less <= 1000 {
+        assert_eq!(listed.len() as i64, id_less, "id-less products over HTTP");
+    }
+
+    Outcome {
+        messages: total,
+        kills,
+        lost: (expected - found).max(0),
+        duplicates: rows.len() as i64 - found + (named_new.len() - distinct_new.len()) as i64,
+        stale,
+        recovery,
+    }
+}
+
+/// Publishes one after the other (so the stream keeps this order), waiting
+/// for the acks in groups.
+async fn publish_in_order(js: &jetstream::Context, settings: &Settings, messages: &[Bytes]) {
+    for group in messages.chunks(500) {
+        let mut acks = Vec::with_capacity(group.len());
+        for message in group {
+            acks.push(
+                js.publish(settings.nats_subject.clone(), message.clone())
+                    .await
+                    .unwrap(),
+            );
+        }
+        for ack in acks {
+            ack.await.unwrap();
+        }
+    }
+}
+
+/// Messages not yet acked by the durable consumer (0 before it exists).
+async fn outstanding(js: &jetstream::Context, settings: &Settings) -> u64 {
+    let stream = js.get_stream(&settings.nats_stream).await.unwrap();
+    let total = stream.cached_info().state.messages;
+    match stream
+        .get_consumer::<jetstream::consumer::pull::Config>(&settings.nats_durable)
+        .await
+    {
+        Ok(mut consumer) => {
+            let info = consumer.info().await.unwrap();
+            info.num_pending + info.num_ack_pending as u64
+        }
+        Err(_) => total,
+    }
+}
+
+#[tokio::test]
+async fn a_few_kill_9s_mid_backlog_lose_nothing_and_duplicate_nothing() {
+    let outcome = kill_repeatedly(
+        Workload {
+            ids: 50,
+            updates_per_id: 60,
+            id_less_every: 30,
+        },
+        3,
+    )
+    .await;
+    outcome.report();
+    assert_eq!((outcome.lost, outcome.duplicates, outcome.stale), (0, 0, 0));
+}
+
+/// The long form: ≥ 20 kills over ≥ 100k messages. Run it with
+/// `cargo nextest run --run-ignored only kill_9_long` (see docs/RELIABILITY.md).
+#[tokio::test]
+#[ignore = "long: about a minute or more"]
+async fn kill_9_long_twenty_kills_over_a_hundred_thousand_messages() {
+    let outcome = kill_repeatedly(
+        Workload {
+            ids: 1000,
+            updates_per_id: 100,
+            id_less_every: 100,
+        },
+        20,
+    )
+    .await;
+    outcome.report();
+    assert_eq!((outcome.lost, outcome.duplicates, outcome.stale), (0, 0, 0));
+}
+
+#[tokio::test]
+async fn sigterm_finishes_the_batch_in_flight_and_exits_0_within_seconds() {
+    init_logs();
+    let settings = unique_settings();
+    let _cleanup = Cleanup::new(&settings);
+    let js = jetstream::new(
+        async_nats::connect(settings.nats_url.as_str())
+            .await
+            .unwrap(),
+    );
+    js.get_or_create_stream(settings.ingest().stream_config())
+        .await
+        .unwrap();
+    let backlog = Workload {
+        ids: 100,
+        updates_per_id: 30,
+        id_less_every: 1_000_000,
+    }
+    .messages();
+    publish_in_order(&js, &settings, &backlog).await;
+
+    let mut service = ServiceProcess::start(&settings, free_port());
+    let before = outstanding(&js, &settings).await;
+    wait_until("the service is working through the backlog", || async {
+        outstanding(&js, &settings).await < before
+    })
+    .await;
+    let status = service
+        .terminate(Duration::from_secs(10))
+        .await
+        .expect("the service exits within 10 s of SIGTERM");
+    assert!(status.success(), "exit status {status}:\n{}", service.log());
+    let log = service.log();
+    assert!(
+        log.contains("shutting down") && log.contains("stopped"),
+        "{log}"
+    );
+
+    // Every message acked before the exit is stored.
+    let stream = js.get_stream(&settings.nats_stream).await.unwrap();
+    let mut consumer: jetstream::consumer::PullConsumer =
+        stream.get_consumer(&settings.nats_durable).await.unwrap();
+    let acked = consumer.info().await.unwrap().ack_floor.stream_sequence;
+    assert!(acked > 0);
+    let db = connect(&settings.database_url).await;
+    let stored = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT max(stream_seq) AS seq FROM products",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<i64>("", "seq")
+        .unwrap();
+    assert!(
+        stored as u64 >= acked,
+        "acked up to {acked}, stored up to {stored}"
+    );
+
+    // Started again, it takes the rest of the backlog at once (the prefetched
+    // messages were handed back, not left to wait out `ack_wait`).
+    service.restart();
+    wait_until("the rest of the backlog is stored", || async {
+        outstanding(&js, &settings).await == 0
+    })
+    .await;
+    let last: serde_json::Value = reqwest::get(format!("{}/products/100", service.base()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(last["price"], 30);
+}
