@@ -35,8 +35,9 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tracing::info;
 
-/// How long a graceful shutdown may take before the process gives up waiting.
-const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a graceful shutdown may take before the process gives up waiting
+/// (each child gets up to 15 s; in practice the whole takes well under a second).
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(45);
 
 /// Runs the service until SIGTERM or Ctrl-C.
 pub async fn serve(settings: &Settings) -> anyhow::Result<()> {

@@ -104,11 +104,8 @@ async fn the_cache_rebuilds_from_postgres_then_puts_gets_and_invalidates() {
     let cache = spawn_cache(&fixture.names, Duration::from_secs(3600)).await;
 
     wait_until("the cache is rebuilt", || async {
-        status(&cache).await
-            == CacheStatus {
-                rebuilt: true,
-                entries: 2,
-            }
+        let status = status(&cache).await;
+        status.rebuilt && status.entries == 2
     })
     .await;
     assert_eq!(get(&cache, 1).await.unwrap().name, "pen");
@@ -116,12 +113,16 @@ async fn the_cache_rebuilds_from_postgres_then_puts_gets_and_invalidates() {
     // A put is served at once.
     let mut newer = (*get(&cache, 1).await.unwrap()).clone();
     newer.price = 11;
+    newer.version.seq += 1;
     cache
         .cast(CacheMsg::Put {
             products: vec![newer],
         })
         .unwrap();
-    assert_eq!(get(&cache, 1).await.unwrap().price, 11);
+    wait_until("the put is served", || async {
+        get(&cache, 1).await.unwrap().price == 11
+    })
+    .await;
 
     // After an invalidation a get reads through to Postgres, which still holds
     // price 10: the put above was not stored.
@@ -164,18 +165,22 @@ async fn the_cache_is_invalidated_on_its_timer() {
     })
     .await;
     // A version Postgres does not hold is served until the next invalidation.
+    let before = status(&cache).await.invalidations;
     let mut unstored = (*get(&cache, 1).await.unwrap()).clone();
     unstored.price = 11;
+    unstored.version.seq += 1;
     cache
         .cast(CacheMsg::Put {
             products: vec![unstored],
         })
         .unwrap();
-    assert_eq!(get(&cache, 1).await.unwrap().price, 11);
-    wait_until("the timer invalidates the cache", || async {
-        get(&cache, 1).await.unwrap().price == 10
+    // The put lands in generation `before` or the one after (at most one tick
+    // can come between): two more ticks make it stale for sure.
+    wait_until("the timer invalidates the cache twice more", || async {
+        status(&cache).await.invalidations >= before + 2
     })
     .await;
+    assert_eq!(get(&cache, 1).await.unwrap().price, 10);
 }
 
 #[tokio::test]

@@ -188,3 +188,32 @@ async fn pages_come_in_id_order_after_the_given_id() {
         .unwrap();
     assert_eq!(page.iter().map(|p| p.id).collect::<Vec<_>>(), [3, 4]);
 }
+
+#[tokio::test]
+async fn in_one_batch_the_highest_sequence_wins_even_when_it_comes_first() {
+    let fixture = spawn_persistence().await;
+    // A redelivered older message can follow a newer one in the same batch.
+    fixture
+        .store(batch(
+            "S@1",
+            vec![
+                message(50, Some(1), "pen", 50),
+                message(10, Some(1), "pen", 10),
+            ],
+        ))
+        .await;
+    assert_eq!(fixture.get(1).await.unwrap().price, 50);
+}
+
+#[tokio::test]
+async fn a_product_with_id_1_on_a_fresh_table_does_not_collide_with_the_next_new_one() {
+    let fixture = spawn_persistence().await;
+    fixture
+        .store(batch("S@1", vec![message(1, Some(1), "pen", 1)]))
+        .await;
+    let applied = fixture
+        .store(batch("S@1", vec![message(2, None, "toy", 2)]))
+        .await;
+    assert_eq!(applied.len(), 1);
+    assert_eq!(applied[0].id, 2);
+}

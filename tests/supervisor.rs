@@ -35,7 +35,8 @@ async fn a_killed_child_is_restarted_and_a_restarted_cache_is_rebuilt_from_postg
                 status,
                 Ok(ractor::rpc::CallResult::Success(CacheStatus {
                     rebuilt: true,
-                    entries: 2
+                    entries: 2,
+                    ..
                 }))
             )
         },

@@ -12,9 +12,10 @@
 //! - On start (and so on every restart) the cache rebuilds itself from Postgres.
 //!
 //! Every write to one key goes through moka's `and_compute_with`, which runs
-//! one at a time per key: a read-through or a rebuild only fills an entry that
-//! is missing or stale, so it can never put back a version older than one that
-//! `Put` stored since the last invalidation.
+//! one at a time per key, and keeps the newer
+//! [`Version`](crate::product::Version) (stream and stream
+//! sequence of the message it comes from): a read-through or a rebuild can
+//! never put back a version older than one that `Put` stored.
 
 use crate::backoff::Backoff;
 use crate::call::{CallError, ask};
@@ -76,7 +77,10 @@ pub enum CacheMsg {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheStatus {
     pub rebuilt: bool,
+    /// Entries held, fresh or stale.
     pub entries: u64,
+    /// Invalidations since the actor started.
+    pub invalidations: u64,
 }
 
 #[derive(Clone)]
@@ -132,7 +136,7 @@ impl Actor for Cache {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             CacheMsg::Get { id, reply } => state.get(id, reply).await,
-            CacheMsg::Put { products } => state.put(products).await,
+            CacheMsg::Put { products } => state.put(products),
             CacheMsg::Invalidate => {
                 state.generation += 1;
                 info!("invalidate cache");
@@ -144,6 +148,7 @@ impl Actor for Cache {
                 let _ = reply.send(CacheStatus {
                     rebuilt: state.rebuilt,
                     entries: state.products.entry_count(),
+                    invalidations: state.generation,
                 });
             }
         }
@@ -177,17 +182,21 @@ impl CacheState {
         });
     }
 
-    async fn put(&self, products: Vec<Product>) {
-        for product in products {
-            let cached = Cached {
-                product: Arc::new(product),
-                generation: self.generation,
-            };
-            self.products
-                .entry(cached.product.id)
-                .and_compute_with(|_| async { Op::Put(cached) })
-                .await;
-        }
+    /// Stores the new versions on a task of its own: an entry being read
+    /// through holds its key until Postgres answers, and the actor must not
+    /// wait for that. Versions, not arrival order, decide which one stays.
+    fn put(&self, products: Vec<Product>) {
+        let cache = self.products.clone();
+        let generation = self.generation;
+        tokio::spawn(async move {
+            for product in products {
+                let candidate = Cached {
+                    product: Arc::new(product),
+                    generation,
+                };
+                store_if_newer(&cache, candidate).await;
+            }
+        });
     }
 
     fn start_rebuild(&self, myself: CacheRef) {
@@ -216,9 +225,34 @@ impl CacheState {
     }
 }
 
-/// Fills a missing or stale entry from Postgres; a fresh entry (put or read
-/// since the last invalidation) wins. If Postgres cannot be read, a stale
-/// entry is served.
+impl Cached {
+    /// Whether this should take the place of `existing`: a newer version, or
+    /// the same version read again since an invalidation.
+    fn replaces(&self, existing: Option<&Cached>) -> bool {
+        existing.is_none_or(|existing| {
+            let (mine, theirs) = (&self.product.version, &existing.product.version);
+            mine.is_newer_than(theirs) || (mine == theirs && self.generation > existing.generation)
+        })
+    }
+}
+
+async fn store_if_newer(cache: &Products, candidate: Cached) {
+    cache
+        .entry(candidate.product.id)
+        .and_compute_with(|entry| async move {
+            if candidate.replaces(entry.as_ref().map(|e| e.value())) {
+                Op::Put(candidate)
+            } else {
+                Op::Nop
+            }
+        })
+        .await;
+}
+
+/// Fills a missing or stale entry from Postgres, holding the key meanwhile so
+/// that concurrent misses wait for this one read. If Postgres cannot be read,
+/// a stale entry is served, and counted fresh until the next invalidation so
+/// that the gets after it do not each wait on Postgres again.
 async fn read_through(
     products: &Products,
     names: &Names,
@@ -230,8 +264,8 @@ async fn read_through(
         .and_try_compute_with(|entry| async move {
             let stale = match entry {
                 Some(entry) if entry.value().generation >= generation => return Ok(Op::Nop),
-                Some(_) => true,
-                None => false,
+                Some(entry) => Some(entry.into_value()),
+                None => None,
             };
             let found = ask(
                 names.persistence(),
@@ -242,18 +276,21 @@ async fn read_through(
             .await
             .map_err(CacheError::from)
             .and_then(|found| found.map_err(CacheError::from));
-            match found {
-                Ok(Some(product)) => Ok(Op::Put(Cached {
+            match (found, stale) {
+                (Ok(Some(product)), _) => Ok(Op::Put(Cached {
                     product: Arc::new(product),
                     generation,
                 })),
-                Ok(None) if stale => Ok(Op::Remove),
-                Ok(None) => Ok(Op::Nop),
-                Err(error) if stale => {
+                (Ok(None), Some(_)) => Ok(Op::Remove),
+                (Ok(None), None) => Ok(Op::Nop),
+                (Err(error), Some(stale)) => {
                     warn!(id, %error, "serving a stale product: Postgres cannot be read");
-                    Ok(Op::Nop)
+                    Ok(Op::Put(Cached {
+                        product: stale.product,
+                        generation,
+                    }))
                 }
-                Err(error) => Err(error),
+                (Err(error), None) => Err(error),
             }
         })
         .await?;
@@ -291,19 +328,11 @@ async fn rebuild(
         after = last.id;
         count += page.len();
         for product in page {
-            let cached = Cached {
+            let candidate = Cached {
                 product: Arc::new(product),
                 generation,
             };
-            products
-                .entry(cached.product.id)
-                .and_compute_with(|entry| async move {
-                    match entry {
-                        Some(entry) if entry.value().generation >= generation => Op::Nop,
-                        _ => Op::Put(cached),
-                    }
-                })
-                .await;
+            store_if_newer(products, candidate).await;
         }
     }
     Ok(count)

@@ -18,6 +18,7 @@ use crate::names::Names;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use salvo::Server;
 use salvo::conn::tcp::TcpAcceptor;
+use salvo::fuse::FuseConfig;
 use salvo::server::ServerHandle;
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -29,6 +30,14 @@ pub type HttpRef = ActorRef<HttpMsg>;
 
 /// How long a graceful stop waits for requests in flight.
 const GRACE: Duration = Duration::from_secs(5);
+/// A client that has not sent its request head by then is cut off (slowloris).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// A keep-alive connection with no request for this long is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A client that stops reading the response for this long is cut off.
+const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections served at once; more wait in the listen backlog.
+const MAX_CONNECTIONS: usize = 10_000;
 
 pub enum HttpMsg {
     /// From the server task: the server stopped on its own (the actor fails, and
@@ -76,7 +85,14 @@ impl Actor for Http {
         listener.set_nonblocking(true)?;
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let addr = listener.local_addr()?;
-        let server = Server::new(TcpAcceptor::try_from(listener)?);
+        let server = Server::new(TcpAcceptor::try_from(listener)?)
+            .max_connections(MAX_CONNECTIONS)
+            .fuse_config(
+                FuseConfig::default()
+                    .with_http1_header_timeout(HEADER_TIMEOUT)
+                    .with_connection_idle_timeout(IDLE_TIMEOUT)
+                    .with_write_stall_timeout(WRITE_STALL_TIMEOUT),
+            );
         let handle = server.handle();
         let service = routes::service(args.names);
         let task = tokio::spawn(async move {

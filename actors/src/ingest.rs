@@ -1,11 +1,13 @@
 //! The ingest actor: reads the JetStream stream in batches, has persistence
 //! store each batch, and acks it only once it has committed.
 //!
-//! The actor drives itself with messages: `Connect` sets up the stream, the
-//! durable pull consumer and its message stream (retrying with back-off while
-//! NATS is away), then each `Pull` takes one batch, stores it and acks it, and
-//! sends the next `Pull`. A stop request is handled between two `Pull`s, so a
-//! graceful stop always finishes and acks the batch in flight.
+//! The actor drives itself with messages: `Connect` sets up the stream and the
+//! durable pull consumer (retrying with back-off while NATS is away), then each
+//! `Pull` fetches one batch, stores it and acks it, and sends the next `Pull`.
+//! A stop request is handled between two `Pull`s, so a graceful stop always
+//! finishes and acks the batch in flight. Nothing is prefetched: a message is
+//! pulled only when its batch is about to be stored, so a stopped or killed
+//! process holds no messages that would wait out `ack_wait`.
 //!
 //! Invalid messages are stored in `rejected_messages` in the same transaction
 //! as the valid ones of their batch, then terminated (`AckKind::Term`) so that
@@ -19,22 +21,21 @@ use crate::names::{Child, Names};
 use crate::persistence::{Batch, Incoming, PersistenceMsg, Rejected};
 use crate::product::decode;
 use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::time::Duration;
-use tokio::time::{Instant, timeout, timeout_at};
+use tokio::time::timeout;
 use tracing::{debug, info, warn};
 
 pub type IngestRef = ActorRef<IngestMsg>;
 
-/// How long one `Pull` waits for a first message before it yields to a stop request.
+/// How long an idle `Pull` waits for a message before it yields to a stop request.
 const IDLE_WAIT: Duration = Duration::from_secs(1);
-/// After the first message, how long a batch waits for more before it is stored.
-const LINGER: Duration = Duration::from_millis(5);
 /// How long setting up the stream and consumer may take before it is retried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long storing one batch may take before it is given up and redelivered.
-const STORE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long storing one batch may take before it is given up and redelivered
+/// (the supervisor waits longer than this for ingest to stop).
+pub const STORE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where and how to consume.
 #[derive(Clone, Debug)]
@@ -113,12 +114,12 @@ pub struct IngestState {
     backoff: Backoff,
 }
 
-/// The consumer's message stream, once set up.
+/// The durable consumer, once set up.
 struct Source {
     /// The stream's name and creation time: sequences restart when a stream is
     /// recreated, so a sequence only orders messages of the same stream.
     stream_id: String,
-    messages: pull::Stream,
+    consumer: jetstream::consumer::PullConsumer,
 }
 
 impl Actor for Ingest {
@@ -172,24 +173,11 @@ impl Actor for Ingest {
         _myself: IngestRef,
         state: &mut IngestState,
     ) -> Result<(), ActorProcessingErr> {
-        // Messages prefetched but not taken into a batch go back to the stream
-        // at once, rather than after `ack_wait`, for whoever consumes next.
-        if let Some(source) = state.source.as_mut() {
-            let mut returned = 0;
-            while let Some(Some(Ok(message))) = source.messages.next().now_or_never() {
-                let _ = message.ack_with(AckKind::Nak(None)).await;
-                returned += 1;
-            }
-            if returned > 0 {
-                info!(
-                    messages = returned,
-                    "returned prefetched messages to the stream"
-                );
-            }
-        }
         // Acks are buffered by the client: send them before the connection closes.
-        if let Err(error) = timeout(Duration::from_secs(2), state.client.flush()).await {
-            warn!(%error, "could not flush acks before stopping");
+        match timeout(Duration::from_secs(2), state.client.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => warn!(%error, "could not flush acks before stopping"),
+            Err(_) => warn!("could not flush acks before stopping: timed out"),
         }
         Ok(())
     }
@@ -222,32 +210,28 @@ impl IngestState {
     }
 
     async fn pull(&mut self, myself: IngestRef) -> Result<(), ActorProcessingErr> {
-        let Some(source) = self.source.as_mut() else {
+        let Some(source) = self.source.as_ref() else {
             myself.cast(IngestMsg::Connect)?;
             return Ok(());
         };
-        let batch = match next_batch(&mut source.messages, self.config.batch_size).await {
-            Ok(Some(batch)) => batch,
-            Ok(None) => {
+        match next_batch(&source.consumer, self.config.batch_size).await {
+            Ok(batch) if batch.is_empty() => {
                 myself.cast(IngestMsg::Pull)?;
-                return Ok(());
+                Ok(())
             }
-            Err(NextError::Transient(error)) => {
-                let delay = self.backoff.next_delay();
-                warn!(%error, retry_in = ?delay, "reading the consumer failed");
-                myself.send_after(delay, || IngestMsg::Pull);
-                return Ok(());
+            Ok(batch) => {
+                let stream_id = source.stream_id.clone();
+                self.store_and_ack(myself, stream_id, batch).await
             }
-            Err(NextError::Fatal(error)) => {
+            Err(error) => {
+                // The consumer may be gone, or NATS: set up again after a pause.
                 let delay = self.backoff.next_delay();
-                warn!(%error, retry_in = ?delay, "the consumer's message stream ended; setting it up again");
+                warn!(%error, retry_in = ?delay, "cannot pull from the consumer");
                 self.source = None;
                 myself.send_after(delay, || IngestMsg::Connect);
-                return Ok(());
+                Ok(())
             }
-        };
-        let stream_id = source.stream_id.clone();
-        self.store_and_ack(myself, stream_id, batch).await
+        }
     }
 
     async fn store_and_ack(
@@ -261,8 +245,9 @@ impl IngestState {
         let mut verdicts = Vec::with_capacity(messages.len());
         for message in &messages {
             let Ok(info) = message.info() else {
-                // Every message of a pull consumer has one; without it there is no
-                // sequence to store it under, and no way to ack it either.
+                // Every message of a pull consumer has one (its reply subject);
+                // without it there is no sequence to store it under, and no
+                // subject to ack or terminate it on.
                 warn!(subject = %message.subject, "message without JetStream metadata skipped");
                 verdicts.push(Verdict::Skip);
                 continue;
@@ -355,60 +340,53 @@ async fn open_source(
     let js = jetstream::new(client.clone());
     let stream = js.get_or_create_stream(config.stream_config()).await?;
     let stream_id = format!("{}@{}", config.stream, stream.cached_info().created);
-    let consumer: jetstream::consumer::PullConsumer = stream
+    let consumer = stream
         .get_or_create_consumer(&config.durable, config.consumer_config())
-        .await?;
-    let messages = consumer
-        .stream()
-        .max_messages_per_batch(config.batch_size)
-        // Short-lived pull requests: one left on the server by a process that
-        // died takes new messages (which then wait out `ack_wait`) for at most
-        // this long.
-        .heartbeat(Duration::from_secs(2))
-        .expires(Duration::from_secs(5))
-        .messages()
         .await?;
     Ok(Source {
         stream_id,
-        messages,
+        consumer,
     })
 }
 
-enum NextError {
-    /// Worth another pull after a pause (a missed heartbeat, a failed pull request).
-    Transient(pull::MessagesError),
-    /// The message stream is over (consumer deleted, or the stream closed): set up again.
-    Fatal(String),
-}
-
-/// Waits up to [`IDLE_WAIT`] for a first message, then takes what else comes
-/// within [`LINGER`], up to `max` messages. `Ok(None)`: nothing came.
+/// Takes what is waiting now, up to `max` messages. When nothing is, waits up
+/// to [`IDLE_WAIT`] for one message, then takes what else is waiting with it.
+/// An empty batch means nothing came.
 async fn next_batch(
-    messages: &mut pull::Stream,
+    consumer: &jetstream::consumer::PullConsumer,
     max: usize,
-) -> Result<Option<Vec<jetstream::Message>>, NextError> {
-    use pull::MessagesErrorKind as Kind;
-    let first = match timeout(IDLE_WAIT, messages.next()).await {
-        Err(_idle) => return Ok(None),
-        Ok(None) => return Err(NextError::Fatal("the message stream closed".into())),
-        Ok(Some(Err(error))) => {
-            return Err(match error.kind() {
-                Kind::ConsumerDeleted | Kind::PushBasedConsumer | Kind::RequestLimitExceeded => {
-                    NextError::Fatal(error.to_string())
-                }
-                _ => NextError::Transient(error),
-            });
-        }
-        Ok(Some(Ok(message))) => message,
-    };
-    let mut batch = vec![first];
-    let deadline = Instant::now() + LINGER;
-    while batch.len() < max {
-        match timeout_at(deadline, messages.next()).await {
-            Ok(Some(Ok(message))) => batch.push(message),
-            // An error here shows again on the next pull; store what we have.
-            Ok(Some(Err(_))) | Ok(None) | Err(_) => break,
+) -> Result<Vec<jetstream::Message>, async_nats::Error> {
+    let waiting = consumer.fetch().max_messages(max).messages().await?;
+    let mut batch = collect(waiting).await?;
+    if batch.is_empty() {
+        let first = consumer
+            .batch()
+            .max_messages(1)
+            .expires(IDLE_WAIT)
+            .messages()
+            .await?;
+        batch = collect(first).await?;
+        if !batch.is_empty() && max > 1 {
+            let rest = consumer.fetch().max_messages(max - 1).messages().await?;
+            batch.extend(collect(rest).await?);
         }
     }
-    Ok(Some(batch))
+    Ok(batch)
+}
+
+/// Reads one pull request's messages. An error after some messages keeps
+/// those (they are ours until acked); an error before any is returned.
+async fn collect(mut messages: pull::Batch) -> Result<Vec<jetstream::Message>, async_nats::Error> {
+    let mut batch = Vec::new();
+    while let Some(message) = messages.next().await {
+        match message {
+            Ok(message) => batch.push(message),
+            Err(error) if batch.is_empty() => return Err(error),
+            Err(error) => {
+                debug!(%error, "pull request ended early");
+                break;
+            }
+        }
+    }
+    Ok(batch)
 }

@@ -25,8 +25,9 @@ use tracing::{error, info, warn};
 
 pub type SupervisorRef = ActorRef<SupervisorMsg>;
 
-/// How long shutdown waits for each child to stop.
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long shutdown waits for each child to stop: longer than ingest may
+/// take to store its batch in flight.
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 /// The pause before trying again to start a child whose restart failed.
 const RESPAWN_DELAY: Duration = Duration::from_secs(1);
 

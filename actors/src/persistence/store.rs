@@ -1,7 +1,7 @@
 //! The SeaORM queries and mutations, kept apart from the actor that calls them.
 
-use super::{Batch, StoreError};
-use crate::product::Product;
+use super::{Batch, Incoming, StoreError};
+use crate::product::{Product, Version};
 use entity::{products, rejected_messages};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
@@ -10,6 +10,7 @@ use sea_orm::{
     QueryOrder, QuerySelect, Statement, TransactionTrait,
 };
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 
 /// Stores one batch in one transaction and returns the products whose stored
 /// version changed, in the order they now stand.
@@ -27,14 +28,23 @@ pub async fn store_batch(
         rejected,
     } = batch;
 
-    // One row per id, the newest message wins: a statement may not touch a row twice.
-    let mut by_id = BTreeMap::new();
+    // One row per id, the newest message wins: a statement may not touch a row
+    // twice. Newest by stream sequence, not by place in the batch: a redelivered
+    // message can come after a newer one.
+    let mut by_id: BTreeMap<i64, Incoming> = BTreeMap::new();
     let mut id_less = Vec::new();
     for message in incoming {
         match message.update.id {
-            Some(id) => {
-                by_id.insert(id, message);
-            }
+            Some(id) => match by_id.entry(id) {
+                Entry::Occupied(mut kept) => {
+                    if message.stream_seq > kept.get().stream_seq {
+                        kept.insert(message);
+                    }
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert(message);
+                }
+            },
             None => id_less.push(message),
         }
     }
@@ -79,8 +89,8 @@ pub async fn store_batch(
         // id-less product does not collide with them.
         txn.execute_raw(Statement::from_sql_and_values(
             txn.get_database_backend(),
-            "SELECT setval(pg_get_serial_sequence('products', 'id'), $1) \
-             WHERE $1 > (SELECT last_value FROM products_id_seq)",
+            "SELECT setval('products_id_seq', $1) FROM products_id_seq \
+             WHERE $1 > last_value OR ($1 = last_value AND NOT is_called)",
             [max_id.into()],
         ))
         .await?;
@@ -200,6 +210,10 @@ impl From<products::Model> for Product {
             manufacturer: row.manufacturer,
             description: row.description,
             attributes,
+            version: Version {
+                stream: row.stream,
+                seq: row.stream_seq,
+            },
         }
     }
 }
