@@ -1,7 +1,9 @@
 //! The HTTP contract: pages, JSON, errors, paging, health, headers, escaping.
 
-use crate::common::{TestApp, wait_until};
+use crate::common::{DEADLINE, TestApp, wait_until};
 use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 #[tokio::test]
 async fn the_product_page_without_an_id_explains_and_sends_the_browser_home() {
@@ -171,4 +173,47 @@ async fn odd_requests_get_a_clear_answer_and_never_a_500() {
         .unwrap()
         .status();
     assert_eq!(status, 405);
+}
+
+#[tokio::test]
+async fn a_slow_client_is_cut_off_and_holds_up_no_one() {
+    let app = TestApp::spawn().await;
+    let mut slow = TcpStream::connect(app.app().http_addr()).await.unwrap();
+    // A request head that never ends.
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n")
+        .await
+        .unwrap();
+
+    assert_eq!(app.get("/healthz").await.status(), 200);
+
+    let mut answer = Vec::new();
+    let closed = tokio::time::timeout(DEADLINE, slow.read_to_end(&mut answer)).await;
+    assert!(closed.is_ok(), "the server keeps a slow client forever");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(!answer.contains(" 500 "), "{answer}");
+}
+
+#[tokio::test]
+async fn a_very_long_url_gets_a_client_error_not_a_500() {
+    let app = TestApp::spawn().await;
+    // Up to 64 KiB the handler reads the id and refuses it; past that the
+    // server refuses the request line itself.
+    for (length, expected) in [(60_000, "400"), (70_000, "414")] {
+        let mut client = TcpStream::connect(app.app().http_addr()).await.unwrap();
+        let request = format!(
+            "GET /product?id={} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+            "9".repeat(length)
+        );
+        client.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(DEADLINE, client.read_to_end(&mut answer))
+            .await
+            .expect("an answer")
+            .unwrap();
+        let status_line = String::from_utf8_lossy(&answer[..answer.len().min(20)]).into_owned();
+        assert!(
+            status_line.starts_with(&format!("HTTP/1.1 {expected}")),
+            "{length}: {status_line}"
+        );
+    }
 }

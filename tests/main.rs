@@ -7,6 +7,7 @@ mod common;
 mod actors_cache;
 mod actors_ingest;
 mod actors_persistence;
+mod bad_input;
 mod faults_kill;
 mod faults_nats;
 mod faults_postgres;
