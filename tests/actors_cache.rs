@@ -115,14 +115,17 @@ async fn the_cache_rebuilds_from_postgres_then_puts_gets_and_invalidates() {
     newer.price = 11;
     newer.version.seq += 1;
     cache
-        .cast(CacheMsg::Put {
-            products: vec![newer],
-        })
+        .call(
+            |reply| CacheMsg::Put {
+                products: vec![newer],
+                reply,
+            },
+            TIMEOUT,
+        )
+        .await
+        .unwrap()
         .unwrap();
-    wait_until("the put is served", || async {
-        get(&cache, 1).await.unwrap().price == 11
-    })
-    .await;
+    assert_eq!(get(&cache, 1).await.unwrap().price, 11);
 
     // After an invalidation a get reads through to Postgres, which still holds
     // price 10: the put above was not stored.
@@ -170,9 +173,15 @@ async fn the_cache_is_invalidated_on_its_timer() {
     unstored.price = 11;
     unstored.version.seq += 1;
     cache
-        .cast(CacheMsg::Put {
-            products: vec![unstored],
-        })
+        .call(
+            |reply| CacheMsg::Put {
+                products: vec![unstored],
+                reply,
+            },
+            TIMEOUT,
+        )
+        .await
+        .unwrap()
         .unwrap();
     // The put lands in generation `before` or the one after (at most one tick
     // can come between): two more ticks make it stale for sure.

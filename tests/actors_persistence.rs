@@ -2,12 +2,12 @@
 
 use crate::common::{Cleanup, connect, unique_settings};
 use actors::persistence::{
-    Batch, Incoming, Persistence, PersistenceArgs, PersistenceMsg, PersistenceRef, Rejected,
+    Batch, Incoming, Persistence, PersistenceArgs, PersistenceMsg, PersistenceRef, Rejected, Stored,
 };
 use actors::product::{Product, ProductUpdate};
 use entity::{products, rejected_messages};
 use ractor::Actor;
-use sea_orm::{EntityTrait, PaginatorTrait};
+use sea_orm::{EntityTrait, PaginatorTrait, QueryOrder};
 use std::time::Duration;
 
 struct Fixture {
@@ -64,6 +64,12 @@ fn batch(stream: &str, products: Vec<Incoming>) -> Batch {
 
 impl Fixture {
     async fn store(&self, batch: Batch) -> Vec<Product> {
+        let stored = self.store_all(batch).await;
+        assert!(stored.refused.is_empty(), "{:?}", stored.refused);
+        stored.applied
+    }
+
+    async fn store_all(&self, batch: Batch) -> Stored {
         self.persistence
             .call(
                 |reply| PersistenceMsg::StoreBatch { batch, reply },
@@ -216,4 +222,38 @@ async fn a_product_with_id_1_on_a_fresh_table_does_not_collide_with_the_next_new
         .await;
     assert_eq!(applied.len(), 1);
     assert_eq!(applied[0].id, 2);
+}
+
+#[tokio::test]
+async fn a_message_postgres_refuses_is_set_apart_and_the_rest_of_its_batch_is_stored() {
+    let fixture = spawn_persistence().await;
+    // The decoder never lets a NUL through; here one reaches Postgres anyway.
+    let stored = fixture
+        .store_all(batch(
+            "S@1",
+            vec![
+                message(1, Some(1), "pen", 1),
+                message(2, Some(2), "bad\u{0}name", 2),
+                message(3, None, "toy", 3),
+            ],
+        ))
+        .await;
+    assert_eq!(stored.applied.len(), 2);
+    assert_eq!(stored.refused.len(), 1);
+    assert_eq!(stored.refused[0].stream_seq, 2);
+    assert!(
+        stored.refused[0].reason.contains("Postgres refused it"),
+        "{:?}",
+        stored.refused
+    );
+    let db = connect(&fixture.database_url).await;
+    let names: Vec<_> = products::Entity::find()
+        .order_by_asc(products::Column::Id)
+        .all(&db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(names, ["pen", "toy"]);
 }

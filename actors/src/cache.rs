@@ -61,8 +61,12 @@ pub enum CacheMsg {
         id: i64,
         reply: RpcReplyPort<Result<Option<Arc<Product>>, CacheError>>,
     },
-    /// From ingest, after a batch committed: the versions now stored. No reply.
-    Put { products: Vec<Product> },
+    /// From ingest, after a batch committed and before it is acked: the
+    /// versions now stored. Replies once they are served.
+    Put {
+        products: Vec<Product>,
+        reply: RpcReplyPort<()>,
+    },
     /// From the timer: make every entry stale. No reply.
     Invalidate,
     /// From itself: fill the cache from Postgres (on start, and again after a failure).
@@ -136,7 +140,7 @@ impl Actor for Cache {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             CacheMsg::Get { id, reply } => state.get(id, reply).await,
-            CacheMsg::Put { products } => state.put(products),
+            CacheMsg::Put { products, reply } => state.put(products, reply),
             CacheMsg::Invalidate => {
                 state.generation += 1;
                 info!("invalidate cache");
@@ -185,7 +189,7 @@ impl CacheState {
     /// Stores the new versions on a task of its own: an entry being read
     /// through holds its key until Postgres answers, and the actor must not
     /// wait for that. Versions, not arrival order, decide which one stays.
-    fn put(&self, products: Vec<Product>) {
+    fn put(&self, products: Vec<Product>, reply: RpcReplyPort<()>) {
         let cache = self.products.clone();
         let generation = self.generation;
         tokio::spawn(async move {
@@ -196,6 +200,7 @@ impl CacheState {
                 };
                 store_if_newer(&cache, candidate).await;
             }
+            let _ = reply.send(());
         });
     }
 

@@ -9,16 +9,17 @@
 //! pulled only when its batch is about to be stored, so a stopped or killed
 //! process holds no messages that would wait out `ack_wait`.
 //!
-//! Invalid messages are stored in `rejected_messages` in the same transaction
-//! as the valid ones of their batch, then terminated (`AckKind::Term`) so that
-//! they are never redelivered. If the batch cannot be stored, every message of
+//! After the commit, the new versions go to the cache, then the messages are
+//! acked. Invalid messages are stored in `rejected_messages` in the same
+//! transaction as the valid ones of their batch, then terminated
+//! (`AckKind::Term`) so that they are never redelivered. If the batch cannot be stored, every message of
 //! it is nak'ed with a delay, and comes again.
 
 use crate::backoff::Backoff;
 use crate::cache::CacheMsg;
 use crate::call::ask;
 use crate::names::{Child, Names};
-use crate::persistence::{Batch, Incoming, PersistenceMsg, Rejected};
+use crate::persistence::{Batch, Incoming, PersistenceMsg, Refused, Rejected, Stored};
 use crate::product::decode;
 use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
 use futures::StreamExt;
@@ -31,11 +32,16 @@ pub type IngestRef = ActorRef<IngestMsg>;
 
 /// How long an idle `Pull` waits for a message before it yields to a stop request.
 const IDLE_WAIT: Duration = Duration::from_secs(1);
+/// How long one `Pull` (an idle wait included) may take before the consumer is
+/// set up again.
+const PULL_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long setting up the stream and consumer may take before it is retried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long storing one batch may take before it is given up and redelivered
 /// (the supervisor waits longer than this for ingest to stop).
 pub const STORE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the cache may take to take a batch's new versions.
+const PUT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Where and how to consume.
 #[derive(Clone, Debug)]
@@ -214,7 +220,14 @@ impl IngestState {
             myself.cast(IngestMsg::Connect)?;
             return Ok(());
         };
-        match next_batch(&source.consumer, self.config.batch_size).await {
+        // A pull request whose connection died under it never ends by itself.
+        let pulled = timeout(
+            PULL_TIMEOUT,
+            next_batch(&source.consumer, self.config.batch_size),
+        )
+        .await
+        .unwrap_or_else(|_| Err("the pull request got no answer".into()));
+        match pulled {
             Ok(batch) if batch.is_empty() => {
                 myself.cast(IngestMsg::Pull)?;
                 Ok(())
@@ -240,55 +253,52 @@ impl IngestState {
         stream_id: String,
         messages: Vec<jetstream::Message>,
     ) -> Result<(), ActorProcessingErr> {
-        let mut products = Vec::with_capacity(messages.len());
-        let mut rejected = Vec::new();
-        let mut verdicts = Vec::with_capacity(messages.len());
-        for message in &messages {
-            let Ok(info) = message.info() else {
-                // Every message of a pull consumer has one (its reply subject);
-                // without it there is no sequence to store it under, and no
-                // subject to ack or terminate it on.
-                warn!(subject = %message.subject, "message without JetStream metadata skipped");
-                verdicts.push(Verdict::Skip);
-                continue;
-            };
-            let stream_seq = info.stream_sequence;
-            match decode(&message.payload) {
-                Ok(update) => {
-                    products.push(Incoming { stream_seq, update });
-                    verdicts.push(Verdict::Ack);
-                }
-                Err(reason) => {
-                    let payload = &message.payload;
-                    rejected.push(Rejected {
-                        stream_seq,
-                        subject: message.subject.to_string(),
-                        payload: payload[..payload.len().min(Rejected::KEPT_BYTES)].to_vec(),
-                        payload_len: payload.len(),
-                        reason: reason.to_string(),
-                    });
-                    verdicts.push(Verdict::Term);
-                }
-            }
-        }
-
+        let (products, mut rejected, mut verdicts) = decode_batch(&messages);
         let batch = Batch {
-            stream: stream_id,
+            stream: stream_id.clone(),
             products,
             rejected: rejected.clone(),
         };
-        let stored = ask(
-            self.names.persistence(),
-            Child::Persistence,
-            |reply| PersistenceMsg::StoreBatch { batch, reply },
-            STORE_TIMEOUT,
-        )
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|result| result.map_err(|e| e.to_string()));
+        let mut stored = self.store(batch).await;
+        if let Ok(outcome) = &mut stored
+            && !outcome.refused.is_empty()
+        {
+            // Stored but for a few that Postgres refused: set those aside too.
+            let refused = set_aside(
+                &messages,
+                &mut verdicts,
+                std::mem::take(&mut outcome.refused),
+            );
+            let batch = Batch {
+                stream: stream_id,
+                products: Vec::new(),
+                rejected: refused.clone(),
+            };
+            match self.store(batch).await {
+                Ok(_) => rejected.extend(refused),
+                Err(error) => stored = Err(error),
+            }
+        }
 
         match stored {
-            Ok(applied) => {
+            Ok(Stored { applied, .. }) => {
+                // The cache serves the new versions before they are acked: once
+                // a message is acked, its version is what readers get.
+                let changed = applied.len();
+                let put = ask(
+                    self.names.cache(),
+                    Child::Cache,
+                    |reply| CacheMsg::Put {
+                        products: applied,
+                        reply,
+                    },
+                    PUT_TIMEOUT,
+                )
+                .await;
+                if let Err(error) = put {
+                    // Stored all the same; a cache that comes back rebuilds from Postgres.
+                    warn!(%error, "the cache did not take the new versions");
+                }
                 for (message, verdict) in messages.iter().zip(&verdicts) {
                     let acked = match verdict {
                         Verdict::Ack => message.ack().await,
@@ -303,14 +313,7 @@ impl IngestState {
                 for r in &rejected {
                     warn!(stream_seq = r.stream_seq, subject = %r.subject, reason = %r.reason, "message rejected");
                 }
-                debug!(
-                    messages = messages.len(),
-                    changed = applied.len(),
-                    "batch stored"
-                );
-                if let Some(cache) = self.names.cache() {
-                    let _ = cache.cast(CacheMsg::Put { products: applied });
-                }
+                debug!(messages = messages.len(), changed, "batch stored");
                 self.backoff.reset();
                 myself.cast(IngestMsg::Pull)?;
             }
@@ -324,6 +327,84 @@ impl IngestState {
             }
         }
         Ok(())
+    }
+
+    async fn store(&self, batch: Batch) -> Result<Stored, String> {
+        ask(
+            self.names.persistence(),
+            Child::Persistence,
+            |reply| PersistenceMsg::StoreBatch { batch, reply },
+            STORE_TIMEOUT,
+        )
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+    }
+}
+
+/// Decodes each message: the valid ones to store, the invalid ones to set
+/// aside, and what to answer each message once the batch is stored.
+fn decode_batch(messages: &[jetstream::Message]) -> (Vec<Incoming>, Vec<Rejected>, Vec<Verdict>) {
+    let mut products = Vec::with_capacity(messages.len());
+    let mut rejected = Vec::new();
+    let mut verdicts = Vec::with_capacity(messages.len());
+    for message in messages {
+        let Some(stream_seq) = stream_seq(message) else {
+            // Every message of a pull consumer has one (its reply subject);
+            // without it there is no sequence to store it under, and no
+            // subject to ack or terminate it on.
+            warn!(subject = %message.subject, "message without JetStream metadata skipped");
+            verdicts.push(Verdict::Skip);
+            continue;
+        };
+        match decode(&message.payload) {
+            Ok(update) => {
+                products.push(Incoming { stream_seq, update });
+                verdicts.push(Verdict::Ack);
+            }
+            Err(reason) => {
+                rejected.push(rejection(message, stream_seq, reason.to_string()));
+                verdicts.push(Verdict::Term);
+            }
+        }
+    }
+    (products, rejected, verdicts)
+}
+
+/// Turns the messages Postgres refused into rejections, to be terminated.
+fn set_aside(
+    messages: &[jetstream::Message],
+    verdicts: &mut [Verdict],
+    refused: Vec<Refused>,
+) -> Vec<Rejected> {
+    refused
+        .into_iter()
+        .filter_map(|refused| {
+            let index = messages
+                .iter()
+                .position(|m| stream_seq(m) == Some(refused.stream_seq))?;
+            verdicts[index] = Verdict::Term;
+            Some(rejection(
+                &messages[index],
+                refused.stream_seq,
+                refused.reason,
+            ))
+        })
+        .collect()
+}
+
+fn stream_seq(message: &jetstream::Message) -> Option<u64> {
+    message.info().ok().map(|info| info.stream_sequence)
+}
+
+fn rejection(message: &jetstream::Message, stream_seq: u64, reason: String) -> Rejected {
+    let payload = &message.payload;
+    Rejected {
+        stream_seq,
+        subject: message.subject.to_string(),
+        payload: payload[..payload.len().min(Rejected::KEPT_BYTES)].to_vec(),
+        payload_len: payload.len(),
+        reason,
     }
 }
 

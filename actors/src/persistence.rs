@@ -9,7 +9,7 @@ mod store;
 
 use crate::product::{Product, ProductUpdate};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, RuntimeErr};
 use std::future::Future;
 use std::time::Duration;
 use tracing::Instrument;
@@ -50,18 +50,55 @@ impl Rejected {
     pub const KEPT_BYTES: usize = 4096;
 }
 
+/// What storing a batch did.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    /// The products whose stored version changed, to be put in the cache.
+    pub applied: Vec<Product>,
+    /// Messages Postgres refused on their own (the rest were stored): to be set
+    /// aside like invalid ones.
+    pub refused: Vec<Refused>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Refused {
+    pub stream_seq: u64,
+    pub reason: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
     Database(#[from] DbErr),
 }
 
+impl StoreError {
+    /// Postgres refused the data itself (a data exception, a constraint, a
+    /// limit), as opposed to being unreachable: the same data would fail again.
+    pub fn is_refusal(&self) -> bool {
+        let StoreError::Database(
+            DbErr::Exec(RuntimeErr::SqlxError(error)) | DbErr::Query(RuntimeErr::SqlxError(error)),
+        ) = self
+        else {
+            return false;
+        };
+        match error.as_ref() {
+            sea_orm::sqlx::Error::Database(error) => error.code().is_some_and(|code| {
+                ["22", "23", "54"]
+                    .iter()
+                    .any(|class| code.starts_with(class))
+            }),
+            _ => false,
+        }
+    }
+}
+
 pub enum PersistenceMsg {
-    /// From ingest: store a batch in one transaction. Replies with the products
-    /// whose stored version changed, once the transaction has committed.
+    /// From ingest: store a batch in one transaction. Replies once it has
+    /// committed, with what changed and what Postgres refused.
     StoreBatch {
         batch: Batch,
-        reply: RpcReplyPort<Result<Vec<Product>, StoreError>>,
+        reply: RpcReplyPort<Result<Stored, StoreError>>,
     },
     /// From the cache, on a miss: one product by id.
     Get {

@@ -27,6 +27,10 @@ pub const MAX_ATTRIBUTE_KEY_CHARS: usize = 128;
 pub const MAX_ATTRIBUTE_VALUE_CHARS: usize = 1024;
 /// The highest price: 2^53, the largest integer a JSON number carries exactly everywhere.
 pub const MAX_PRICE: u64 = 1 << 53;
+/// The highest id a message may give: 2^53 too, so that ids survive a round
+/// trip through any JSON client, and the ids the service assigns above the
+/// ones publishers chose can never run out.
+pub const MAX_ID: i64 = 1 << 53;
 
 /// A product as stored and served.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -158,6 +162,9 @@ fn decode_id(value: Option<Value>) -> Result<Option<i64>, DecodeError> {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => match n.as_i64() {
             Some(0) => Ok(None),
+            Some(id) if id > MAX_ID => {
+                Err(invalid(&format!("must be at most {MAX_ID}, found {n}")))
+            }
             Some(id) if id > 0 => Ok(Some(id)),
             Some(_) => Err(invalid(
                 "must not be negative (0 or absent asks for a new id)",

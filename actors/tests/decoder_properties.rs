@@ -3,7 +3,7 @@
 //! case of its keys; and one bad field is enough to reject a message.
 
 use actors::product::{
-    DecodeError, MAX_ATTRIBUTES, MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS, MAX_PRICE, decode,
+    DecodeError, MAX_ATTRIBUTES, MAX_DESCRIPTION_CHARS, MAX_ID, MAX_NAME_CHARS, MAX_PRICE, decode,
 };
 use proptest::collection::{btree_map, vec};
 use proptest::option;
@@ -87,7 +87,7 @@ fn valid() -> impl Strategy<Value = Valid> {
     )
         .prop_map(|(a, b, c, d, e, f)| [a, b, c, d, e, f]);
     (
-        option::of(0..=i64::MAX),
+        option::of(0..=MAX_ID),
         name(),
         0..=MAX_PRICE,
         name(),
@@ -142,6 +142,7 @@ enum Spoil {
     MissingPrice,
     MissingManufacturer,
     NegativeId(i64),
+    IdTooHigh(i64),
     IdAsString,
     LongDescription,
     AttributesNotAnObject,
@@ -165,6 +166,7 @@ fn spoil() -> impl Strategy<Value = Spoil> {
         Just(Spoil::MissingPrice),
         Just(Spoil::MissingManufacturer),
         (i64::MIN..0).prop_map(Spoil::NegativeId),
+        (MAX_ID + 1..=i64::MAX).prop_map(Spoil::IdTooHigh),
         Just(Spoil::IdAsString),
         Just(Spoil::LongDescription),
         Just(Spoil::AttributesNotAnObject),
@@ -190,6 +192,7 @@ fn apply(spoil: &Spoil, message: &Valid, object: &mut Map<String, Value>) {
         Spoil::MissingPrice => drop(object.remove(price)),
         Spoil::MissingManufacturer => drop(object.remove(manufacturer)),
         Spoil::NegativeId(i) => drop(object.insert(id.clone(), json!(i))),
+        Spoil::IdTooHigh(i) => drop(object.insert(id.clone(), json!(i))),
         Spoil::IdAsString => drop(object.insert(id.clone(), json!("7"))),
         Spoil::LongDescription => drop(object.insert(
             description.clone(),
@@ -220,7 +223,7 @@ proptest! {
     #[test]
     fn whatever_json_is_accepted_is_a_valid_product(value in any_json()) {
         if let Ok(update) = decode(value.to_string().as_bytes()) {
-            prop_assert!(update.id.is_none_or(|id| id > 0));
+            prop_assert!(update.id.is_none_or(|id| (1..=MAX_ID).contains(&id)));
             for text in [&update.name, &update.manufacturer] {
                 prop_assert!(!text.is_empty() && text.trim() == text.as_str());
                 prop_assert!(text.chars().count() <= MAX_NAME_CHARS);

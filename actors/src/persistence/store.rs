@@ -1,6 +1,6 @@
 //! The SeaORM queries and mutations, kept apart from the actor that calls them.
 
-use super::{Batch, Incoming, StoreError};
+use super::{Batch, Incoming, Refused, StoreError, Stored};
 use crate::product::{Product, Version};
 use entity::{products, rejected_messages};
 use sea_orm::sea_query::{Expr, OnConflict};
@@ -11,17 +11,65 @@ use sea_orm::{
 };
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
+use tracing::warn;
 
 /// Stores one batch in one transaction and returns the products whose stored
-/// version changed, in the order they now stand.
+/// version changed.
 ///
 /// Idempotent: a message is applied to a product only if its stream sequence is
 /// newer than the one last applied, and an id-less message creates at most one
 /// product (its `stream#seq` is unique), so a redelivered batch changes nothing.
-pub async fn store_batch(
-    db: &DatabaseConnection,
-    batch: Batch,
-) -> Result<Vec<Product>, StoreError> {
+///
+/// If Postgres refuses the batch for its data (not for being unreachable), the
+/// messages are stored one by one instead, and those it refuses on their own
+/// are returned in [`Stored::refused`], so that one bad message never holds up
+/// the others.
+pub async fn store_batch(db: &DatabaseConnection, batch: Batch) -> Result<Stored, StoreError> {
+    match write(db, batch.clone()).await {
+        Ok(applied) => Ok(Stored {
+            applied,
+            refused: Vec::new(),
+        }),
+        Err(error) if error.is_refusal() => {
+            warn!(%error, messages = batch.products.len(), "Postgres refused a batch; storing its messages one by one");
+            store_one_by_one(db, batch).await
+        }
+        Err(error) => Err(error),
+    }
+}
+
+async fn store_one_by_one(db: &DatabaseConnection, batch: Batch) -> Result<Stored, StoreError> {
+    let Batch {
+        stream,
+        products,
+        rejected,
+    } = batch;
+    let mut stored = Stored {
+        applied: Vec::new(),
+        refused: Vec::new(),
+    };
+    let alone = |products, rejected| Batch {
+        stream: stream.clone(),
+        products,
+        rejected,
+    };
+    write(db, alone(Vec::new(), rejected)).await?;
+    for message in products {
+        let stream_seq = message.stream_seq;
+        match write(db, alone(vec![message], Vec::new())).await {
+            Ok(applied) => stored.applied.extend(applied),
+            Err(error) if error.is_refusal() => stored.refused.push(Refused {
+                stream_seq,
+                reason: format!("Postgres refused it: {error}"),
+            }),
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(stored)
+}
+
+/// One transaction for the whole batch.
+async fn write(db: &DatabaseConnection, batch: Batch) -> Result<Vec<Product>, StoreError> {
     let Batch {
         stream,
         products: incoming,
