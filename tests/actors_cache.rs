@@ -1,9 +1,9 @@
 //! The cache actor, driven through its messages, in front of a real database.
 
-use crate::common::{Cleanup, unique_settings, wait_until};
+use crate::common::{Cleanup, prepared_database, spawn_persistence, unique_settings, wait_until};
 use actors::cache::{Cache, CacheArgs, CacheMsg, CacheRef, CacheStatus};
 use actors::names::{Child, Names};
-use actors::persistence::{Batch, Incoming, Persistence, PersistenceArgs, PersistenceMsg};
+use actors::persistence::{Batch, Incoming, PersistenceMsg};
 use actors::product::{Product, ProductUpdate};
 use ractor::Actor;
 use std::sync::Arc;
@@ -18,23 +18,10 @@ struct Fixture {
 
 /// A persistence actor over a fresh database holding `pen` (1) and `toy` (2).
 async fn with_two_products() -> Fixture {
-    crate::common::init_logs();
     let settings = unique_settings();
-    let cleanup = Cleanup::new(&settings);
-    ::products::database::prepare(&settings.database_url)
-        .await
-        .unwrap();
+    let cleanup = prepared_database(&settings).await;
     let names = Names::new(crate::common::instance_name(&settings));
-    let (persistence, _) = Actor::spawn(
-        Some(names.of(Child::Persistence)),
-        Persistence,
-        PersistenceArgs {
-            database_url: settings.database_url.clone(),
-            max_connections: 2,
-        },
-    )
-    .await
-    .unwrap();
+    let persistence = spawn_persistence(Some(names.of(Child::Persistence)), &settings).await;
     let products = [(1, "pen"), (2, "toy")]
         .into_iter()
         .map(|(id, name)| Incoming {

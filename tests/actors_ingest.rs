@@ -1,10 +1,12 @@
 //! The ingest actor, driven against a real stream: a message is acked only
 //! after the batch that holds it has committed.
 
-use crate::common::{Cleanup, connect, init_logs, instance_name, unique_settings, wait_until};
+use crate::common::{
+    connect, instance_name, jetstream_with_stream, prepared_database, spawn_persistence,
+    unique_settings, wait_until,
+};
 use actors::ingest::{Ingest, IngestArgs};
 use actors::names::{Child, Names};
-use actors::persistence::{Persistence, PersistenceArgs};
 use async_nats::jetstream;
 use entity::{products, rejected_messages};
 use ractor::Actor;
@@ -12,22 +14,10 @@ use sea_orm::{EntityTrait, PaginatorTrait};
 
 #[tokio::test]
 async fn a_message_is_acked_only_after_its_batch_has_committed() {
-    init_logs();
     let settings = unique_settings();
-    let _cleanup = Cleanup::new(&settings);
-    ::products::database::prepare(&settings.database_url)
-        .await
-        .unwrap();
+    let _cleanup = prepared_database(&settings).await;
     let names = Names::new(instance_name(&settings));
-    let js = jetstream::new(
-        async_nats::connect(settings.nats_url.as_str())
-            .await
-            .unwrap(),
-    );
-    let stream = js
-        .get_or_create_stream(settings.ingest().stream_config())
-        .await
-        .unwrap();
+    let (js, stream) = jetstream_with_stream(&settings).await;
 
     // Ingest runs, persistence does not: nothing can be stored.
     Actor::spawn(
@@ -77,16 +67,7 @@ async fn a_message_is_acked_only_after_its_batch_has_committed() {
     );
 
     // Once persistence runs, the redelivered messages are stored, then acked.
-    Actor::spawn(
-        Some(names.of(Child::Persistence)),
-        Persistence,
-        PersistenceArgs {
-            database_url: settings.database_url.clone(),
-            max_connections: 2,
-        },
-    )
-    .await
-    .unwrap();
+    spawn_persistence(Some(names.of(Child::Persistence)), &settings).await;
     wait_until("both messages are acked", || async {
         consumer_info()
             .await

@@ -1,12 +1,9 @@
 //! The persistence actor, driven through its messages against a real database.
 
-use crate::common::{Cleanup, connect, unique_settings};
-use actors::persistence::{
-    Batch, Incoming, Persistence, PersistenceArgs, PersistenceMsg, PersistenceRef, Rejected, Stored,
-};
+use crate::common::{Cleanup, connect, prepared_database, spawn_persistence, unique_settings};
+use actors::persistence::{Batch, Incoming, PersistenceMsg, PersistenceRef, Rejected, Stored};
 use actors::product::{Product, ProductUpdate};
 use entity::{products, rejected_messages};
-use ractor::Actor;
 use sea_orm::{EntityTrait, PaginatorTrait, QueryOrder};
 use std::time::Duration;
 
@@ -16,25 +13,11 @@ struct Fixture {
     _cleanup: Cleanup,
 }
 
-async fn spawn_persistence() -> Fixture {
-    crate::common::init_logs();
+async fn fixture() -> Fixture {
     let settings = unique_settings();
-    let cleanup = Cleanup::new(&settings);
-    ::products::database::prepare(&settings.database_url)
-        .await
-        .unwrap();
-    let (persistence, _) = Actor::spawn(
-        None,
-        Persistence,
-        PersistenceArgs {
-            database_url: settings.database_url.clone(),
-            max_connections: 2,
-        },
-    )
-    .await
-    .unwrap();
+    let cleanup = prepared_database(&settings).await;
     Fixture {
-        persistence,
+        persistence: spawn_persistence(None, &settings).await,
         database_url: settings.database_url,
         _cleanup: cleanup,
     }
@@ -96,7 +79,7 @@ impl Fixture {
 
 #[tokio::test]
 async fn a_batch_is_stored_at_once_and_a_redelivery_of_it_changes_nothing() {
-    let fixture = spawn_persistence().await;
+    let fixture = fixture().await;
     let mut first = batch(
         "S@1",
         vec![
@@ -132,7 +115,7 @@ async fn a_batch_is_stored_at_once_and_a_redelivery_of_it_changes_nothing() {
 
 #[tokio::test]
 async fn an_older_message_never_overwrites_a_newer_one() {
-    let fixture = spawn_persistence().await;
+    let fixture = fixture().await;
     fixture
         .store(batch("S@1", vec![message(5, Some(1), "pen", 50)]))
         .await;
@@ -159,7 +142,7 @@ async fn an_older_message_never_overwrites_a_newer_one() {
 
 #[tokio::test]
 async fn a_message_of_a_recreated_stream_applies_even_with_a_lower_sequence() {
-    let fixture = spawn_persistence().await;
+    let fixture = fixture().await;
     fixture
         .store(batch("S@1", vec![message(100, Some(1), "pen", 1)]))
         .await;
@@ -172,7 +155,7 @@ async fn a_message_of_a_recreated_stream_applies_even_with_a_lower_sequence() {
 
 #[tokio::test]
 async fn pages_come_in_id_order_after_the_given_id() {
-    let fixture = spawn_persistence().await;
+    let fixture = fixture().await;
     let messages = (1..=5)
         .rev()
         .map(|id| message(id as u64, Some(id), &format!("p{id}"), id))
@@ -197,7 +180,7 @@ async fn pages_come_in_id_order_after_the_given_id() {
 
 #[tokio::test]
 async fn in_one_batch_the_highest_sequence_wins_even_when_it_comes_first() {
-    let fixture = spawn_persistence().await;
+    let fixture = fixture().await;
     // A redelivered older message can follow a newer one in the same batch.
     fixture
         .store(batch(
@@ -213,7 +196,7 @@ async fn in_one_batch_the_highest_sequence_wins_even_when_it_comes_first() {
 
 #[tokio::test]
 async fn a_product_with_id_1_on_a_fresh_table_does_not_collide_with_the_next_new_one() {
-    let fixture = spawn_persistence().await;
+    let fixture = fixture().await;
     fixture
         .store(batch("S@1", vec![message(1, Some(1), "pen", 1)]))
         .await;
@@ -226,7 +209,7 @@ async fn a_product_with_id_1_on_a_fresh_table_does_not_collide_with_the_next_new
 
 #[tokio::test]
 async fn a_message_postgres_refuses_is_set_apart_and_the_rest_of_its_batch_is_stored() {
-    let fixture = spawn_persistence().await;
+    let fixture = fixture().await;
     // The decoder never lets a NUL through; here one reaches Postgres anyway.
     let stored = fixture
         .store_all(batch(

@@ -5,7 +5,9 @@
 
 use crate::common::process::ServiceProcess;
 use crate::common::servers::free_port;
-use crate::common::{Cleanup, DEADLINE, connect, init_logs, unique_settings, wait_until};
+use crate::common::{
+    Cleanup, DEADLINE, connect, init_logs, jetstream_with_stream, unique_settings, wait_until,
+};
 use async_nats::jetstream;
 use bytes::Bytes;
 use products::settings::Settings;
@@ -70,14 +72,7 @@ async fn kill_repeatedly(workload: Workload, kills: usize) -> Outcome {
     // In-flight messages of a killed process come back after this.
     settings.nats_ack_wait = Duration::from_secs(2);
     let _cleanup = Cleanup::new(&settings);
-    let js = jetstream::new(
-        async_nats::connect(settings.nats_url.as_str())
-            .await
-            .unwrap(),
-    );
-    js.get_or_create_stream(settings.ingest().stream_config())
-        .await
-        .unwrap();
+    let (js, _) = jetstream_with_stream(&settings).await;
 
     let messages = workload.messages();
     let total = messages.len();
@@ -268,14 +263,7 @@ async fn sigterm_finishes_the_batch_in_flight_and_exits_0_within_seconds() {
     init_logs();
     let settings = unique_settings();
     let _cleanup = Cleanup::new(&settings);
-    let js = jetstream::new(
-        async_nats::connect(settings.nats_url.as_str())
-            .await
-            .unwrap(),
-    );
-    js.get_or_create_stream(settings.ingest().stream_config())
-        .await
-        .unwrap();
+    let (js, _) = jetstream_with_stream(&settings).await;
     let backlog = Workload {
         ids: 100,
         updates_per_id: 30,

@@ -5,11 +5,13 @@
 pub mod process;
 pub mod servers;
 
+use actors::persistence::{Persistence, PersistenceArgs, PersistenceRef};
 use actors::supervisor::RestartBudget;
 use async_nats::jetstream::{self, consumer::PullConsumer};
 use bytes::Bytes;
 use products::App;
 use products::settings::Settings;
+use ractor::Actor;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 use std::future::Future;
 use std::sync::Once;
@@ -229,6 +231,44 @@ impl TestApp {
 
 pub fn instance_name(settings: &Settings) -> String {
     format!("app-{}", settings.nats_durable)
+}
+
+/// Creates and migrates the database `settings` name; it is dropped when the
+/// returned guard drops.
+pub async fn prepared_database(settings: &Settings) -> Cleanup {
+    init_logs();
+    let cleanup = Cleanup::new(settings);
+    products::database::prepare(&settings.database_url)
+        .await
+        .expect("the test database is created");
+    cleanup
+}
+
+/// A JetStream context on the test's NATS, and the test's stream.
+pub async fn jetstream_with_stream(
+    settings: &Settings,
+) -> (jetstream::Context, jetstream::stream::Stream) {
+    let client = async_nats::connect(settings.nats_url.as_str())
+        .await
+        .expect("NATS is running");
+    let js = jetstream::new(client);
+    let stream = js
+        .get_or_create_stream(settings.ingest().stream_config())
+        .await
+        .expect("the test stream can be created");
+    (js, stream)
+}
+
+/// A persistence actor over the database of `settings`, registered as `name`.
+pub async fn spawn_persistence(name: Option<String>, settings: &Settings) -> PersistenceRef {
+    let args = PersistenceArgs {
+        database_url: settings.database_url.clone(),
+        max_connections: 2,
+    };
+    Actor::spawn(name, Persistence, args)
+        .await
+        .expect("the persistence actor starts")
+        .0
 }
 
 pub async fn connect(database_url: &str) -> DatabaseConnection {
