@@ -109,8 +109,8 @@ pub enum LogFormat {
 }
 
 impl Settings {
-    /// The settings with every default, as `products` sees them with no flag
-    /// and no environment (tests start from here).
+    /// The settings as `products` sees them with no flag: the defaults, or the
+    /// environment variables where set (tests start from here and set their own).
     pub fn defaults() -> Self {
         use clap::Parser;
         #[derive(Parser)]
