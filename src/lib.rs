@@ -36,8 +36,8 @@ use tokio::task::JoinHandle;
 use tracing::info;
 
 /// How long a graceful shutdown may take before the process gives up waiting
-/// (each child gets up to 15 s; in practice the whole takes well under a second).
-const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(45);
+/// (each child gets up to 20 s; in practice the whole takes well under a second).
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Runs the service until SIGTERM or Ctrl-C.
 pub async fn serve(settings: &Settings) -> anyhow::Result<()> {

@@ -42,7 +42,9 @@ struct Cached {
 }
 
 /// How long a call to persistence may take before the cache gives up on it.
-const PERSISTENCE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Shorter than http's wait on the cache, so that a stale product can still
+/// be served to the request that found Postgres hung.
+const PERSISTENCE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Products read per query while rebuilding.
 const REBUILD_PAGE: u64 = 1000;
 

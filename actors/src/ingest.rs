@@ -37,8 +37,9 @@ const IDLE_WAIT: Duration = Duration::from_secs(1);
 const PULL_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long setting up the stream and consumer may take before it is retried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long storing one batch may take before it is given up and redelivered
-/// (the supervisor waits longer than this for ingest to stop).
+/// How long storing one batch may take before it is given up and redelivered.
+/// One `Pull` can take this, plus [`PULL_TIMEOUT`] and [`PUT_TIMEOUT`]: the
+/// supervisor waits longer than that for ingest to stop.
 pub const STORE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the cache may take to take a batch's new versions.
 const PUT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -281,15 +282,15 @@ impl IngestState {
         }
 
         match stored {
-            Ok(Stored { applied, .. }) => {
+            Ok(Stored { current, .. }) => {
                 // The cache serves the new versions before they are acked: once
                 // a message is acked, its version is what readers get.
-                let changed = applied.len();
+                let products = current.len();
                 let put = ask(
                     self.names.cache(),
                     Child::Cache,
                     |reply| CacheMsg::Put {
-                        products: applied,
+                        products: current,
                         reply,
                     },
                     PUT_TIMEOUT,
@@ -313,7 +314,7 @@ impl IngestState {
                 for r in &rejected {
                     warn!(stream_seq = r.stream_seq, subject = %r.subject, reason = %r.reason, "message rejected");
                 }
-                debug!(messages = messages.len(), changed, "batch stored");
+                debug!(messages = messages.len(), products, "batch stored");
                 self.backoff.reset();
                 myself.cast(IngestMsg::Pull)?;
             }
@@ -448,8 +449,14 @@ async fn next_batch(
             .await?;
         batch = collect(first).await?;
         if !batch.is_empty() && max > 1 {
-            let rest = consumer.fetch().max_messages(max - 1).messages().await?;
-            batch.extend(collect(rest).await?);
+            // The first message is ours now: whatever happens to the rest, keep it.
+            match consumer.fetch().max_messages(max - 1).messages().await {
+                Ok(rest) => match collect(rest).await {
+                    Ok(rest) => batch.extend(rest),
+                    Err(error) => debug!(%error, "fetching more after the first message failed"),
+                },
+                Err(error) => debug!(%error, "fetching more after the first message failed"),
+            }
         }
     }
     Ok(batch)

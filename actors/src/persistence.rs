@@ -1,9 +1,11 @@
 //! The persistence actor: the only part that talks to Postgres, through SeaORM.
 //!
-//! Writes (`StoreBatch`) are handled one at a time, in the order ingest sends
-//! them, so that what is committed follows the stream. Reads (`Get`, `Page`,
-//! `Ping`) run on tasks of their own over the connection pool, so that a slow
-//! read never holds up a write or another read.
+//! Writes (`StoreBatch`) go to one writer task that stores them one at a time,
+//! in the order ingest sends them, so that what is committed follows the
+//! stream. Reads (`Get`, `Page`, `Ping`) run on tasks of their own over the
+//! connection pool. The actor itself only dispatches, so a slow write never
+//! holds up a read, nor a slow read a write. Every statement is cut off after
+//! [`STATEMENT_TIMEOUT`].
 
 mod store;
 
@@ -12,6 +14,8 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, RuntimeErr};
 use std::future::Future;
 use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 pub type PersistenceRef = ActorRef<PersistenceMsg>;
@@ -53,8 +57,8 @@ impl Rejected {
 /// What storing a batch did.
 #[derive(Debug, Clone)]
 pub struct Stored {
-    /// The products whose stored version changed, to be put in the cache.
-    pub applied: Vec<Product>,
+    /// The current version of every product the batch names, to be put in the cache.
+    pub current: Vec<Product>,
     /// Messages Postgres refused on their own (the rest were stored): to be set
     /// aside like invalid ones.
     pub refused: Vec<Refused>,
@@ -127,7 +131,16 @@ pub struct Persistence;
 
 pub struct PersistenceState {
     db: DatabaseConnection,
+    writes: Option<mpsc::UnboundedSender<Write>>,
+    writer: Option<JoinHandle<()>>,
 }
+
+/// A batch to store, and where to send the outcome.
+type Write = (Batch, RpcReplyPort<Result<Stored, StoreError>>);
+
+/// The longest any statement may run (a write shorter than ingest's store
+/// timeout, so that a hung write fails before ingest gives up on it).
+pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(8);
 
 impl Actor for Persistence {
     type Msg = PersistenceMsg;
@@ -148,9 +161,24 @@ impl Actor for Persistence {
             .connect_timeout(Duration::from_secs(3))
             .acquire_timeout(Duration::from_secs(3))
             .connect_lazy(true)
+            .statement_timeout(STATEMENT_TIMEOUT)
             .sqlx_logging(false);
         let db = Database::connect(options).await?;
-        Ok(PersistenceState { db })
+        let (writes, mut queue) = mpsc::unbounded_channel::<Write>();
+        let writer_db = db.clone();
+        let writer = tokio::spawn(
+            async move {
+                while let Some((batch, reply)) = queue.recv().await {
+                    let _ = reply.send(store::store_batch(&writer_db, batch).await);
+                }
+            }
+            .in_current_span(),
+        );
+        Ok(PersistenceState {
+            db,
+            writes: Some(writes),
+            writer: Some(writer),
+        })
     }
 
     async fn handle(
@@ -161,7 +189,10 @@ impl Actor for Persistence {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             PersistenceMsg::StoreBatch { batch, reply } => {
-                let _ = reply.send(store::store_batch(&state.db, batch).await);
+                if let Some(writes) = &state.writes {
+                    // The writer outlives the channel only while stopping.
+                    let _ = writes.send((batch, reply));
+                }
             }
             PersistenceMsg::Get { id, reply } => {
                 let db = state.db.clone();
@@ -188,6 +219,11 @@ impl Actor for Persistence {
         _myself: PersistenceRef,
         state: &mut PersistenceState,
     ) -> Result<(), ActorProcessingErr> {
+        // Let the writer finish what it was given, then close the pool.
+        state.writes.take();
+        if let Some(writer) = state.writer.take() {
+            let _ = tokio::time::timeout(STATEMENT_TIMEOUT * 2, writer).await;
+        }
         let _ = state.db.clone().close().await;
         Ok(())
     }

@@ -25,9 +25,9 @@ use tracing::{error, info, warn};
 
 pub type SupervisorRef = ActorRef<SupervisorMsg>;
 
-/// How long shutdown waits for each child to stop: longer than ingest may
-/// take to store its batch in flight.
-const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long shutdown waits for each child to stop: longer than one `Pull` of
+/// ingest may take (pull 5 s, store 10 s, cache 2 s).
+const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 /// The pause before trying again to start a child whose restart failed.
 const RESPAWN_DELAY: Duration = Duration::from_secs(1);
 

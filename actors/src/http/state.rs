@@ -12,8 +12,9 @@ use std::time::Duration;
 
 /// How long a request waits on another actor before it answers 503.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a readiness probe waits on each part.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a readiness probe waits on each part (ingest answers between two
+/// pulls, and an idle pull waits up to 1 s).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Shared by every handler (injected into the depot by the router).
 #[derive(Clone)]

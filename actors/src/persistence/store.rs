@@ -6,32 +6,33 @@ use entity::{products, rejected_messages};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, ExprTrait, QueryFilter,
-    QueryOrder, QuerySelect, Statement, TransactionTrait,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, ExprTrait,
+    QueryFilter, QueryOrder, QuerySelect, Statement, TransactionSession, TransactionTrait,
 };
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
 use tracing::warn;
 
-/// Stores one batch in one transaction and returns the products whose stored
-/// version changed.
+/// Stores one batch in one transaction and returns the current version of
+/// every product it names, changed or not (a redelivery after a commit whose
+/// reply was lost still refreshes the cache).
 ///
 /// Idempotent: a message is applied to a product only if its stream sequence is
 /// newer than the one last applied, and an id-less message creates at most one
 /// product (its `stream#seq` is unique), so a redelivered batch changes nothing.
 ///
-/// If Postgres refuses the batch for its data (not for being unreachable), the
-/// messages are stored one by one instead, and those it refuses on their own
-/// are returned in [`Stored::refused`], so that one bad message never holds up
-/// the others.
+/// If Postgres refuses the batch for its data (not for being unreachable), each
+/// message is tried on its own, still in one transaction (a savepoint each),
+/// and those refused on their own are returned in [`Stored::refused`], so that
+/// one bad message never holds up the others.
 pub async fn store_batch(db: &DatabaseConnection, batch: Batch) -> Result<Stored, StoreError> {
     match write(db, batch.clone()).await {
-        Ok(applied) => Ok(Stored {
-            applied,
+        Ok(current) => Ok(Stored {
+            current,
             refused: Vec::new(),
         }),
         Err(error) if error.is_refusal() => {
-            warn!(%error, messages = batch.products.len(), "Postgres refused a batch; storing its messages one by one");
+            warn!(%error, messages = batch.products.len(), "Postgres refused a batch; trying its messages one by one");
             store_one_by_one(db, batch).await
         }
         Err(error) => Err(error),
@@ -44,32 +45,45 @@ async fn store_one_by_one(db: &DatabaseConnection, batch: Batch) -> Result<Store
         products,
         rejected,
     } = batch;
-    let mut stored = Stored {
-        applied: Vec::new(),
-        refused: Vec::new(),
-    };
     let alone = |products, rejected| Batch {
         stream: stream.clone(),
         products,
         rejected,
     };
-    write(db, alone(Vec::new(), rejected)).await?;
+    let mut stored = Stored {
+        current: Vec::new(),
+        refused: Vec::new(),
+    };
+    let total = products.len();
+    let mut first_refusal = None;
+    let txn = db.begin().await?;
+    write(&txn, alone(Vec::new(), rejected)).await?;
     for message in products {
         let stream_seq = message.stream_seq;
-        match write(db, alone(vec![message], Vec::new())).await {
-            Ok(applied) => stored.applied.extend(applied),
-            Err(error) if error.is_refusal() => stored.refused.push(Refused {
-                stream_seq,
-                reason: format!("Postgres refused it: {error}"),
-            }),
+        // `write` on a transaction opens a savepoint: a refusal rolls back only this message.
+        match write(&txn, alone(vec![message], Vec::new())).await {
+            Ok(current) => stored.current.extend(current),
+            Err(error) if error.is_refusal() => {
+                stored.refused.push(Refused {
+                    stream_seq,
+                    reason: format!("Postgres refused it: {error}"),
+                });
+                first_refusal.get_or_insert(error);
+            }
             Err(error) => return Err(error),
         }
     }
+    if total > 1 && stored.refused.len() == total {
+        // Every message refused: the database is at fault (a schema change, say),
+        // not the messages. Keep them for a retry rather than set them aside.
+        return Err(first_refusal.expect("a refusal was recorded"));
+    }
+    txn.commit().await?;
     Ok(stored)
 }
 
-/// One transaction for the whole batch.
-async fn write(db: &DatabaseConnection, batch: Batch) -> Result<Vec<Product>, StoreError> {
+/// One transaction (or savepoint, inside a transaction) for the whole batch.
+async fn write<C: TransactionTrait>(db: &C, batch: Batch) -> Result<Vec<Product>, StoreError> {
     let Batch {
         stream,
         products: incoming,
@@ -96,11 +110,15 @@ async fn write(db: &DatabaseConnection, batch: Batch) -> Result<Vec<Product>, St
             None => id_less.push(message),
         }
     }
+    let ids: Vec<i64> = by_id.keys().copied().collect();
+    let created_by: Vec<String> = id_less
+        .iter()
+        .map(|message| format!("{stream}#{}", message.stream_seq))
+        .collect();
 
     let txn = db.begin().await?;
-    let mut applied = Vec::with_capacity(by_id.len() + id_less.len());
 
-    if let Some(&max_id) = by_id.keys().next_back() {
+    if let Some(&max_id) = ids.last() {
         let rows = by_id
             .into_iter()
             .map(|(id, message)| products::ActiveModel {
@@ -127,11 +145,10 @@ async fn write(db: &DatabaseConnection, batch: Batch) -> Result<Vec<Product>, St
             ])
             .action_and_where(newer)
             .to_owned();
-        let stored = products::Entity::insert_many(rows)
+        products::Entity::insert_many(rows)
             .on_conflict(upsert)
-            .exec_with_returning(&txn)
+            .exec_without_returning(&txn)
             .await?;
-        applied.extend(stored.into_iter().map(Product::from));
 
         // Keep the id sequence ahead of the ids publishers chose, so that the next
         // id-less product does not collide with them.
@@ -145,24 +162,22 @@ async fn write(db: &DatabaseConnection, batch: Batch) -> Result<Vec<Product>, St
     }
 
     if !id_less.is_empty() {
-        let rows = id_less.into_iter().map(|message| {
-            let created_by = format!("{stream}#{}", message.stream_seq);
+        let rows = id_less.into_iter().zip(&created_by).map(|(message, key)| {
             row(
                 &stream,
                 message.stream_seq,
                 message.update,
-                Some(created_by),
+                Some(key.clone()),
             )
         });
-        let stored = products::Entity::insert_many(rows)
+        products::Entity::insert_many(rows)
             .on_conflict(
                 OnConflict::column(products::Column::CreatedBy)
                     .do_nothing()
                     .to_owned(),
             )
-            .exec_with_returning(&txn)
+            .exec_without_returning(&txn)
             .await?;
-        applied.extend(stored.into_iter().map(Product::from));
     }
 
     if !rejected.is_empty() {
@@ -191,8 +206,20 @@ async fn write(db: &DatabaseConnection, batch: Batch) -> Result<Vec<Product>, St
             .await?;
     }
 
+    let current = if ids.is_empty() && created_by.is_empty() {
+        Vec::new()
+    } else {
+        products::Entity::find()
+            .filter(
+                Condition::any()
+                    .add(products::Column::Id.is_in(ids))
+                    .add(products::Column::CreatedBy.is_in(created_by)),
+            )
+            .all(&txn)
+            .await?
+    };
     txn.commit().await?;
-    Ok(applied)
+    Ok(current.into_iter().map(Product::from).collect())
 }
 
 /// One product by id.
