@@ -9,8 +9,8 @@ use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, ExprTrait,
     QueryFilter, QueryOrder, QuerySelect, Statement, TransactionSession, TransactionTrait,
 };
-use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, HashSet};
 use tracing::warn;
 
 /// Stores one batch in one transaction and returns the current version of
@@ -117,6 +117,7 @@ async fn write<C: TransactionTrait>(db: &C, batch: Batch) -> Result<Vec<Product>
         .collect();
 
     let txn = db.begin().await?;
+    let mut current = Vec::with_capacity(ids.len() + created_by.len());
 
     if let Some(&max_id) = ids.last() {
         let rows = by_id
@@ -145,10 +146,12 @@ async fn write<C: TransactionTrait>(db: &C, batch: Batch) -> Result<Vec<Product>
             ])
             .action_and_where(newer)
             .to_owned();
-        products::Entity::insert_many(rows)
-            .on_conflict(upsert)
-            .exec_without_returning(&txn)
-            .await?;
+        current.extend(
+            products::Entity::insert_many(rows)
+                .on_conflict(upsert)
+                .exec_with_returning(&txn)
+                .await?,
+        );
 
         // Keep the id sequence ahead of the ids publishers chose, so that the next
         // id-less product does not collide with them.
@@ -170,14 +173,16 @@ async fn write<C: TransactionTrait>(db: &C, batch: Batch) -> Result<Vec<Product>
                 Some(key.clone()),
             )
         });
-        products::Entity::insert_many(rows)
-            .on_conflict(
-                OnConflict::column(products::Column::CreatedBy)
-                    .do_nothing()
-                    .to_owned(),
-            )
-            .exec_without_returning(&txn)
-            .await?;
+        current.extend(
+            products::Entity::insert_many(rows)
+                .on_conflict(
+                    OnConflict::column(products::Column::CreatedBy)
+                        .do_nothing()
+                        .to_owned(),
+                )
+                .exec_with_returning(&txn)
+                .await?,
+        );
     }
 
     if !rejected.is_empty() {
@@ -206,18 +211,32 @@ async fn write<C: TransactionTrait>(db: &C, batch: Batch) -> Result<Vec<Product>
             .await?;
     }
 
-    let current = if ids.is_empty() && created_by.is_empty() {
-        Vec::new()
-    } else {
-        products::Entity::find()
+    // The rows the statements above left alone (older or redelivered messages)
+    // are read as they stand; usually there are none.
+    let returned_ids: HashSet<i64> = current.iter().map(|row| row.id).collect();
+    let returned_keys: HashSet<&str> = current
+        .iter()
+        .filter_map(|row| row.created_by.as_deref())
+        .collect();
+    let unchanged_ids: Vec<i64> = ids
+        .into_iter()
+        .filter(|id| !returned_ids.contains(id))
+        .collect();
+    let unchanged_keys: Vec<String> = created_by
+        .into_iter()
+        .filter(|key| !returned_keys.contains(key.as_str()))
+        .collect();
+    if !unchanged_ids.is_empty() || !unchanged_keys.is_empty() {
+        let unchanged = products::Entity::find()
             .filter(
                 Condition::any()
-                    .add(products::Column::Id.is_in(ids))
-                    .add(products::Column::CreatedBy.is_in(created_by)),
+                    .add(products::Column::Id.is_in(unchanged_ids))
+                    .add(products::Column::CreatedBy.is_in(unchanged_keys)),
             )
             .all(&txn)
-            .await?
-    };
+            .await?;
+        current.extend(unchanged);
+    }
     txn.commit().await?;
     Ok(current.into_iter().map(Product::from).collect())
 }
