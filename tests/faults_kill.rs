@@ -243,7 +243,7 @@ async fn a_few_kill_9s_mid_backlog_lose_nothing_and_duplicate_nothing() {
 /// The long form: ≥ 20 kills over ≥ 100k messages. Run it with
 /// `cargo nextest run --run-ignored only kill_9_long` (see docs/RELIABILITY.md).
 #[tokio::test]
-#[ignore = "long: about a minute or more"]
+#[ignore = "long: about half a minute, and more to build"]
 async fn kill_9_long_twenty_kills_over_a_hundred_thousand_messages() {
     let outcome = kill_repeatedly(
         Workload {
