@@ -7,8 +7,9 @@
 //!   baseline is `GET /healthz`, which asks no actor.
 //!
 //! Run: `cargo bench --bench throughput` (needs the Postgres and NATS of
-//! `scripts/services`). `BENCH_MESSAGES` sets the backlog (default 50000).
-//! The HTTP load comes from this same process, on the same cores.
+//! `scripts/services`). `BENCH_MESSAGES` sets the backlog (default 50000);
+//! `BENCH_PG_SOCKET=/var/run/postgresql` reaches Postgres over its Unix socket
+//! instead of TCP. The HTTP load comes from this same process, on the same cores.
 
 use actors::supervisor::RestartBudget;
 use anyhow::Context;
@@ -47,8 +48,8 @@ async fn run(settings: &Settings, messages: u64) -> anyhow::Result<()> {
     let stream = js.get_stream(&settings.nats_stream).await?;
 
     let baseline = bare_consumer(&stream, messages).await?;
-    let started = Instant::now();
     let app = App::start(settings, "bench", RestartBudget::default()).await?;
+    let started = Instant::now();
     let mut consumer: jetstream::consumer::PullConsumer = loop {
         if let Ok(consumer) = stream.get_consumer(&settings.nats_durable).await {
             break consumer;
@@ -65,8 +66,9 @@ async fn run(settings: &Settings, messages: u64) -> anyhow::Result<()> {
     let service = started.elapsed();
 
     println!(
-        "ingest of {messages} messages (batches of {}):",
-        settings.ingest_batch_size
+        "ingest of {messages} messages (batches of {}), Postgres at {}:",
+        settings.ingest_batch_size,
+        settings.database_url_redacted()
     );
     report(
         "bare consumer, pull + ack, no store (baseline)",
@@ -176,7 +178,10 @@ async fn http_load(
 fn bench_settings() -> Settings {
     let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
     let mut settings = Settings::defaults();
-    settings.database_url = format!("postgres://postgres@127.0.0.1:5432/products_bench_{id}");
+    settings.database_url = match std::env::var("BENCH_PG_SOCKET") {
+        Ok(dir) => format!("postgres://postgres@localhost/products_bench_{id}?host={dir}"),
+        Err(_) => format!("postgres://postgres@127.0.0.1:5432/products_bench_{id}"),
+    };
     settings.nats_url = "nats://127.0.0.1:4222".into();
     settings.http_addr = "127.0.0.1:0".parse().unwrap();
     settings.nats_stream = format!("BENCH_{id}");
