@@ -89,7 +89,7 @@ impl IngestConfig {
 }
 
 pub enum IngestMsg {
-    /// From itself: make sure the stream and consumer exist and open the message stream.
+    /// From itself: make sure the stream and the durable consumer exist.
     Connect,
     /// From itself: take one batch, store it, ack it.
     Pull,
