@@ -7,6 +7,7 @@ use crate::common::process::ServiceProcess;
 use crate::common::servers::free_port;
 use crate::common::{
     Cleanup, DEADLINE, connect, init_logs, jetstream_with_stream, unique_settings, wait_until,
+    wait_until_within,
 };
 use async_nats::jetstream;
 use bytes::Bytes;
@@ -108,15 +109,11 @@ async fn kill_repeatedly(workload: Workload, kills: usize) -> Outcome {
 
     let started = Instant::now();
     service.restart();
-    let deadline = Instant::now() + DEADLINE * 10;
-    while outstanding(&js, &settings).await > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the backlog was not drained:\n{}",
-            service.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // The service's log is printed if this fails (see `ServiceProcess`).
+    wait_until_within("the backlog is drained", DEADLINE * 10, || async {
+        outstanding(&js, &settings).await == 0
+    })
+    .await;
     let recovery = started.elapsed();
 
     // Postgres: every id at its last version, each id-less product once.

@@ -280,19 +280,28 @@ pub async fn connect(database_url: &str) -> DatabaseConnection {
 }
 
 /// Polls `check` until it holds, failing the test after [`DEADLINE`].
-pub async fn wait_until<F, Fut>(what: &str, mut check: F)
+pub async fn wait_until<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = Instant::now() + DEADLINE;
+    wait_until_within(what, DEADLINE, check).await;
+}
+
+/// Polls `check` until it holds, failing the test after `limit`.
+pub async fn wait_until_within<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
     loop {
         if check().await {
             return;
         }
         assert!(
             Instant::now() < deadline,
-            "timed out after {DEADLINE:?} waiting until {what}"
+            "timed out after {limit:?} waiting until {what}"
         );
         sleep(Duration::from_millis(25)).await;
     }
