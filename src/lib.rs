@@ -20,6 +20,7 @@ pub mod settings;
 pub mod telemetry;
 
 use actors::cache::CacheArgs;
+use actors::health::Health;
 use actors::http::HttpArgs;
 use actors::ingest::IngestArgs;
 use actors::names::Names;
@@ -35,9 +36,9 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tracing::info;
 
-/// How long a graceful shutdown may take before the process gives up waiting
-/// (each child gets up to 20 s; in practice the whole takes well under a second).
-const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a whole graceful shutdown may take (ingest finishing its batch
+/// in flight, http draining, the rest stopping).
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(25);
 
 /// Runs the service until SIGTERM or Ctrl-C.
 pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
@@ -51,6 +52,8 @@ pub struct App {
     stopped: JoinHandle<()>,
     http_addr: SocketAddr,
     names: Names,
+    health: Health,
+    shutdown_budget: Duration,
 }
 
 impl App {
@@ -75,26 +78,33 @@ impl App {
         let http_addr = listener.local_addr()?;
 
         let names = Names::new(instance);
+        let health = Health::new();
+        let shutdown_budget = SHUTDOWN_TIMEOUT;
         let args = SupervisorArgs {
             names: names.clone(),
             persistence: PersistenceArgs {
+                names: names.clone(),
                 database_url: settings.database_url.clone(),
                 max_connections: settings.database_max_connections,
             },
             cache: CacheArgs {
                 names: names.clone(),
+                health: health.clone(),
                 capacity: settings.cache_capacity,
                 invalidate_every: settings.cache_invalidate_every,
             },
             http: HttpArgs {
                 names: names.clone(),
+                health: health.clone(),
                 listener: Arc::new(listener),
             },
             ingest: IngestArgs {
                 names: names.clone(),
                 config: settings.ingest(),
+                health: health.clone(),
             },
             restart_budget,
+            shutdown_budget,
         };
         let (supervisor, stopped) = Actor::spawn(Some(names.supervisor()), Supervisor, args)
             .await
@@ -105,6 +115,8 @@ impl App {
             stopped,
             http_addr,
             names,
+            health,
+            shutdown_budget,
         })
     }
 
@@ -118,11 +130,25 @@ impl App {
         &self.names
     }
 
+    /// What the parts report about themselves (what `/readyz` reads).
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
     /// Runs until `shutdown` completes, then stops gracefully. Returns an error
-    /// if the supervisor stopped first (too many restarts).
+    /// if the service cannot go on: a part reported a configuration that cannot
+    /// work (it is stopped, and the error says why), or the supervisor stopped
+    /// on its own (too many restarts).
     pub async fn run_until(mut self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let health = self.health.clone();
         tokio::select! {
             () = shutdown => self.shutdown().await,
+            reason = health.fatal_reported() => {
+                if let Err(error) = self.shutdown().await {
+                    tracing::warn!(error = %format!("{error:#}"), "stopping after a fatal error");
+                }
+                Err(anyhow!(reason))
+            }
             _ = &mut self.stopped => Err(anyhow!(
                 "the supervisor stopped: too many actor restarts (the log says which and why)"
             )),
@@ -130,22 +156,22 @@ impl App {
     }
 
     /// Stops the actors in order (ingest first, finishing its batch in flight,
-    /// then http gracefully, then cache and persistence) and waits for them.
+    /// then http gracefully, then cache and persistence) and waits for them,
+    /// within the shutdown budget.
     pub async fn shutdown(self) -> anyhow::Result<()> {
-        info!("shutting down");
+        info!(budget = ?self.shutdown_budget, "shutting down");
+        // The supervisor keeps to the budget; the margin covers its own stop.
+        let limit = self.shutdown_budget + Duration::from_secs(1);
         let stop = async {
             let _ = self
                 .supervisor
-                .call(
-                    |reply| SupervisorMsg::Shutdown { reply },
-                    Some(SHUTDOWN_TIMEOUT),
-                )
+                .call(|reply| SupervisorMsg::Shutdown { reply }, Some(limit))
                 .await;
             self.stopped.await
         };
-        tokio::time::timeout(SHUTDOWN_TIMEOUT, stop)
+        tokio::time::timeout(limit, stop)
             .await
-            .context("shutdown took too long")?
+            .with_context(|| format!("shutdown took longer than {limit:?}"))?
             .context("the supervisor panicked")?;
         info!("stopped");
         Ok(())

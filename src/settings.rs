@@ -76,6 +76,14 @@ pub struct Settings {
           value_parser = humantime::parse_duration)]
     pub nats_ack_wait: Duration,
 
+    /// Delete and create again an existing durable consumer whose configuration
+    /// JetStream cannot change to the one this service needs (another filter
+    /// subject or ack policy). Without it, such a consumer stops the service
+    /// with an error that names the difference.
+    #[arg(long, env = "NATS_RECREATE_CONSUMER", global = true, default_value_t = false,
+          action = clap::ArgAction::Set)]
+    pub nats_recreate_consumer: bool,
+
     /// How long JetStream drops a second publish with the same Nats-Msg-Id
     /// (set when this service creates the stream).
     #[arg(long, env = "NATS_DUPLICATE_WINDOW", global = true, default_value = "2m",
@@ -131,6 +139,7 @@ impl Settings {
             batch_size: usize::from(self.ingest_batch_size),
             ack_wait: self.nats_ack_wait,
             duplicate_window: self.nats_duplicate_window,
+            recreate_consumer: self.nats_recreate_consumer,
         }
     }
 

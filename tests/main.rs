@@ -11,6 +11,7 @@ mod bad_input;
 mod faults_kill;
 mod faults_nats;
 mod faults_postgres;
+mod faults_slow_store;
 mod http;
 mod pipeline;
 mod supervisor;

@@ -5,7 +5,10 @@
 pub mod process;
 pub mod servers;
 
+use actors::batch::{Batch, Incoming};
+use actors::names::Names;
 use actors::persistence::{Persistence, PersistenceArgs, PersistenceRef};
+use actors::product::ProductUpdate;
 use actors::supervisor::RestartBudget;
 use async_nats::jetstream::{self, consumer::PullConsumer};
 use bytes::Bytes;
@@ -259,12 +262,43 @@ pub async fn jetstream_with_stream(
     (js, stream)
 }
 
-/// A persistence actor over the database of `settings`, registered as `name`.
-pub async fn spawn_persistence(name: Option<String>, settings: &Settings) -> PersistenceRef {
-    let args = PersistenceArgs {
-        database_url: settings.database_url.clone(),
-        max_connections: 2,
+/// A valid message for the product `id` (or a new one), as persistence gets it.
+pub fn product_message(stream_seq: u64, id: Option<i64>, name: &str, price: i64) -> Incoming {
+    let update = ProductUpdate {
+        id,
+        name: name.into(),
+        price,
+        manufacturer: "acme".into(),
+        description: None,
+        attributes: Default::default(),
     };
+    Incoming {
+        stream_seq,
+        subject: "test.products".into(),
+        payload: Bytes::from(format!("{update:?}")),
+        decoded: Ok(update),
+    }
+}
+
+/// A batch of `messages` from the stream `stream`.
+pub fn batch(stream: &str, messages: Vec<Incoming>) -> Batch {
+    Batch {
+        stream: stream.into(),
+        messages,
+    }
+}
+
+/// A persistence actor over the database of `settings`, registered as
+/// `names`'s persistence when a name is given.
+pub async fn spawn_persistence(names: Option<&Names>, settings: &Settings) -> PersistenceRef {
+    let args = PersistenceArgs {
+        names: names
+            .cloned()
+            .unwrap_or_else(|| Names::new(uuid::Uuid::new_v4().to_string())),
+        database_url: settings.database_url.clone(),
+        max_connections: 3,
+    };
+    let name = names.map(|names| names.of(actors::names::Child::Persistence));
     Actor::spawn(name, Persistence, args)
         .await
         .expect("the persistence actor starts")

@@ -1,0 +1,54 @@
+//! Postgres that is slow, not gone: a store that takes longer than any one
+//! wait of ingest is awaited (JetStream told the messages are in progress),
+//! committed once and acked, never given up on while it commits behind
+//! ingest's back.
+
+use crate::common::{TestApp, wait_until_within};
+use sea_orm::ConnectionTrait;
+use std::time::Duration;
+
+/// Every row written to `products` takes `seconds` (a lock held by a
+/// migration, an overloaded disk).
+async fn slow_inserts(app: &TestApp, seconds: u32) {
+    let db = app.db().await;
+    db.execute_unprepared(&format!(
+        "CREATE FUNCTION slow_insert() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN PERFORM pg_sleep({seconds}); RETURN NEW; END $$; \
+         CREATE TRIGGER slow_insert BEFORE INSERT ON products \
+         FOR EACH ROW EXECUTE FUNCTION slow_insert();"
+    ))
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_store_slower_than_ack_wait_is_awaited_committed_once_and_acked() {
+    let mut app = TestApp::spawn().await;
+    // ack_wait is 3 s in the tests, and ingest gave up on a store after 10 s:
+    // each row alone takes 6 s, the batch 12 s.
+    slow_inserts(&app, 6).await;
+
+    // Published while the app is stopped, so that both come in one batch.
+    app.stop().await;
+    app.publish(r#"{"id":7,"name":"pen","price":10,"manufacturer":"bic"}"#)
+        .await;
+    app.publish(r#"{"name":"toy","price":100,"manufacturer":"lego"}"#)
+        .await;
+    app.restart().await;
+
+    wait_until_within(
+        "both messages are stored and acked",
+        Duration::from_secs(60),
+        || async {
+            let info = app.consumer_info().await;
+            info.ack_floor.stream_sequence == 2 && info.num_ack_pending == 0
+        },
+    )
+    .await;
+    let info = app.consumer_info().await;
+    assert_eq!(
+        info.num_redelivered, 0,
+        "JetStream was told the batch was in progress, so it redelivered nothing: {info:?}"
+    );
+    assert_eq!(app.wait_for_list_len(2).await.len(), 2);
+}
