@@ -4,29 +4,14 @@
 //! ingest's back.
 
 use crate::common::{TestApp, wait_until_within};
-use sea_orm::ConnectionTrait;
 use std::time::Duration;
-
-/// Every row written to `products` takes `seconds` (a lock held by a
-/// migration, an overloaded disk).
-async fn slow_inserts(app: &TestApp, seconds: u32) {
-    let db = app.db().await;
-    db.execute_unprepared(&format!(
-        "CREATE FUNCTION slow_insert() RETURNS trigger LANGUAGE plpgsql AS $$ \
-         BEGIN PERFORM pg_sleep({seconds}); RETURN NEW; END $$; \
-         CREATE TRIGGER slow_insert BEFORE INSERT ON products \
-         FOR EACH ROW EXECUTE FUNCTION slow_insert();"
-    ))
-    .await
-    .unwrap();
-}
 
 #[tokio::test]
 async fn a_store_slower_than_ack_wait_is_awaited_committed_once_and_acked() {
     let mut app = TestApp::spawn().await;
     // ack_wait is 3 s in the tests, and ingest gave up on a store after 10 s:
     // each row alone takes 6 s, the batch 12 s.
-    slow_inserts(&app, 6).await;
+    app.slow_inserts(6).await;
 
     // Published while the app is stopped, so that both come in one batch.
     app.stop().await;

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use products::App;
 use products::settings::Settings;
 use ractor::Actor;
-use sea_orm::{ConnectOptions, Database, DatabaseConnection};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
 use std::future::Future;
 use std::sync::Once;
 use std::time::Duration;
@@ -215,6 +215,66 @@ impl TestApp {
 
     pub async fn db(&self) -> DatabaseConnection {
         connect(&self.settings.database_url).await
+    }
+
+    /// Runs SQL on the test's database (as the superuser).
+    pub async fn sql(&self, sql: &str) {
+        self.db()
+            .await
+            .execute_unprepared(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// Runs SQL on the server's `postgres` database, e.g. to change the test's
+    /// database while it refuses writes.
+    pub async fn admin_sql(&self, sql: &str) {
+        let url = self
+            .settings
+            .database_url
+            .replace(&format!("/{}", self.database_name()), "/postgres");
+        connect(&url)
+            .await
+            .execute_unprepared(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// The test database's name.
+    pub fn database_name(&self) -> &str {
+        self.settings.database_url.rsplit('/').next().unwrap()
+    }
+
+    /// From now on every row written to `products` takes `seconds` (as with a
+    /// lock held by a migration, or an overloaded disk).
+    pub async fn slow_inserts(&self, seconds: u32) {
+        self.sql(&format!(
+            "CREATE FUNCTION slow_insert() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN PERFORM pg_sleep({seconds}); RETURN NEW; END $$; \
+             CREATE TRIGGER slow_insert BEFORE INSERT ON products \
+             FOR EACH ROW EXECUTE FUNCTION slow_insert();"
+        ))
+        .await;
+    }
+
+    /// Ends every session on the test's database but the caller's, so that a
+    /// setting changed with `ALTER DATABASE` applies to every new one.
+    pub async fn end_sessions(&self) {
+        self.sql(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = '{}' AND pid <> pg_backend_pid()",
+            self.database_name()
+        ))
+        .await;
+    }
+
+    /// How many messages were set aside.
+    pub async fn rejected_count(&self) -> u64 {
+        use sea_orm::{EntityTrait, PaginatorTrait};
+        entity::rejected_messages::Entity::find()
+            .count(&self.db().await)
+            .await
+            .unwrap()
     }
 
     pub async fn consumer_info(&self) -> jetstream::consumer::Info {
