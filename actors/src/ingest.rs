@@ -140,10 +140,11 @@ impl Actor for Ingest {
         args: IngestArgs,
     ) -> Result<IngestState, ActorProcessingErr> {
         // Returns at once even while NATS is away; the client keeps reconnecting.
-        let client = async_nats::ConnectOptions::new()
+        let (options, server) = crate::nats_auth::connect_options(&args.config.nats_url);
+        let client = options
             .name("products")
             .retry_on_initial_connect()
-            .connect(args.config.nats_url.as_str())
+            .connect(server)
             .await?;
         myself.cast(IngestMsg::Connect)?;
         Ok(IngestState {

@@ -29,6 +29,7 @@ pub mod call;
 pub mod http;
 pub mod ingest;
 pub mod names;
+pub mod nats_auth;
 pub mod persistence;
 pub mod product;
 pub mod supervisor;
