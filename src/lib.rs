@@ -3,7 +3,7 @@
 //!
 //! A map of the repository:
 //! - `src/` (this crate): the binary's edge: [`cli`], [`settings`],
-//!   [`telemetry`], start-up work on the database ([`database`]), the sample
+//!   [`secret`] (URLs that print redacted), [`telemetry`], start-up work on the database ([`database`]), the sample
 //!   publisher ([`produce`]), and [`App`], which wires the actors together.
 //! - `actors/`: the supervisor and its four actors (ingest, persistence, cache,
 //!   http) with their typed messages. Its `lib.rs` tells the life of a message.
@@ -16,6 +16,7 @@
 pub mod cli;
 pub mod database;
 pub mod produce;
+pub mod secret;
 pub mod settings;
 pub mod telemetry;
 
@@ -33,7 +34,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
-use tracing::info;
+use tracing::{info, warn};
 
 /// How long a graceful shutdown may take before the process gives up waiting
 /// (each child gets up to 20 s; in practice the whole takes well under a second).
@@ -54,16 +55,21 @@ pub struct App {
 }
 
 impl App {
-    /// Prepares the database, binds the HTTP address and starts the supervised
-    /// actors. `instance` prefixes the actors' names, so that several apps can
+    /// Validates the settings, prepares the database, binds the HTTP address
+    /// and starts the supervised actors. `instance` prefixes the actors' names, so that several apps can
     /// run in one process.
     pub async fn start(
         settings: &Settings,
         instance: &str,
         restart_budget: RestartBudget,
     ) -> anyhow::Result<App> {
+        settings.validate()?;
+        if let Some(advice) = settings.advice() {
+            warn!("{advice}");
+        }
+        // Both URLs print redacted (`SecretUrl`): no credentials in the log.
         info!(
-            database = %settings.database_url_redacted(),
+            database = %settings.database_url,
             nats = %settings.nats_url,
             stream = %settings.nats_stream,
             subject = %settings.nats_subject,
@@ -78,7 +84,7 @@ impl App {
         let args = SupervisorArgs {
             names: names.clone(),
             persistence: PersistenceArgs {
-                database_url: settings.database_url.clone(),
+                database_url: settings.database_url.expose().to_owned(),
                 max_connections: settings.database_max_connections,
             },
             cache: CacheArgs {
