@@ -13,4 +13,5 @@ mod faults_nats;
 mod faults_postgres;
 mod http;
 mod pipeline;
+mod settings;
 mod supervisor;
