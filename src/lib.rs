@@ -3,7 +3,7 @@
 //!
 //! A map of the repository:
 //! - `src/` (this crate): the binary's edge: [`cli`], [`settings`],
-//!   [`telemetry`], start-up work on the database ([`database`]), the sample
+//!   [`secret`] (URLs that print redacted), [`telemetry`], start-up work on the database ([`database`]), the sample
 //!   publisher ([`produce`]), and [`App`], which wires the actors together.
 //! - `actors/`: the supervisor and its four actors (ingest, persistence, cache,
 //!   http) with their typed messages. Its `lib.rs` tells the life of a message.
@@ -16,6 +16,7 @@
 pub mod cli;
 pub mod database;
 pub mod produce;
+pub mod secret;
 pub mod settings;
 pub mod telemetry;
 
@@ -36,10 +37,6 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tracing::info;
 
-/// How long a whole graceful shutdown may take (ingest finishing its batch
-/// in flight, http draining, the rest stopping).
-const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(25);
-
 /// Runs the service until SIGTERM or Ctrl-C.
 pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
     let app = App::start(settings, "products", RestartBudget::default()).await?;
@@ -57,16 +54,18 @@ pub struct App {
 }
 
 impl App {
-    /// Prepares the database, binds the HTTP address and starts the supervised
-    /// actors. `instance` prefixes the actors' names, so that several apps can
+    /// Validates the settings, prepares the database, binds the HTTP address
+    /// and starts the supervised actors. `instance` prefixes the actors' names, so that several apps can
     /// run in one process.
     pub async fn start(
         settings: &Settings,
         instance: &str,
         restart_budget: RestartBudget,
     ) -> anyhow::Result<App> {
+        settings.validate()?;
+        // Both URLs print redacted (`SecretUrl`): no credentials in the log.
         info!(
-            database = %settings.database_url_redacted(),
+            database = %settings.database_url,
             nats = %settings.nats_url,
             stream = %settings.nats_stream,
             subject = %settings.nats_subject,
@@ -79,12 +78,12 @@ impl App {
 
         let names = Names::new(instance);
         let health = Health::new();
-        let shutdown_budget = SHUTDOWN_TIMEOUT;
+        let shutdown_budget = settings.shutdown_timeout;
         let args = SupervisorArgs {
             names: names.clone(),
             persistence: PersistenceArgs {
                 names: names.clone(),
-                database_url: settings.database_url.clone(),
+                database_url: settings.database_url.expose().to_owned(),
                 max_connections: settings.database_max_connections,
             },
             cache: CacheArgs {

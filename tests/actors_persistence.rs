@@ -14,7 +14,7 @@ use std::time::Duration;
 
 struct Fixture {
     persistence: PersistenceRef,
-    database_url: String,
+    database_url: ::products::secret::SecretUrl,
     _cleanup: Cleanup,
 }
 

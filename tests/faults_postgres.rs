@@ -12,8 +12,14 @@ async fn postgres_going_away_stops_acks_keeps_serving_the_cache_and_loses_nothin
     let proxy = PgProxy::start().await;
     let mut settings = unique_settings();
     let cleanup = Cleanup::new(&settings);
-    let database = settings.database_url.rsplit('/').next().unwrap().to_owned();
-    settings.database_url = proxy.database_url(&database);
+    let database = settings
+        .database_url
+        .expose()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    settings.database_url = proxy.database_url(&database).into();
     let app = TestApp::spawn_full(settings, RestartBudget::default(), cleanup).await;
 
     app.publish(r#"{"id":1,"name":"pen","price":10,"manufacturer":"bic"}"#)

@@ -37,3 +37,30 @@ async fn a_store_slower_than_ack_wait_is_awaited_committed_once_and_acked() {
     );
     assert_eq!(app.wait_for_list_len(2).await.len(), 2);
 }
+
+#[tokio::test]
+async fn a_shutdown_keeps_to_its_budget_with_a_slow_store_in_flight_and_loses_nothing() {
+    let mut settings = crate::common::unique_settings();
+    settings.shutdown_timeout = Duration::from_secs(3);
+    let mut app = TestApp::spawn_with(settings, Default::default()).await;
+    app.slow_inserts(6).await;
+    app.publish(r#"{"id":7,"name":"pen","price":10,"manufacturer":"bic"}"#)
+        .await;
+    wait_until_within(
+        "ingest is storing the message",
+        Duration::from_secs(10),
+        || async { app.consumer_info().await.num_ack_pending == 1 },
+    )
+    .await;
+
+    let running = app.app.take().unwrap();
+    tokio::time::timeout(Duration::from_secs(3 + 2), running.shutdown())
+        .await
+        .expect("the shutdown keeps to its 3 s budget (and a margin)")
+        .expect("a clean shutdown");
+
+    // What was cut short is redelivered and stored once.
+    app.restart().await;
+    assert_eq!(app.wait_for_product(7).await["name"], "pen");
+    assert_eq!(app.wait_for_list_len(1).await.len(), 1);
+}

@@ -17,5 +17,6 @@ mod faults_slow_store;
 mod http;
 mod pipeline;
 mod readiness;
+mod settings;
 mod stream_recreated;
 mod supervisor;

@@ -105,3 +105,29 @@ async fn too_many_restarts_stop_the_app_with_an_error() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn a_writer_that_dies_takes_persistence_with_it_and_both_are_restarted() {
+    let app = TestApp::spawn().await;
+    let names = app.app().names().clone();
+    app.publish(r#"{"id":1,"name":"pen","price":10,"manufacturer":"bic"}"#)
+        .await;
+    app.wait_for_product(1).await;
+
+    let persistence = |names: &actors::names::Names| {
+        ractor::registry::where_is(names.of(actors::names::Child::Persistence))
+    };
+    let old_persistence = persistence(&names).unwrap().get_id();
+    let old_writer = ractor::registry::where_is(names.writer()).unwrap();
+    old_writer.kill();
+    wait_until("persistence and its writer are new actors", || async {
+        persistence(&names).is_some_and(|p| p.get_id() != old_persistence)
+            && ractor::registry::where_is(names.writer())
+                .is_some_and(|w| w.get_id() != old_writer.get_id())
+    })
+    .await;
+
+    app.publish(r#"{"id":2,"name":"toy","price":100,"manufacturer":"lego"}"#)
+        .await;
+    app.wait_for_product(2).await;
+}

@@ -90,7 +90,8 @@ impl Actor for Ingest {
         let health = args.health.clone();
         // Returns at once even while NATS is away; the client keeps reconnecting
         // and says when it is connected or not.
-        let client = async_nats::ConnectOptions::new()
+        let (options, server) = crate::nats_auth::connect_options(&args.config.nats_url);
+        let client = options
             .name("products")
             .retry_on_initial_connect()
             .event_callback(move |event| {
@@ -107,7 +108,7 @@ impl Actor for Ingest {
                     }
                 }
             })
-            .connect(args.config.nats_url.as_str())
+            .connect(server)
             .await?;
         myself.cast(IngestMsg::Connect)?;
         Ok(IngestState {

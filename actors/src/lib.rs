@@ -39,6 +39,7 @@ pub mod health;
 pub mod http;
 pub mod ingest;
 pub mod names;
+pub mod nats_auth;
 pub mod persistence;
 pub mod product;
 pub mod supervisor;

@@ -13,6 +13,7 @@ use actors::supervisor::RestartBudget;
 use async_nats::jetstream::{self, consumer::PullConsumer};
 use bytes::Bytes;
 use products::App;
+use products::secret::SecretUrl;
 use products::settings::Settings;
 use ractor::Actor;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
@@ -28,7 +29,7 @@ pub const DEADLINE: Duration = Duration::from_secs(20);
 pub fn unique_settings() -> Settings {
     let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
     let mut settings = Settings::defaults();
-    settings.database_url = format!("postgres://postgres@127.0.0.1:5432/products_test_{id}");
+    settings.database_url = format!("postgres://postgres@127.0.0.1:5432/products_test_{id}").into();
     settings.nats_url = "nats://127.0.0.1:4222".into();
     settings.http_addr = "127.0.0.1:0".parse().unwrap();
     settings.nats_stream = format!("TEST_{id}");
@@ -86,7 +87,7 @@ impl TestApp {
             .await
             .expect("the app starts");
         let base = format!("http://{}", app.http_addr());
-        let client = async_nats::connect(settings.nats_url.as_str())
+        let client = async_nats::connect(settings.nats_url.expose())
             .await
             .expect("NATS is running on 127.0.0.1:4222");
         let js = jetstream::new(client);
@@ -136,7 +137,7 @@ impl TestApp {
     /// is coming back).
     pub async fn publish_when_nats_is_back(&self, payload: &'static str) {
         wait_until("a publish is acked", || async {
-            let Ok(client) = async_nats::connect(self.settings.nats_url.as_str()).await else {
+            let Ok(client) = async_nats::connect(self.settings.nats_url.expose()).await else {
                 return false;
             };
             let js = jetstream::new(client);
@@ -232,8 +233,9 @@ impl TestApp {
         let url = self
             .settings
             .database_url
+            .expose()
             .replace(&format!("/{}", self.database_name()), "/postgres");
-        connect(&url)
+        connect(&url.into())
             .await
             .execute_unprepared(sql)
             .await
@@ -242,7 +244,12 @@ impl TestApp {
 
     /// The test database's name.
     pub fn database_name(&self) -> &str {
-        self.settings.database_url.rsplit('/').next().unwrap()
+        self.settings
+            .database_url
+            .expose()
+            .rsplit('/')
+            .next()
+            .unwrap()
     }
 
     /// From now on every row written to `products` takes `seconds` (as with a
@@ -311,7 +318,7 @@ pub async fn prepared_database(settings: &Settings) -> Cleanup {
 pub async fn jetstream_with_stream(
     settings: &Settings,
 ) -> (jetstream::Context, jetstream::stream::Stream) {
-    let client = async_nats::connect(settings.nats_url.as_str())
+    let client = async_nats::connect(settings.nats_url.expose())
         .await
         .expect("NATS is running");
     let js = jetstream::new(client);
@@ -355,7 +362,7 @@ pub async fn spawn_persistence(names: Option<&Names>, settings: &Settings) -> Pe
         names: names
             .cloned()
             .unwrap_or_else(|| Names::new(uuid::Uuid::new_v4().to_string())),
-        database_url: settings.database_url.clone(),
+        database_url: settings.database_url.expose().to_owned(),
         max_connections: 3,
     };
     let name = names.map(|names| names.of(actors::names::Child::Persistence));
@@ -365,8 +372,8 @@ pub async fn spawn_persistence(names: Option<&Names>, settings: &Settings) -> Pe
         .0
 }
 
-pub async fn connect(database_url: &str) -> DatabaseConnection {
-    let mut options = ConnectOptions::new(database_url);
+pub async fn connect(database_url: &SecretUrl) -> DatabaseConnection {
+    let mut options = ConnectOptions::new(database_url.expose());
     options.max_connections(2).sqlx_logging(false);
     Database::connect(options)
         .await
@@ -403,8 +410,8 @@ where
 
 /// Drops the test's database and stream when the test ends, pass or fail.
 pub struct Cleanup {
-    database_url: String,
-    nats_url: String,
+    database_url: SecretUrl,
+    nats_url: SecretUrl,
     stream: String,
 }
 
@@ -434,7 +441,7 @@ impl Drop for Cleanup {
                 if let Err(e) = products::database::drop_database(&database_url).await {
                     eprintln!("cleanup: cannot drop {database_url}: {e:#}");
                 }
-                if let Ok(client) = async_nats::connect(nats_url.as_str()).await {
+                if let Ok(client) = async_nats::connect(nats_url.expose()).await {
                     let _ = jetstream::new(client).delete_stream(&stream).await;
                 }
             });

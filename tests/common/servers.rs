@@ -25,6 +25,8 @@ pub fn free_port() -> u16 {
 /// A nats-server with JetStream that only this test uses.
 pub struct NatsServer {
     pub port: u16,
+    /// A user and password the server requires (`--user`, `--pass`), if any.
+    credentials: Option<(String, String)>,
     store: PathBuf,
     process: Option<Child>,
 }
@@ -36,20 +38,37 @@ impl NatsServer {
         std::fs::create_dir_all(&store).unwrap();
         Self {
             port: free_port(),
+            credentials: None,
             store,
             process: None,
         }
     }
 
+    /// A server that only lets `user` with `password` in.
+    pub fn with_credentials(user: &str, password: &str) -> Self {
+        let mut server = Self::new();
+        server.credentials = Some((user.into(), password.into()));
+        server
+    }
+
+    /// The server's URL, with the credentials it requires.
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        match &self.credentials {
+            Some((user, password)) => format!("nats://{user}:{password}@127.0.0.1:{}", self.port),
+            None => format!("nats://127.0.0.1:{}", self.port),
+        }
     }
 
     /// Starts the server (again, with the same port and store) and waits until it
     /// accepts connections.
     pub async fn start(&mut self) {
         assert!(self.process.is_none(), "already running");
+        let auth = match &self.credentials {
+            Some((user, password)) => vec!["--user", user, "--pass", password],
+            None => vec![],
+        };
         let process = Command::new("nats-server")
+            .args(auth)
             .args([
                 "-a",
                 "127.0.0.1",
@@ -65,7 +84,8 @@ impl NatsServer {
             .expect("nats-server is installed (scripts/services installs it)");
         self.process = Some(process);
         super::wait_until("the test's nats-server accepts connections", || async {
-            async_nats::connect(self.url()).await.is_ok()
+            let (options, server) = actors::nats_auth::connect_options(&self.url());
+            options.connect(server).await.is_ok()
         })
         .await;
     }
