@@ -20,7 +20,8 @@ pub mod secret;
 pub mod settings;
 pub mod telemetry;
 
-use actors::cache::CacheArgs;
+use actors::cache::{CacheArgs, ProductCache};
+use actors::changes::ChangeSignal;
 use actors::health::Health;
 use actors::http::HttpArgs;
 use actors::ingest::IngestArgs;
@@ -78,6 +79,8 @@ impl App {
 
         let names = Names::new(instance);
         let health = Health::new();
+        let changes = ChangeSignal::default();
+        let products = ProductCache::new(&names, settings.cache_max_bytes);
         let shutdown_budget = settings.shutdown_timeout;
         let args = SupervisorArgs {
             names: names.clone(),
@@ -85,16 +88,19 @@ impl App {
                 names: names.clone(),
                 database_url: settings.database_url.expose().to_owned(),
                 max_connections: settings.database_max_connections,
+                changes: changes.clone(),
             },
             cache: CacheArgs {
                 names: names.clone(),
                 health: health.clone(),
-                capacity: settings.cache_capacity,
+                products: products.clone(),
+                changes,
                 invalidate_every: settings.cache_invalidate_every,
             },
             http: HttpArgs {
                 names: names.clone(),
                 health: health.clone(),
+                products,
                 listener: Arc::new(listener),
             },
             ingest: IngestArgs {

@@ -26,7 +26,8 @@ pub mod bounds {
     /// At most 1000 rows per transaction (and 4 × this many unacked messages).
     pub const INGEST_BATCH_SIZE: RangeInclusive<u16> = 1..=1000;
     /// Up to ten million products (a few GB of memory).
-    pub const CACHE_CAPACITY: RangeInclusive<u64> = 1..=10_000_000;
+    /// 1 MiB to 64 GiB.
+    pub const CACHE_MAX_BYTES: RangeInclusive<u64> = (1 << 20)..=(64 << 30);
     pub const NATS_ACK_WAIT: RangeInclusive<Duration> = secs(1)..=secs(3600);
     pub const NATS_DUPLICATE_WINDOW: RangeInclusive<Duration> = secs(1)..=secs(86_400);
     /// The timer panics on zero; more often than once a second only thrashes.
@@ -132,10 +133,11 @@ pub struct Settings {
           value_parser = duration_in(bounds::CACHE_INVALIDATE_EVERY))]
     pub cache_invalidate_every: Duration,
 
-    /// Most products kept in the cache (1 to 10000000).
-    #[arg(long, env = "CACHE_CAPACITY", global = true, default_value_t = 100_000,
-          value_parser = number_in(bounds::CACHE_CAPACITY))]
-    pub cache_capacity: u64,
+    /// The cache's memory budget in bytes (1048576 to 68719476736): products
+    /// past it are evicted, least used first, and read from Postgres again.
+    #[arg(long, env = "CACHE_MAX_BYTES", global = true, default_value_t = 512 << 20,
+          value_parser = number_in(bounds::CACHE_MAX_BYTES))]
+    pub cache_max_bytes: u64,
 
     /// How long a graceful shutdown may take in all, from the signal to the
     /// exit (1s to 10m).
@@ -195,9 +197,12 @@ impl Settings {
             INGEST_BATCH_SIZE,
             |v| v.to_string(),
         )?;
-        in_range("CACHE_CAPACITY", self.cache_capacity, CACHE_CAPACITY, |v| {
-            v.to_string()
-        })?;
+        in_range(
+            "CACHE_MAX_BYTES",
+            self.cache_max_bytes,
+            CACHE_MAX_BYTES,
+            |v| v.to_string(),
+        )?;
         for (var, value, range) in [
             ("NATS_ACK_WAIT", self.nats_ack_wait, NATS_ACK_WAIT),
             (
@@ -281,7 +286,7 @@ impl Settings {
                 "CACHE_INVALIDATE_EVERY",
                 show_duration(self.cache_invalidate_every),
             ),
-            ("CACHE_CAPACITY", self.cache_capacity.to_string()),
+            ("CACHE_MAX_BYTES", self.cache_max_bytes.to_string()),
             ("SHUTDOWN_TIMEOUT", show_duration(self.shutdown_timeout)),
             (
                 "LOG_FORMAT",
@@ -525,8 +530,8 @@ mod tests {
             ("INGEST_BATCH_SIZE", |s, out| {
                 s.ingest_batch_size = if out { 1001 } else { 1000 }
             }),
-            ("CACHE_CAPACITY", |s, out| {
-                s.cache_capacity = if out { 0 } else { 1 }
+            ("CACHE_MAX_BYTES", |s, out| {
+                s.cache_max_bytes = if out { (1 << 20) - 1 } else { 1 << 20 }
             }),
             ("NATS_ACK_WAIT", |s, out| {
                 s.nats_ack_wait = Duration::from_secs(if out { 3601 } else { 3600 })

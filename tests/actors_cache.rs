@@ -2,9 +2,10 @@
 
 use crate::common::{
     Cleanup, batch, prepared_database, product_message, spawn_persistence, unique_settings,
-    wait_until,
+    wait_until, wait_until_within,
 };
-use actors::cache::{Cache, CacheArgs, CacheMsg, CacheRef, CacheStatus};
+use actors::cache::{Cache, CacheArgs, CacheMsg, CacheRef, CacheStatus, ProductCache};
+use actors::changes::ChangeSignal;
 use actors::health::Health;
 use actors::names::{Child, Names};
 use actors::persistence::{self, PersistenceMsg};
@@ -17,7 +18,21 @@ const TIMEOUT: Option<Duration> = Some(Duration::from_secs(10));
 
 struct Fixture {
     names: Names,
+    /// Raised by the fixture's persistence when Postgres says products changed.
+    changes: ChangeSignal,
+    database_url: String,
     _cleanup: Cleanup,
+}
+
+impl Fixture {
+    async fn sql(&self, sql: &str) {
+        use sea_orm::ConnectionTrait;
+        crate::common::connect(&self.database_url.as_str().into())
+            .await
+            .execute_unprepared(sql)
+            .await
+            .unwrap();
+    }
 }
 
 /// A persistence actor over a fresh database holding `pen` (1) and `toy` (2).
@@ -25,7 +40,8 @@ async fn with_two_products() -> Fixture {
     let settings = unique_settings();
     let cleanup = prepared_database(&settings).await;
     let names = Names::new(crate::common::instance_name(&settings));
-    let persistence = spawn_persistence(Some(&names), &settings).await;
+    let changes = ChangeSignal::default();
+    let persistence = spawn_persistence(Some(&names), &settings, &changes).await;
     let batch = batch(
         "S@1",
         vec![
@@ -41,24 +57,39 @@ async fn with_two_products() -> Fixture {
         .unwrap();
     Fixture {
         names,
+        changes,
+        database_url: settings.database_url.expose().to_owned(),
         _cleanup: cleanup,
     }
 }
 
-async fn spawn_cache(names: &Names, invalidate_every: Duration) -> CacheRef {
-    Actor::spawn(
+/// A cache actor over the fixture's persistence, listening to `changes`,
+/// and the products it keeps.
+async fn spawn_cache(
+    names: &Names,
+    changes: &ChangeSignal,
+    invalidate_every: Duration,
+) -> (CacheRef, ProductCache) {
+    let products = ProductCache::new(names, 1 << 20);
+    let cache = Actor::spawn(
         Some(names.of(Child::Cache)),
         Cache,
         CacheArgs {
             names: names.clone(),
             health: Health::new(),
-            capacity: 1000,
+            products: products.clone(),
+            changes: changes.clone(),
             invalidate_every,
         },
     )
     .await
     .unwrap()
-    .0
+    .0;
+    wait_until("the cache is rebuilt", || async {
+        status(&cache).await.rebuilt
+    })
+    .await;
+    (cache, products)
 }
 
 async fn status(cache: &CacheRef) -> CacheStatus {
@@ -69,35 +100,15 @@ async fn status(cache: &CacheRef) -> CacheStatus {
         .unwrap()
 }
 
-async fn get(cache: &CacheRef, id: i64) -> Option<Arc<Product>> {
-    cache
-        .call(|reply| CacheMsg::Get { id, reply }, TIMEOUT)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap()
+async fn get(products: &ProductCache, id: i64) -> Option<Arc<Product>> {
+    products.get(id).await.unwrap()
 }
 
-#[tokio::test]
-async fn the_cache_rebuilds_from_postgres_then_puts_gets_and_invalidates() {
-    let fixture = with_two_products().await;
-    let cache = spawn_cache(&fixture.names, Duration::from_secs(3600)).await;
-
-    wait_until("the cache is rebuilt", || async {
-        let status = status(&cache).await;
-        status.rebuilt && status.entries == 2
-    })
-    .await;
-    assert_eq!(get(&cache, 1).await.unwrap().name, "pen");
-
-    // A put is served at once.
-    let mut newer = (*get(&cache, 1).await.unwrap()).clone();
-    newer.price = 11;
-    newer.version.seq += 1;
+async fn put(cache: &CacheRef, product: Product) {
     cache
         .call(
             |reply| CacheMsg::Put {
-                products: vec![newer],
+                products: vec![product],
                 reply,
             },
             TIMEOUT,
@@ -105,79 +116,121 @@ async fn the_cache_rebuilds_from_postgres_then_puts_gets_and_invalidates() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(get(&cache, 1).await.unwrap().price, 11);
-
-    // After an invalidation a get reads through to Postgres, which still holds
-    // price 10: the put above was not stored.
-    cache.cast(CacheMsg::Invalidate).unwrap();
-    assert_eq!(get(&cache, 1).await.unwrap().price, 10);
-    assert!(get(&cache, 999).await.is_none());
 }
 
 #[tokio::test]
-async fn a_stale_product_is_served_while_postgres_cannot_be_read() {
+async fn the_cache_rebuilds_from_postgres_and_keeps_the_newer_of_two_versions() {
     let fixture = with_two_products().await;
-    let cache = spawn_cache(&fixture.names, Duration::from_secs(3600)).await;
-    wait_until("the cache is rebuilt", || async {
-        status(&cache).await.rebuilt
+    let (cache, products) =
+        spawn_cache(&fixture.names, &fixture.changes, Duration::from_secs(3600)).await;
+    assert_eq!(status(&cache).await.entries, 2);
+    let pen = get(&products, 1).await.unwrap();
+    assert_eq!(pen.name, "pen");
+
+    let mut newer = (*pen).clone();
+    newer.price = 11;
+    newer.revision += 1;
+    put(&cache, newer).await;
+    assert_eq!(get(&products, 1).await.unwrap().price, 11);
+
+    let mut older = (*pen).clone();
+    older.price = 9;
+    older.revision -= 1;
+    put(&cache, older).await;
+    assert_eq!(
+        get(&products, 1).await.unwrap().price,
+        11,
+        "the newer stays"
+    );
+    assert!(get(&products, 999).await.is_none());
+}
+
+#[tokio::test]
+async fn writes_made_by_hand_in_sql_reach_the_cache_at_once() {
+    let fixture = with_two_products().await;
+    let (_cache, products) =
+        spawn_cache(&fixture.names, &fixture.changes, Duration::from_secs(3600)).await;
+    assert_eq!(get(&products, 1).await.unwrap().price, 10);
+    assert_eq!(products.page(0, 10).await.unwrap().len(), 2);
+
+    fixture
+        .sql("UPDATE products SET price = 99 WHERE id = 1")
+        .await;
+    fixture.sql("DELETE FROM products WHERE id = 2").await;
+    fixture
+        .sql(
+            "INSERT INTO products (id, name, price, manufacturer, stream, stream_seq) \
+             VALUES (3, 'lamp', 30, 'ikea', 'by hand', 0)",
+        )
+        .await;
+    wait_until("the cache shows the three writes", || async {
+        let page = products.page(0, 10).await.unwrap();
+        let listed: Vec<_> = page.iter().map(|p| (p.id, p.price)).collect();
+        listed == [(1, 99), (3, 30)]
     })
     .await;
+    assert!(get(&products, 2).await.is_none());
+}
 
+#[tokio::test]
+async fn an_invalidation_catches_up_without_a_signal_and_keeps_the_rest_warm() {
+    let fixture = with_two_products().await;
+    // The cache hears no signal: only its timer can tell it what changed.
+    let deaf = ChangeSignal::default();
+    let (cache, products) = spawn_cache(&fixture.names, &deaf, Duration::from_millis(300)).await;
+    fixture
+        .sql("UPDATE products SET price = 99 WHERE id = 1")
+        .await;
+    let before = status(&cache).await.invalidations;
+    wait_until("an invalidation has caught up", || async {
+        get(&products, 1).await.unwrap().price == 99
+    })
+    .await;
+    assert!(status(&cache).await.invalidations > before);
+
+    // Postgres goes away: both products are still served, from memory.
     persistence::peer(&fixture.names).get().unwrap().stop(None);
     wait_until("persistence is gone", || async {
         persistence::peer(&fixture.names).get().is_none()
     })
     .await;
-    cache.cast(CacheMsg::Invalidate).unwrap();
-
-    assert_eq!(get(&cache, 1).await.unwrap().name, "pen");
-    let unknown = cache
-        .call(|reply| CacheMsg::Get { id: 999, reply }, TIMEOUT)
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(unknown.is_err(), "an id never cached cannot be answered");
+    assert_eq!(get(&products, 1).await.unwrap().price, 99);
+    assert_eq!(get(&products, 2).await.unwrap().name, "toy");
+    assert!(
+        products.get(999).await.is_err(),
+        "an id never cached cannot be answered"
+    );
 }
 
 #[tokio::test]
-async fn the_cache_is_invalidated_on_its_timer() {
+async fn an_unknown_id_is_remembered_as_absent_until_it_is_written() {
     let fixture = with_two_products().await;
-    let cache = spawn_cache(&fixture.names, Duration::from_millis(300)).await;
-    wait_until("the cache is rebuilt", || async {
-        status(&cache).await.rebuilt
-    })
-    .await;
-    // A version Postgres does not hold is served until the next invalidation.
-    let before = status(&cache).await.invalidations;
-    let mut unstored = (*get(&cache, 1).await.unwrap()).clone();
-    unstored.price = 11;
-    unstored.version.seq += 1;
-    cache
-        .call(
-            |reply| CacheMsg::Put {
-                products: vec![unstored],
-                reply,
-            },
-            TIMEOUT,
+    let (_cache, products) =
+        spawn_cache(&fixture.names, &fixture.changes, Duration::from_secs(3600)).await;
+    assert!(get(&products, 7).await.is_none());
+    fixture
+        .sql(
+            "INSERT INTO products (id, name, price, manufacturer, stream, stream_seq) \
+             VALUES (7, 'lamp', 30, 'ikea', 'by hand', 0)",
         )
-        .await
-        .unwrap()
-        .unwrap();
-    // The put lands in generation `before` or the one after (at most one tick
-    // can come between): two more ticks make it stale for sure.
-    wait_until("the timer invalidates the cache twice more", || async {
-        status(&cache).await.invalidations >= before + 2
-    })
+        .await;
+    // Sooner than the absence would expire by itself: the feed replaced it.
+    assert!(actors::cache::products::ABSENT_TTL > Duration::from_secs(2));
+    wait_until_within(
+        "the new product replaces its absence",
+        Duration::from_secs(2),
+        || async { get(&products, 7).await.is_some() },
+    )
     .await;
-    assert_eq!(get(&cache, 1).await.unwrap().price, 10);
 }
 
 #[tokio::test]
 async fn concurrent_misses_for_one_id_all_get_the_product() {
     let fixture = with_two_products().await;
-    let cache = spawn_cache(&fixture.names, Duration::from_secs(3600)).await;
-    cache.cast(CacheMsg::Invalidate).unwrap();
-    let gets = (0..50).map(|_| get(&cache, 2));
+    let (_cache, products) =
+        spawn_cache(&fixture.names, &fixture.changes, Duration::from_secs(3600)).await;
+    products.clear();
+    let gets = (0..50).map(|_| get(&products, 2));
     let results = futures::future::join_all(gets).await;
     assert!(results.iter().all(|p| p.as_ref().unwrap().name == "toy"));
 }

@@ -22,7 +22,7 @@ async fn fixture() -> Fixture {
     let settings = unique_settings();
     let cleanup = prepared_database(&settings).await;
     Fixture {
-        persistence: spawn_persistence(None, &settings).await,
+        persistence: spawn_persistence(None, &settings, &Default::default()).await,
         database_url: settings.database_url,
         _cleanup: cleanup,
     }
@@ -95,10 +95,15 @@ async fn a_batch_is_stored_at_once_and_a_redelivery_of_it_changes_nothing() {
     // A redelivery changes nothing, and answers the same current versions.
     let mut current: Vec<_> = again
         .iter()
-        .map(|p| (p.id, p.name.as_str(), p.version.seq))
+        .map(|p| (p.id, p.name.as_str(), p.revision))
         .collect();
     current.sort();
-    assert_eq!(current, [(10, "lamp", 3), (11, "pen", 1), (12, "toy", 2)]);
+    let mut applied: Vec<_> = applied
+        .iter()
+        .map(|p| (p.id, p.name.as_str(), p.revision))
+        .collect();
+    applied.sort();
+    assert_eq!(current, applied);
 
     let db = connect(&fixture.database_url).await;
     assert_eq!(products::Entity::find().count(&db).await.unwrap(), 3);

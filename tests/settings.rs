@@ -58,7 +58,7 @@ fn every_setting_is_read_from_its_environment_variable() {
         ("NATS_DUPLICATE_WINDOW", "5m", "5m"),
         ("INGEST_BATCH_SIZE", "250", "250"),
         ("CACHE_INVALIDATE_EVERY", "1m 30s", "1m 30s"),
-        ("CACHE_CAPACITY", "1234", "1234"),
+        ("CACHE_MAX_BYTES", "2000000", "2000000"),
         ("SHUTDOWN_TIMEOUT", "40s", "40s"),
         ("LOG_FORMAT", "json", "json"),
     ];
@@ -120,7 +120,7 @@ fn each_value_out_of_range_is_refused_with_the_setting_the_value_and_the_range()
         ("INGEST_BATCH_SIZE", "1001", "1 to 1000"),
         ("CACHE_INVALIDATE_EVERY", "0s", "1s to 1day"),
         ("CACHE_INVALIDATE_EVERY", "fast", "expected e.g. 15s"),
-        ("CACHE_CAPACITY", "0", "1 to 10000000"),
+        ("CACHE_MAX_BYTES", "1000", "1048576 to 68719476736"),
         ("SHUTDOWN_TIMEOUT", "0s", "1s to 10m"),
         ("SHUTDOWN_TIMEOUT", "11m", "1s to 10m"),
         ("LOG_FORMAT", "xml", "pretty, json"),

@@ -1,36 +1,41 @@
-//! The cache actor: products by id in a moka cache, in front of Postgres.
+//! The cache actor: owns the cached products ([`ProductCache`]) and keeps them
+//! current with Postgres, on every replica.
 //!
-//! - `Get` answers from memory; on a miss it reads through to persistence once
-//!   and fills the cache. Concurrent misses for one id wait for that one read.
-//! - `Put` comes from ingest after each commit, so a new version is served at
-//!   once, without waiting for the next invalidation.
-//! - `Invalidate` comes from a timer every `invalidate_every` (15 s by default):
-//!   every entry becomes stale, and the next `Get` of it reads through to
-//!   Postgres again. While Postgres cannot be read, a stale entry is served
-//!   rather than an error (stale-if-error): a product never disappears because
-//!   of an invalidation.
-//! - On start (and so on every restart) the cache rebuilds itself from Postgres.
-//!
-//! Every write to one key goes through moka's `and_compute_with`, which runs
-//! one at a time per key, and keeps the newer
-//! [`Version`](crate::product::Version) (stream and stream
-//! sequence of the message it comes from): a read-through or a rebuild can
-//! never put back a version older than one that `Put` stored.
+//! - http reads the shared [`ProductCache`] directly (no mailbox on the hot
+//!   path); a miss reads through to Postgres once per id.
+//! - `Put` comes from ingest after each commit, so that what this replica
+//!   stored is served before it is acked.
+//! - `Changed` comes when Postgres says products changed (a `NOTIFY` at
+//!   commit, heard by persistence): the actor asks what changed since the
+//!   snapshot of its last read ([`PersistenceMsg::ChangesSince`]) and applies
+//!   it, so a write stored by any replica, or by hand in SQL, reaches every
+//!   replica's cache at once. One catch-up runs at a time; signals that come
+//!   meanwhile make one more.
+//! - `Invalidate` comes from a timer every `invalidate_every` (15 s by
+//!   default): it logs `invalidate cache` and catches up the same way, so
+//!   exactly what is stale is replaced or dropped, and the rest stays warm.
+//!   Correctness never depends on a signal: this catch-up finds whatever a
+//!   lost one would have announced.
+//! - On start (and so on every restart) the cache is emptied and rebuilt from
+//!   Postgres: a snapshot to catch up from, then every product in id order.
+//!   Reads go through to Postgres meanwhile.
+
+pub mod products;
 
 use crate::backoff::Backoff;
 use crate::call::{CallError, Peer};
+use crate::changes::ChangeSignal;
 use crate::health::Health;
 use crate::names::{Child, Names};
-use crate::persistence::{self, PersistenceMsg, StoreError};
+use crate::persistence::{self, Changes, PersistenceMsg, StoreError};
 use crate::product::Product;
 use crate::timeouts::PERSISTENCE_TIMEOUT;
-use moka::future::Cache as Moka;
-use moka::ops::compute::{CompResult, Op};
+pub use products::ProductCache;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 pub type CacheRef = ActorRef<CacheMsg>;
 
@@ -38,18 +43,9 @@ pub type CacheRef = ActorRef<CacheMsg>;
 pub fn peer(names: &Names) -> Peer<CacheMsg> {
     Peer::new(names, Child::Cache)
 }
-type Products = Moka<i64, Cached>;
-
-/// A product, and the invalidation generation it was read in: it is fresh
-/// while that is the current generation.
-#[derive(Clone)]
-struct Cached {
-    product: Arc<Product>,
-    generation: u64,
-}
 
 /// Products read per query while rebuilding.
-const REBUILD_PAGE: u64 = 1000;
+const REBUILD_PAGE: u64 = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
@@ -60,45 +56,56 @@ pub enum CacheError {
 }
 
 pub enum CacheMsg {
-    /// From http: one product by id (`None`: no such product). A miss reads
-    /// through to persistence; the reply is sent when the product is known.
-    Get {
-        id: i64,
-        reply: RpcReplyPort<Result<Option<Arc<Product>>, CacheError>>,
-    },
     /// From ingest, after a batch committed and before it is acked: the
     /// versions now stored. Replies once they are served.
     Put {
         products: Vec<Product>,
         reply: RpcReplyPort<()>,
     },
-    /// From the timer: make every entry stale. No reply.
+    /// From the change signal's watcher: Postgres has committed changes.
+    Changed,
+    /// From the timer: catch up with Postgres, and say so. No reply.
     Invalidate,
-    /// From itself: fill the cache from Postgres (on start, and again after a failure).
+    /// From itself: fill the cache from Postgres (on start, and again after a
+    /// failure or a TRUNCATE).
     Rebuild,
-    /// From the rebuild task: how it ended.
-    Rebuilt { result: Result<usize, CacheError> },
-    /// From http's readiness check and tests: has the cache been rebuilt, and how
-    /// many entries does it hold?
+    /// From the rebuild task: how it ended (the snapshot it started from).
+    Rebuilt { result: Result<String, CacheError> },
+    /// From a catch-up task: how it ended (the snapshot to catch up from next).
+    CaughtUp { result: Result<CatchUp, CacheError> },
+    /// From tests and benchmarks: has the cache been rebuilt, how much does it
+    /// hold, how many invalidations has it done?
     Status { reply: RpcReplyPort<CacheStatus> },
+}
+
+/// How a catch-up ended.
+pub enum CatchUp {
+    /// Applied; the next one starts from this snapshot.
+    Applied(String),
+    /// Every product was deleted at once (TRUNCATE): rebuild.
+    Truncated,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheStatus {
     pub rebuilt: bool,
-    /// Entries held, fresh or stale.
+    /// Entries held (products, and ids known to be absent).
     pub entries: u64,
+    /// What the entries weigh, in bytes.
+    pub bytes: u64,
     /// Invalidations since the actor started.
     pub invalidations: u64,
 }
 
 #[derive(Clone)]
 pub struct CacheArgs {
-    pub names: Names,
     pub health: Health,
-    /// The most products kept in memory.
-    pub capacity: u64,
+    /// The shared products, which http reads too.
+    pub products: ProductCache,
+    /// Raised when Postgres says products changed.
+    pub changes: ChangeSignal,
     pub invalidate_every: Duration,
+    pub names: Names,
 }
 
 pub struct Cache;
@@ -106,13 +113,15 @@ pub struct Cache;
 pub struct CacheState {
     names: Names,
     health: Health,
-    products: Products,
-    capacity: u64,
-    rebuilt: bool,
-    /// Bumped by each invalidation; entries of older generations are stale.
-    generation: u64,
+    products: ProductCache,
+    /// The snapshot of the last read from Postgres; `None` until rebuilt.
+    cursor: Option<String>,
+    catching_up: bool,
+    /// A signal came during a catch-up: one more is due.
+    again: bool,
+    invalidations: u64,
     rebuild_backoff: Backoff,
-    timer: JoinHandle<()>,
+    tasks: [JoinHandle<()>; 2],
 }
 
 impl Actor for Cache {
@@ -125,19 +134,21 @@ impl Actor for Cache {
         myself: CacheRef,
         args: CacheArgs,
     ) -> Result<CacheState, ActorProcessingErr> {
-        let products = Moka::builder().max_capacity(args.capacity).build();
-        let timer = myself.send_interval(args.invalidate_every, || CacheMsg::Invalidate);
-        myself.cast(CacheMsg::Rebuild)?;
         args.health.set_cache_rebuilt(false);
+        args.products.clear();
+        let timer = myself.send_interval(args.invalidate_every, || CacheMsg::Invalidate);
+        let watcher = tokio::spawn(watch_changes(args.changes.clone(), myself.clone()));
+        myself.cast(CacheMsg::Rebuild)?;
         Ok(CacheState {
             names: args.names,
             health: args.health,
-            products,
-            capacity: args.capacity,
-            rebuilt: false,
-            generation: 0,
+            products: args.products,
+            cursor: None,
+            catching_up: false,
+            again: false,
+            invalidations: 0,
             rebuild_backoff: Backoff::default(),
-            timer,
+            tasks: [timer, watcher],
         })
     }
 
@@ -148,20 +159,23 @@ impl Actor for Cache {
         state: &mut CacheState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            CacheMsg::Get { id, reply } => state.get(id, reply).await,
             CacheMsg::Put { products, reply } => state.put(products, reply),
+            CacheMsg::Changed => state.catch_up(myself),
             CacheMsg::Invalidate => {
-                state.generation += 1;
+                state.invalidations += 1;
                 info!("invalidate cache");
+                state.catch_up(myself);
             }
             CacheMsg::Rebuild => state.start_rebuild(myself),
             CacheMsg::Rebuilt { result } => state.finish_rebuild(myself, result),
+            CacheMsg::CaughtUp { result } => state.finish_catch_up(myself, result),
             CacheMsg::Status { reply } => {
-                state.products.run_pending_tasks().await;
+                let (entries, bytes) = state.products.size().await;
                 let _ = reply.send(CacheStatus {
-                    rebuilt: state.rebuilt,
-                    entries: state.products.entry_count(),
-                    invalidations: state.generation,
+                    rebuilt: state.cursor.is_some(),
+                    entries,
+                    bytes,
+                    invalidations: state.invalidations,
                 });
             }
         }
@@ -173,63 +187,98 @@ impl Actor for Cache {
         _myself: CacheRef,
         state: &mut CacheState,
     ) -> Result<(), ActorProcessingErr> {
-        state.timer.abort();
+        for task in &state.tasks {
+            task.abort();
+        }
         Ok(())
     }
 }
 
-impl CacheState {
-    async fn get(&self, id: i64, reply: RpcReplyPort<Result<Option<Arc<Product>>, CacheError>>) {
-        if let Some(cached) = self.products.get(&id).await
-            && cached.generation == self.generation
-        {
-            let _ = reply.send(Ok(Some(cached.product)));
+/// Turns every raise of the change signal into one `Changed` (signals that
+/// come together make one message).
+async fn watch_changes(changes: ChangeSignal, cache: CacheRef) {
+    let mut signal = changes.subscribe();
+    while signal.changed().await.is_ok() {
+        if cache.cast(CacheMsg::Changed).is_err() {
             return;
         }
-        // A miss waits on Postgres: on a task of its own, so other gets go on.
-        let products = self.products.clone();
-        let names = self.names.clone();
-        let generation = self.generation;
-        tokio::spawn(async move {
-            let _ = reply.send(read_through(&products, &names, id, generation).await);
-        });
     }
+}
 
+impl CacheState {
     /// Stores the new versions on a task of its own: an entry being read
     /// through holds its key until Postgres answers, and the actor must not
-    /// wait for that. Versions, not arrival order, decide which one stays.
+    /// wait for that. Revisions, not arrival order, decide which one stays.
     fn put(&self, products: Vec<Product>, reply: RpcReplyPort<()>) {
         let cache = self.products.clone();
-        let generation = self.generation;
         tokio::spawn(async move {
             for product in products {
-                let candidate = Cached {
-                    product: Arc::new(product),
-                    generation,
-                };
-                store_if_newer(&cache, candidate).await;
+                cache.put(Arc::new(product)).await;
             }
             let _ = reply.send(());
         });
     }
 
-    fn start_rebuild(&self, myself: CacheRef) {
+    fn catch_up(&mut self, myself: CacheRef) {
+        let Some(since) = self.cursor.clone() else {
+            // Not rebuilt yet: the rebuild's first catch-up covers this.
+            return;
+        };
+        if self.catching_up {
+            self.again = true;
+            return;
+        }
+        self.catching_up = true;
+        let persistence = persistence::peer(&self.names);
         let products = self.products.clone();
-        let names = self.names.clone();
-        let capacity = self.capacity;
-        let generation = self.generation;
         tokio::spawn(async move {
-            let result = rebuild(&products, &names, capacity, generation).await;
+            let result = catch_up(&persistence, &products, since).await;
+            let _ = myself.cast(CacheMsg::CaughtUp { result });
+        });
+    }
+
+    fn finish_catch_up(&mut self, myself: CacheRef, result: Result<CatchUp, CacheError>) {
+        self.catching_up = false;
+        match result {
+            Ok(CatchUp::Applied(snapshot)) => {
+                self.cursor = Some(snapshot);
+                if std::mem::take(&mut self.again) {
+                    self.catch_up(myself);
+                }
+            }
+            Ok(CatchUp::Truncated) => {
+                warn!("every product was deleted at once; rebuilding the cache");
+                self.products.clear();
+                self.cursor = None;
+                self.start_rebuild(myself);
+            }
+            Err(error) => {
+                // The next signal or the timer tries again, from the same snapshot.
+                warn!(%error, "cannot catch up with Postgres; serving what is cached");
+            }
+        }
+    }
+
+    fn start_rebuild(&mut self, myself: CacheRef) {
+        self.health.set_cache_rebuilt(false);
+        let persistence = persistence::peer(&self.names);
+        let products = self.products.clone();
+        tokio::spawn(async move {
+            let result = rebuild(&persistence, &products).await;
             let _ = myself.cast(CacheMsg::Rebuilt { result });
         });
     }
 
-    fn finish_rebuild(&mut self, myself: CacheRef, result: Result<usize, CacheError>) {
+    fn finish_rebuild(&mut self, myself: CacheRef, result: Result<String, CacheError>) {
         match result {
-            Ok(count) => {
-                self.rebuilt = true;
+            Ok(snapshot) => {
+                self.cursor = Some(snapshot);
+                self.products.index_is_complete();
                 self.health.set_cache_rebuilt(true);
-                info!(products = count, "cache rebuilt from Postgres");
+                self.rebuild_backoff.reset();
+                info!("cache rebuilt from Postgres");
+                // What was committed while rebuilding.
+                self.catch_up(myself);
             }
             Err(error) => {
                 let delay = self.rebuild_backoff.next_delay();
@@ -240,98 +289,63 @@ impl CacheState {
     }
 }
 
-impl Cached {
-    /// Whether this should take the place of `existing`: a newer version, or
-    /// the same version read again since an invalidation.
-    fn replaces(&self, existing: Option<&Cached>) -> bool {
-        existing.is_none_or(|existing| {
-            let (mine, theirs) = (&self.product.version, &existing.product.version);
-            mine.is_newer_than(theirs) || (mine == theirs && self.generation > existing.generation)
-        })
+/// Applies every change committed since `since`.
+async fn catch_up(
+    persistence: &Peer<PersistenceMsg>,
+    products: &ProductCache,
+    since: String,
+) -> Result<CatchUp, CacheError> {
+    let Changes {
+        snapshot,
+        products: changed,
+        deleted,
+    } = persistence
+        .ask(
+            |reply| PersistenceMsg::ChangesSince {
+                since: Some(since),
+                reply,
+            },
+            PERSISTENCE_TIMEOUT,
+        )
+        .await??;
+    if deleted.iter().any(|deleted| deleted.id.is_none()) {
+        return Ok(CatchUp::Truncated);
     }
+    if !changed.is_empty() || !deleted.is_empty() {
+        debug!(
+            changed = changed.len(),
+            deleted = deleted.len(),
+            "caught up with Postgres"
+        );
+    }
+    for deleted in deleted {
+        products.delete(deleted).await;
+    }
+    for product in changed {
+        products.put(Arc::new(product)).await;
+    }
+    Ok(CatchUp::Applied(snapshot))
 }
 
-async fn store_if_newer(cache: &Products, candidate: Cached) {
-    cache
-        .entry(candidate.product.id)
-        .and_compute_with(|entry| async move {
-            if candidate.replaces(entry.as_ref().map(|e| e.value())) {
-                Op::Put(candidate)
-            } else {
-                Op::Nop
-            }
-        })
-        .await;
-}
-
-/// Fills a missing or stale entry from Postgres, holding the key meanwhile so
-/// that concurrent misses wait for this one read. If Postgres cannot be read,
-/// a stale entry is served, and counted fresh until the next invalidation so
-/// that the gets after it do not each wait on Postgres again.
-async fn read_through(
-    products: &Products,
-    names: &Names,
-    id: i64,
-    generation: u64,
-) -> Result<Option<Arc<Product>>, CacheError> {
-    let result = products
-        .entry(id)
-        .and_try_compute_with(|entry| async move {
-            let stale = match entry {
-                Some(entry) if entry.value().generation >= generation => return Ok(Op::Nop),
-                Some(entry) => Some(entry.into_value()),
-                None => None,
-            };
-            let found = persistence::peer(names)
-                .ask(
-                    |reply| PersistenceMsg::Get { id, reply },
-                    PERSISTENCE_TIMEOUT,
-                )
-                .await
-                .map_err(CacheError::from)
-                .and_then(|found| found.map_err(CacheError::from));
-            match (found, stale) {
-                (Ok(Some(product)), _) => Ok(Op::Put(Cached {
-                    product: Arc::new(product),
-                    generation,
-                })),
-                (Ok(None), Some(_)) => Ok(Op::Remove),
-                (Ok(None), None) => Ok(Op::Nop),
-                (Err(error), Some(stale)) => {
-                    warn!(id, %error, "serving a stale product: Postgres cannot be read");
-                    Ok(Op::Put(Cached {
-                        product: stale.product,
-                        generation,
-                    }))
-                }
-                (Err(error), None) => Err(error),
-            }
-        })
-        .await?;
-    Ok(match result {
-        CompResult::Inserted(entry)
-        | CompResult::ReplacedWith(entry)
-        | CompResult::Unchanged(entry) => Some(entry.into_value().product),
-        CompResult::StillNone(_) | CompResult::Removed(_) => None,
-    })
-}
-
-/// Pages through every product in id order, up to `capacity` of them.
+/// Takes the snapshot to catch up from, then loads every product in id order.
 async fn rebuild(
-    products: &Products,
-    names: &Names,
-    capacity: u64,
-    generation: u64,
-) -> Result<usize, CacheError> {
+    persistence: &Peer<PersistenceMsg>,
+    products: &ProductCache,
+) -> Result<String, CacheError> {
+    let start = persistence
+        .ask(
+            |reply| PersistenceMsg::ChangesSince { since: None, reply },
+            PERSISTENCE_TIMEOUT,
+        )
+        .await??;
     let mut after = 0;
     let mut count = 0usize;
-    while (count as u64) < capacity {
-        let limit = REBUILD_PAGE.min(capacity - count as u64);
-        let page = persistence::peer(names)
+    loop {
+        let page = persistence
             .ask(
                 |reply| PersistenceMsg::Page {
                     after,
-                    limit,
+                    limit: REBUILD_PAGE,
                     reply,
                 },
                 PERSISTENCE_TIMEOUT,
@@ -341,12 +355,9 @@ async fn rebuild(
         after = last.id;
         count += page.len();
         for product in page {
-            let candidate = Cached {
-                product: Arc::new(product),
-                generation,
-            };
-            store_if_newer(products, candidate).await;
+            products.put(Arc::new(product)).await;
         }
     }
-    Ok(count)
+    debug!(products = count, "loaded every product");
+    Ok(start.snapshot)
 }

@@ -14,6 +14,7 @@ mod routes;
 mod state;
 mod views;
 
+use crate::cache::ProductCache;
 use crate::health::Health;
 use crate::names::Names;
 use crate::timeouts::HTTP_GRACE;
@@ -49,6 +50,8 @@ pub enum HttpMsg {
 pub struct HttpArgs {
     pub names: Names,
     pub health: Health,
+    /// The cached products, read directly by the handlers.
+    pub products: ProductCache,
     /// The bound socket; each (re)start serves a clone of it.
     pub listener: Arc<TcpListener>,
 }
@@ -95,7 +98,11 @@ impl Actor for Http {
                     .with_write_stall_timeout(WRITE_STALL_TIMEOUT),
             );
         let handle = server.handle();
-        let service = routes::service(args.names, args.health);
+        let service = routes::service(state::AppState {
+            names: args.names,
+            health: args.health,
+            products: args.products,
+        });
         let task = tokio::spawn(async move {
             let error = server.try_serve(service).await.err().map(|e| e.to_string());
             let _ = myself.cast(HttpMsg::ServerExited { error });

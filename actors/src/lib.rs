@@ -35,6 +35,7 @@ pub mod backoff;
 pub mod batch;
 pub mod cache;
 pub mod call;
+pub mod changes;
 pub mod health;
 pub mod http;
 pub mod ingest;

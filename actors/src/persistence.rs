@@ -9,11 +9,13 @@
 //! a read, nor a flood of reads a write. Every statement is cut off after
 //! [`STATEMENT_TIMEOUT`].
 
+mod listener;
 mod store;
 pub mod writer;
 
 use crate::batch::{Batch, Stored};
 use crate::call::Peer;
+use crate::changes::ChangeSignal;
 use crate::names::{Child, Names};
 use crate::product::Product;
 use crate::timeouts::STATEMENT_TIMEOUT;
@@ -82,6 +84,24 @@ impl StoreError {
     }
 }
 
+/// What changed in `products` since a snapshot (see [`PersistenceMsg::ChangesSince`]).
+#[derive(Debug, Clone, Default)]
+pub struct Changes {
+    /// Where the next catch-up starts: Postgres's snapshot of this read.
+    pub snapshot: String,
+    /// The current version of every product written since.
+    pub products: Vec<Product>,
+    /// The products deleted since.
+    pub deleted: Vec<Deleted>,
+}
+
+/// A deleted product: `id` is `None` when the whole table was truncated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deleted {
+    pub id: Option<i64>,
+    pub revision: i64,
+}
+
 pub enum PersistenceMsg {
     /// From ingest: store a batch in one transaction. Replies once it has
     /// committed, with what became of each message; or at once with
@@ -101,6 +121,17 @@ pub enum PersistenceMsg {
         limit: u64,
         reply: RpcReplyPort<Result<Vec<Product>, StoreError>>,
     },
+    /// From the cache, for a list page: the products among `ids` that exist.
+    GetMany {
+        ids: Vec<i64>,
+        reply: RpcReplyPort<Result<Vec<Product>, StoreError>>,
+    },
+    /// From the cache: every change committed since the snapshot `since`
+    /// (none given: only the snapshot to start from).
+    ChangesSince {
+        since: Option<String>,
+        reply: RpcReplyPort<Result<Changes, StoreError>>,
+    },
     /// From http's readiness check: can Postgres be read?
     Ping {
         reply: RpcReplyPort<Result<(), StoreError>>,
@@ -111,8 +142,11 @@ pub enum PersistenceMsg {
 pub struct PersistenceArgs {
     pub names: Names,
     pub database_url: String,
-    /// All connections, the writer's [`WRITE_CONNECTIONS`] included.
+    /// All connections, the writer's [`WRITE_CONNECTIONS`] included (and one
+    /// more, for the change listener).
     pub max_connections: u32,
+    /// Raised when Postgres says products changed.
+    pub changes: ChangeSignal,
 }
 
 pub struct Persistence;
@@ -121,6 +155,7 @@ pub struct PersistenceState {
     reads: DatabaseConnection,
     writer: WriterRef,
     write_queue: Arc<Semaphore>,
+    _listening: listener::Listening,
 }
 
 impl Actor for Persistence {
@@ -153,6 +188,7 @@ impl Actor for Persistence {
             reads,
             writer,
             write_queue: Arc::new(Semaphore::new(WRITE_QUEUE)),
+            _listening: listener::spawn(args.database_url, args.changes),
         })
     }
 
@@ -185,6 +221,16 @@ impl Actor for Persistence {
             } => {
                 let db = state.reads.clone();
                 spawn_reply(reply, async move { store::page(&db, after, limit).await });
+            }
+            PersistenceMsg::GetMany { ids, reply } => {
+                let db = state.reads.clone();
+                spawn_reply(reply, async move { store::find_many(&db, ids).await });
+            }
+            PersistenceMsg::ChangesSince { since, reply } => {
+                let db = state.reads.clone();
+                spawn_reply(reply, async move {
+                    store::changes_since(&db, since.as_deref()).await
+                });
             }
             PersistenceMsg::Ping { reply } => {
                 let db = state.reads.clone();

@@ -44,25 +44,10 @@ pub struct Product {
     pub description: Option<String>,
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub attributes: Map<String, Value>,
-    /// Which message this version comes from; not served.
+    /// Which stored version this is: Postgres stamps a higher revision on
+    /// every later version of a row. Not served.
     #[serde(skip)]
-    pub version: Version,
-}
-
-/// The message a stored product version comes from: the stream (its name and
-/// creation time) and the stream sequence.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Version {
-    pub stream: String,
-    pub seq: i64,
-}
-
-impl Version {
-    /// A later message of the same stream, or a message of another stream (a
-    /// stream is only ever replaced by a newer one).
-    pub fn is_newer_than(&self, other: &Version) -> bool {
-        self.stream != other.stream || self.seq > other.seq
-    }
+    pub revision: i64,
 }
 
 /// A decoded, valid message: a product to create or replace.

@@ -22,6 +22,10 @@ pub struct Model {
     #[sea_orm(unique)]
     pub created_by: Option<String>,
     pub updated_at: DateTimeWithTimeZone,
+    /// Stamped by a trigger on every insert and update, from one sequence: the
+    /// later version of a row has the higher revision. (The row also holds
+    /// `changed_by`, the writing transaction's id, read only by raw SQL.)
+    pub revision: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -4,6 +4,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261125_000001_create_products;
 mod m20261125_000002_create_rejected_messages;
+mod m20261126_000003_add_product_revisions;
 
 pub struct Migrator;
 
@@ -13,6 +14,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261125_000001_create_products::Migration),
             Box::new(m20261125_000002_create_rejected_messages::Migration),
+            Box::new(m20261126_000003_add_product_revisions::Migration),
         ]
     }
 }

@@ -6,6 +6,7 @@ pub mod process;
 pub mod servers;
 
 use actors::batch::{Batch, Incoming};
+use actors::changes::ChangeSignal;
 use actors::names::Names;
 use actors::persistence::{Persistence, PersistenceArgs, PersistenceRef};
 use actors::product::ProductUpdate;
@@ -357,13 +358,18 @@ pub fn batch(stream: &str, messages: Vec<Incoming>) -> Batch {
 
 /// A persistence actor over the database of `settings`, registered as
 /// `names`'s persistence when a name is given.
-pub async fn spawn_persistence(names: Option<&Names>, settings: &Settings) -> PersistenceRef {
+pub async fn spawn_persistence(
+    names: Option<&Names>,
+    settings: &Settings,
+    changes: &ChangeSignal,
+) -> PersistenceRef {
     let args = PersistenceArgs {
         names: names
             .cloned()
             .unwrap_or_else(|| Names::new(uuid::Uuid::new_v4().to_string())),
         database_url: settings.database_url.expose().to_owned(),
         max_connections: 3,
+        changes: changes.clone(),
     };
     let name = names.map(|names| names.of(actors::names::Child::Persistence));
     Actor::spawn(name, Persistence, args)

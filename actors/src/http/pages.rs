@@ -8,6 +8,7 @@ use salvo::http::StatusCode;
 use salvo::prelude::*;
 use serde::Serialize;
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 /// `GET /`: one page of the list, in id order, each id a link to its detail page.
 #[handler]
@@ -56,7 +57,7 @@ pub async fn product_page(req: &mut Request, depot: &mut Depot, res: &mut Respon
 }
 
 /// The query string of the next page, if this one was full.
-pub fn next_page(products: &[Product], paging: &Paging) -> Option<String> {
+pub fn next_page(products: &[Arc<Product>], paging: &Paging) -> Option<String> {
     let last = products.last()?;
     (products.len() as u64 == paging.limit).then(|| paging.next_query(last.id))
 }

@@ -4,8 +4,6 @@
 use super::state::AppState;
 use super::views::Assets;
 use super::{api, pages};
-use crate::health::Health;
-use crate::names::Names;
 use crate::timeouts::REQUEST_TIMEOUT;
 use salvo::affix_state;
 use salvo::catcher::Catcher;
@@ -19,9 +17,9 @@ use salvo::timeout::Timeout;
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
      base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-pub fn service(names: Names, health: Health) -> Service {
+pub fn service(state: AppState) -> Service {
     let router = Router::new()
-        .hoop(affix_state::inject(AppState { names, health }))
+        .hoop(affix_state::inject(state))
         .get(pages::index)
         .push(Router::with_path("product").get(pages::product_page))
         .push(

@@ -1,12 +1,12 @@
 //! What the handlers ask of the other actors, each call with a deadline, and
 //! what they read of the others' health without asking.
 
-use crate::cache::{self, CacheMsg};
+use crate::cache::ProductCache;
 use crate::health::{Health, IngestHealth};
 use crate::names::Names;
 use crate::persistence::{self, PersistenceMsg};
 use crate::product::Product;
-use crate::timeouts::{CALL_TIMEOUT, PROBE_TIMEOUT};
+use crate::timeouts::PROBE_TIMEOUT;
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -15,6 +15,8 @@ use std::sync::Arc;
 pub struct AppState {
     pub names: Names,
     pub health: Health,
+    /// The cached products, read here directly, not through the cache actor.
+    pub products: ProductCache,
 }
 
 /// The service cannot answer now (a dependency is away); not the client's fault.
@@ -24,26 +26,18 @@ pub struct Unavailable(pub String);
 impl AppState {
     /// One product by id, from the cache (which reads through on a miss).
     pub async fn product(&self, id: i64) -> Result<Option<Arc<Product>>, Unavailable> {
-        cache::peer(&self.names)
-            .ask(|reply| CacheMsg::Get { id, reply }, CALL_TIMEOUT)
+        self.products
+            .get(id)
             .await
-            .map_err(|e| Unavailable(e.to_string()))?
             .map_err(|e| Unavailable(e.to_string()))
     }
 
-    /// One page of the list, from Postgres in id order.
-    pub async fn page(&self, after: i64, limit: u64) -> Result<Vec<Product>, Unavailable> {
-        persistence::peer(&self.names)
-            .ask(
-                |reply| PersistenceMsg::Page {
-                    after,
-                    limit,
-                    reply,
-                },
-                CALL_TIMEOUT,
-            )
+    /// One page of the list in id order, from the cache's index (from
+    /// Postgres until the cache is rebuilt).
+    pub async fn page(&self, after: i64, limit: u64) -> Result<Vec<Arc<Product>>, Unavailable> {
+        self.products
+            .page(after, limit)
             .await
-            .map_err(|e| Unavailable(e.to_string()))?
             .map_err(|e| Unavailable(e.to_string()))
     }
 

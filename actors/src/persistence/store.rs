@@ -1,14 +1,16 @@
 //! The SeaORM queries and mutations, kept apart from the actors that call them.
 
-use super::StoreError;
+use super::{Changes, Deleted, StoreError};
 use crate::batch::{Batch, Incoming, KEPT_PAYLOAD_BYTES, Outcome, Rejection, Stored};
-use crate::product::{Product, ProductUpdate, Version};
+use crate::product::{Product, ProductUpdate};
 use entity::{products, rejected_messages};
 use sea_orm::sea_query::{Alias, Expr, OnConflict};
 use sea_orm::{
+    AccessMode,
     ActiveValue::{NotSet, Set},
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
-    ExprTrait, QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
+    EntityTrait, ExprTrait, IsolationLevel, QueryFilter, QueryOrder, QuerySelect, Statement,
+    TransactionTrait,
 };
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashSet};
@@ -341,6 +343,80 @@ pub async fn page(
         .collect())
 }
 
+/// Some products by id (those that exist), in id order.
+pub async fn find_many(db: &DatabaseConnection, ids: Vec<i64>) -> Result<Vec<Product>, StoreError> {
+    Ok(products::Entity::find()
+        .filter(products::Column::Id.is_in(ids))
+        .order_by_asc(products::Column::Id)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(Product::from)
+        .collect())
+}
+
+/// Every change committed since the snapshot `since` (what Postgres's
+/// `pg_current_snapshot()` said at the reader's last read), and the snapshot
+/// to ask from next time. Exact: a row written by a transaction that `since`
+/// did not see is in the answer, whatever order transactions committed in.
+/// With no `since`, only the snapshot (a starting point).
+pub async fn changes_since(
+    db: &DatabaseConnection,
+    since: Option<&str>,
+) -> Result<Changes, StoreError> {
+    // One snapshot for the three reads, so that the next `since` is exact.
+    let txn = db
+        .begin_with_config(
+            Some(IsolationLevel::RepeatableRead),
+            Some(AccessMode::ReadOnly),
+        )
+        .await?;
+    let backend = txn.get_database_backend();
+    let snapshot: String = txn
+        .query_one_raw(Statement::from_string(
+            backend,
+            "SELECT pg_current_snapshot()::text AS snapshot",
+        ))
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("pg_current_snapshot()".into()))?
+        .try_get("", "snapshot")?;
+    let mut changes = Changes {
+        snapshot,
+        products: Vec::new(),
+        deleted: Vec::new(),
+    };
+    if let Some(since) = since {
+        const UNSEEN: &str = "changed_by >= pg_snapshot_xmin($1::pg_snapshot) \
+             AND NOT pg_visible_in_snapshot(changed_by, $1::pg_snapshot)";
+        changes.products = products::Entity::find()
+            .from_raw_sql(Statement::from_sql_and_values(
+                backend,
+                format!("SELECT * FROM products WHERE {UNSEEN}"),
+                [since.into()],
+            ))
+            .all(&txn)
+            .await?
+            .into_iter()
+            .map(Product::from)
+            .collect();
+        for row in txn
+            .query_all_raw(Statement::from_sql_and_values(
+                backend,
+                format!("SELECT id, revision FROM product_tombstones WHERE {UNSEEN}"),
+                [since.into()],
+            ))
+            .await?
+        {
+            changes.deleted.push(Deleted {
+                id: row.try_get("", "id")?,
+                revision: row.try_get("", "revision")?,
+            });
+        }
+    }
+    txn.commit().await?;
+    Ok(changes)
+}
+
 /// What identifies the product an id-less message created.
 fn creation_key(stream: &str, seq: u64) -> String {
     format!("{stream}#{seq}")
@@ -363,6 +439,7 @@ fn row(
         stream_seq: Set(seq_to_i64(stream_seq)),
         created_by: Set(created_by),
         updated_at: NotSet,
+        revision: NotSet,
     }
 }
 
@@ -384,10 +461,7 @@ impl From<products::Model> for Product {
             manufacturer: row.manufacturer,
             description: row.description,
             attributes,
-            version: Version {
-                stream: row.stream,
-                seq: row.stream_seq,
-            },
+            revision: row.revision,
         }
     }
 }
