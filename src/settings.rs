@@ -59,8 +59,9 @@ pub struct Settings {
           value_parser = number_in(bounds::DATABASE_MAX_CONNECTIONS))]
     pub database_max_connections: u32,
 
-    /// NATS server with JetStream (nats://, tls://, ws:// or wss://; user and
-    /// password or a token may be given in it). Its credentials are never printed.
+    /// NATS server with JetStream, or several servers of one cluster,
+    /// comma-separated (nats://, tls://, ws:// or wss://; user and password or
+    /// a token may be given in it). Its credentials are never printed.
     #[arg(
         long,
         env = "NATS_URL",
@@ -484,14 +485,17 @@ fn check_database_url(url: &SecretUrl) -> Result<(), String> {
 }
 
 fn check_nats_url(url: &SecretUrl) -> Result<(), String> {
-    let text = url.expose();
-    if text.contains(',') {
-        return Err("a list of servers is not supported yet: give one server".into());
+    let servers: Vec<&str> = url.expose().split(',').map(str::trim).collect();
+    if servers.iter().any(|server| server.is_empty()) {
+        return Err("an empty server in the list".into());
     }
     // async-nats's own parser: what it refuses, connecting would refuse later.
-    text.parse::<async_nats::ServerAddr>()
-        .map(drop)
-        .map_err(|e| e.to_string())
+    for server in servers {
+        server
+            .parse::<async_nats::ServerAddr>()
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -628,7 +632,7 @@ mod tests {
         let mut settings = valid();
         for url in [
             "http://app:s3cret@localhost:4222",
-            "nats://app:s3cret@n1:4222,nats://app:s3cret@n2:4222",
+            "nats://app:s3cret@n1:4222,,nats://app:s3cret@n2:4222",
         ] {
             settings.nats_url = url.into();
             let error = settings.validate().unwrap_err();
@@ -639,6 +643,7 @@ mod tests {
             "nats://s3cret@localhost:4222",
             "localhost:4222",
             "tls://a:b@h",
+            "nats://a:b@n1:4222,nats://a:b@n2:4222",
         ] {
             settings.nats_url = url.into();
             assert_eq!(settings.validate(), Ok(()), "{url}");

@@ -98,7 +98,7 @@ fn each_value_out_of_range_is_refused_with_the_setting_the_value_and_the_range()
         ("DATABASE_MAX_CONNECTIONS", "1001", "2 to 1000"),
         ("DATABASE_MAX_CONNECTIONS", "ten", "invalid digit"),
         ("NATS_URL", "http://localhost:4222", "scheme"),
-        ("NATS_URL", "nats://n1:4222,nats://n2:4222", "one server"),
+        ("NATS_URL", "nats://n1:4222,,nats://n2:4222", "empty server"),
         ("HTTP_ADDR", "localhost", "socket address"),
         ("NATS_STREAM", "my stream", "no spaces"),
         ("NATS_STREAM", "events.v2", "'.'"),

@@ -7,47 +7,46 @@
 use async_nats::{ConnectOptions, ServerAddr};
 
 /// Options carrying the URL's user and password (or its token: a user with
-/// no password), and the server address with no credentials in it. A URL
-/// async-nats cannot parse is passed on as it is, for it to refuse.
-pub fn connect_options(url: &str) -> (ConnectOptions, String) {
-    let Ok(addr) = url.parse::<ServerAddr>() else {
-        return (ConnectOptions::new(), url.to_owned());
+/// no password), and the server addresses with no credentials in them. `urls`
+/// may list several servers of a cluster, comma-separated; credentials are
+/// taken from the first that has them. An address async-nats cannot parse is
+/// passed on as it is, for it to refuse.
+pub fn connect_options(urls: &str) -> (ConnectOptions, Vec<String>) {
+    let mut credentials = None;
+    let servers = urls
+        .split(',')
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .map(|url| {
+            let Ok(addr) = url.parse::<ServerAddr>() else {
+                return url.to_owned();
+            };
+            let user = addr.username().map(percent_decode);
+            let password = addr.password().map(percent_decode);
+            if credentials.is_none() && user.is_some() {
+                credentials = Some((user, password));
+            }
+            let mut server = addr.into_inner();
+            let _ = server.set_password(None);
+            let _ = server.set_username("");
+            server.to_string()
+        })
+        .collect();
+    let options = match credentials {
+        Some((Some(user), Some(password))) => {
+            ConnectOptions::with_user_and_password(user, password)
+        }
+        Some((Some(token), None)) => ConnectOptions::with_token(token),
+        _ => ConnectOptions::new(),
     };
-    let user = addr.username().map(percent_decode);
-    let password = addr.password().map(percent_decode);
-    let mut server = addr.into_inner();
-    let _ = server.set_password(None);
-    let _ = server.set_username("");
-    let options = match (user, password) {
-        (Some(user), Some(password)) => ConnectOptions::with_user_and_password(user, password),
-        (Some(token), None) => ConnectOptions::with_token(token),
-        (None, _) => ConnectOptions::new(),
-    };
-    (options, server.to_string())
+    (options, servers)
 }
 
 /// `%40` back to `@`: user info in a URL is percent-encoded.
 fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 #[cfg(test)]
@@ -58,15 +57,23 @@ mod tests {
     fn the_server_address_keeps_no_credentials() {
         assert_eq!(
             connect_options("nats://app:s3cret@127.0.0.1:4222").1,
-            "nats://127.0.0.1:4222"
+            ["nats://127.0.0.1:4222"]
         );
         assert_eq!(
             connect_options("t0ken@localhost:4333").1,
-            "nats://localhost:4333"
+            ["nats://localhost:4333"]
         );
         assert_eq!(
             connect_options("nats://localhost:4222").1,
-            "nats://localhost:4222"
+            ["nats://localhost:4222"]
+        );
+    }
+
+    #[test]
+    fn a_list_of_servers_keeps_each_without_credentials() {
+        assert_eq!(
+            connect_options("nats://a:b@n1:4222, nats://a:b@n2:4223,nats://n3:4224").1,
+            ["nats://n1:4222", "nats://n2:4223", "nats://n3:4224"]
         );
     }
 
