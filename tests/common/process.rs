@@ -60,10 +60,6 @@ impl ServiceProcess {
         self.child = Some(child);
     }
 
-    pub fn is_running(&self) -> bool {
-        self.child.is_some()
-    }
-
     /// SIGKILL, and wait for the process to be gone.
     pub fn kill_9(&mut self) {
         if let Some(mut child) = self.child.take() {
