@@ -4,7 +4,6 @@
 //! finishes its batch and exits 0 within a few seconds.
 
 use crate::common::process::ServiceProcess;
-use crate::common::servers::free_port;
 use crate::common::{
     Cleanup, DEADLINE, connect, init_logs, jetstream_with_stream, prepared_database,
     unique_settings, wait_until, wait_until_within,
@@ -84,7 +83,7 @@ async fn kill_repeatedly(workload: Workload, kills: usize) -> Outcome {
     // every id the service assigns lies above the ids the workload updates.
     let (first, rest) = messages.split_first().unwrap();
     publish_in_order(&js, &settings, std::slice::from_ref(first)).await;
-    let mut service = ServiceProcess::start(&settings, free_port());
+    let mut service = ServiceProcess::start(&settings);
     wait_until("the first message is stored", || async {
         outstanding(&js, &settings).await == 0
     })
@@ -152,7 +151,7 @@ async fn kill_repeatedly(workload: Workload, kills: usize) -> Outcome {
 
     // HTTP serves the same.
     let http = reqwest::Client::new();
-    let base = service.base();
+    let base = service.base().await;
     wait_until("the restarted service answers", || async {
         http.get(format!("{base}/healthz")).send().await.is_ok()
     })
@@ -286,7 +285,7 @@ async fn sigterm_finishes_the_batch_in_flight_and_exits_0_within_seconds() {
     .messages();
     publish_in_order(&js, &settings, &backlog).await;
 
-    let mut service = ServiceProcess::start(&settings, free_port());
+    let mut service = ServiceProcess::start(&settings);
     let in_flight = RefCell::new(None);
     wait_until("a batch is delivered and not yet acked", || async {
         let Ok(stream) = js.get_stream(&settings.nats_stream).await else {
@@ -368,7 +367,7 @@ async fn sigterm_finishes_the_batch_in_flight_and_exits_0_within_seconds() {
         outstanding(&js, &settings).await == 0
     })
     .await;
-    let last: serde_json::Value = reqwest::get(format!("{}/products/100", service.base()))
+    let last: serde_json::Value = reqwest::get(format!("{}/products/100", service.base().await))
         .await
         .unwrap()
         .json()

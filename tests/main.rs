@@ -14,3 +14,4 @@ mod faults_postgres;
 mod http;
 mod pipeline;
 mod supervisor;
+mod test_servers;
