@@ -6,12 +6,15 @@
 //! one read, seen as the reads that wait on a table the test has locked.
 
 use crate::common::servers::PgProxy;
-use crate::common::{Cleanup, TestApp, connect, unique_settings, wait_until};
+use crate::common::{
+    Cleanup, TestApp, connect, lock_products, statements_waiting_on_locks, unique_settings,
+    wait_until,
+};
 use actors::cache::{CacheMsg, CacheStatus};
 use actors::call::ask;
 use actors::names::Child;
 use actors::supervisor::RestartBudget;
-use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
+use sea_orm::ConnectionTrait;
 use std::time::Duration;
 
 /// The cache's status, asked as `/readyz` asks it.
@@ -92,20 +95,6 @@ async fn postgres_going_away_stops_acks_keeps_serving_the_cache_and_loses_nothin
     assert_eq!(app.wait_for_list_len(2).await.len(), 2);
 }
 
-/// Reads of `products` that wait on a lock, in the test's database.
-async fn waiting_reads(db: &DatabaseConnection) -> i64 {
-    db.query_one_raw(sea_orm::Statement::from_string(
-        db.get_database_backend(),
-        "SELECT count(*) AS n FROM pg_stat_activity \
-         WHERE datname = current_database() AND wait_event_type = 'Lock'",
-    ))
-    .await
-    .unwrap()
-    .unwrap()
-    .try_get::<i64>("", "n")
-    .unwrap()
-}
-
 #[tokio::test]
 async fn concurrent_misses_for_one_product_share_one_read() {
     const CLIENTS: usize = 8;
@@ -122,10 +111,7 @@ async fn concurrent_misses_for_one_product_share_one_read() {
 
     // Every read of the table waits while the test holds this lock, so the
     // reads the service makes can be counted in pg_stat_activity.
-    let lock = db.begin().await.unwrap();
-    lock.execute_unprepared("LOCK TABLE products IN ACCESS EXCLUSIVE MODE")
-        .await
-        .unwrap();
+    let lock = lock_products(&db).await;
     let requests: Vec<_> = (0..CLIENTS)
         .map(|_| {
             let (http, url) = (app.http.clone(), format!("{}/products/2", app.base));
@@ -134,7 +120,7 @@ async fn concurrent_misses_for_one_product_share_one_read() {
         .collect();
     let observer = connect(&app.settings.database_url).await;
     wait_until("a read waits on the lock", || async {
-        waiting_reads(&observer).await > 0
+        statements_waiting_on_locks(&observer).await > 0
     })
     .await;
     // The other misses must wait on that read, not start their own: watch
@@ -142,7 +128,7 @@ async fn concurrent_misses_for_one_product_share_one_read() {
     // which separate reads would show up at once.
     let watch_until = tokio::time::Instant::now() + Duration::from_secs(1);
     while tokio::time::Instant::now() < watch_until {
-        let waiting = waiting_reads(&observer).await;
+        let waiting = statements_waiting_on_locks(&observer).await;
         assert_eq!(
             waiting, 1,
             "{CLIENTS} concurrent misses made {waiting} reads"

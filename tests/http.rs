@@ -1,7 +1,12 @@
 //! The HTTP contract: pages, JSON, errors, paging, health, headers, escaping.
 
-use crate::common::{DEADLINE, TestApp, wait_until};
+use crate::common::{
+    DEADLINE, TestApp, connect, lock_products, statements_waiting_on_locks, wait_until,
+};
+use actors::names::Child;
+use ractor::ActorStatus;
 use serde_json::json;
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -311,5 +316,67 @@ async fn a_very_long_url_gets_a_client_error_not_a_500() {
             status_line.starts_with(&format!("HTTP/1.1 {expected}")),
             "{length}: {status_line}"
         );
+    }
+}
+
+#[tokio::test]
+async fn a_request_in_flight_when_shutdown_begins_is_answered_before_the_server_stops() {
+    let mut app = TestApp::spawn().await;
+    app.wait_for_readiness("cache", true).await;
+    let db = connect(&app.settings.database_url).await;
+    let http = ractor::registry::where_is(app.app().names().of(Child::Http)).unwrap();
+
+    // A request held up in Postgres: a miss that waits on a locked table.
+    let lock = lock_products(&db).await;
+    let request = tokio::spawn(app.http.get(format!("{}/products/42", app.base)).send());
+    wait_until("the request's read waits on the lock", || async {
+        statements_waiting_on_locks(&db).await > 0
+    })
+    .await;
+
+    let app_handle = app.app.take().unwrap();
+    let shutdown = tokio::spawn(app_handle.shutdown());
+    wait_until("the http actor is stopping its server", || async {
+        http.get_status() >= ActorStatus::Stopping
+    })
+    .await;
+    if request.is_finished() {
+        let ended = request.await.unwrap().map(|r| r.status());
+        panic!("the request ended while its read still waited: {ended:?}");
+    }
+    lock.commit().await.unwrap();
+
+    // Answered in full (404, or 503 had the read given up), not cut off.
+    let response = request
+        .await
+        .unwrap()
+        .expect("an answer, not a cut connection");
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.expect("the whole body");
+    assert!(matches!(status, 404 | 503), "{status} {body}");
+    assert!(body["error"].is_string(), "{body}");
+    shutdown.await.unwrap().expect("a graceful shutdown");
+}
+
+#[tokio::test]
+async fn while_postgres_hangs_every_request_is_answered_within_10_seconds_and_never_500() {
+    let app = TestApp::spawn().await;
+    app.wait_for_readiness("cache", true).await;
+    let db = connect(&app.settings.database_url).await;
+    let _lock = lock_products(&db).await;
+    // A client more patient than the server, so that the server's limit is
+    // the one measured (with a second of slack for a busy machine).
+    let client = reqwest::Client::new();
+    let paths = ["/products", "/", "/products/42", "/product?id=42"];
+    let answers = futures::future::join_all(paths.map(|path| {
+        let request = client.get(format!("{}{path}", app.base)).send();
+        tokio::time::timeout(Duration::from_secs(11), request)
+    }))
+    .await;
+    for (path, answer) in paths.iter().zip(answers) {
+        let response = answer
+            .unwrap_or_else(|_| panic!("{path}: no answer within 10 s"))
+            .unwrap();
+        assert_eq!(response.status(), 503, "{path}");
     }
 }

@@ -27,7 +27,14 @@ async fn a_test_nats_server_whose_port_was_taken_fails_with_its_log_instead_of_u
     let port = url.rsplit(':').next().unwrap().to_owned();
     let _other = Killed(
         Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", &port, "--server_name", "someone-else"])
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "--server_name",
+                "someone-else",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
