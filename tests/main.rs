@@ -8,6 +8,7 @@ mod actors_cache;
 mod actors_ingest;
 mod actors_persistence;
 mod bad_input;
+mod commands;
 mod faults_kill;
 mod faults_nats;
 mod faults_postgres;
