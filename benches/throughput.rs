@@ -40,7 +40,7 @@ async fn main() -> anyhow::Result<()> {
     let settings = bench_settings();
     let result = run(&settings, messages).await;
     products::database::drop_database(&settings.database_url).await?;
-    let client = async_nats::connect(settings.nats_url.as_str()).await?;
+    let client = async_nats::connect(settings.nats_url.expose()).await?;
     let _ = jetstream::new(client)
         .delete_stream(&settings.nats_stream)
         .await;
@@ -49,7 +49,7 @@ async fn main() -> anyhow::Result<()> {
 
 async fn run(settings: &Settings, messages: u64) -> anyhow::Result<()> {
     products::produce::run(settings, Source::Generated(messages)).await?;
-    let client = async_nats::connect(settings.nats_url.as_str()).await?;
+    let client = async_nats::connect(settings.nats_url.expose()).await?;
     let js = jetstream::new(client.clone());
     let stream = js.get_stream(&settings.nats_stream).await?;
 
@@ -248,7 +248,8 @@ fn bench_settings() -> Settings {
     settings.database_url = match std::env::var("BENCH_PG_SOCKET") {
         Ok(dir) => format!("postgres://postgres@localhost/products_bench_{id}?host={dir}"),
         Err(_) => format!("postgres://postgres@127.0.0.1:5432/products_bench_{id}"),
-    };
+    }
+    .into();
     settings.nats_url = "nats://127.0.0.1:4222".into();
     settings.http_addr = "127.0.0.1:0".parse().unwrap();
     settings.nats_stream = format!("BENCH_{id}");

@@ -36,4 +36,7 @@ pub enum Command {
     },
     /// Create the database if it is missing and apply the migrations, then exit.
     Migrate,
+    /// Check the settings and print them as `VAR=value` lines (credentials
+    /// redacted), then exit: what `serve` would run with.
+    Config,
 }

@@ -2,6 +2,7 @@
 //! the migrations. The running service talks to Postgres only through the
 //! persistence actor.
 
+use crate::secret::SecretUrl;
 use anyhow::{Context, bail};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, Statement};
@@ -15,7 +16,7 @@ const WAIT_FOR_POSTGRES: Duration = Duration::from_secs(30);
 
 /// Creates the database named in `database_url` if it is missing, and applies
 /// the migrations. Waits up to 30 s for Postgres to come up.
-pub async fn prepare(database_url: &str) -> anyhow::Result<()> {
+pub async fn prepare(database_url: &SecretUrl) -> anyhow::Result<()> {
     let (admin_url, name) = admin_url(database_url)?;
     let deadline = Instant::now() + WAIT_FOR_POSTGRES;
     let admin = loop {
@@ -31,7 +32,7 @@ pub async fn prepare(database_url: &str) -> anyhow::Result<()> {
     create_database_if_missing(&admin, &name).await?;
     admin.close().await?;
 
-    let db = connect(database_url)
+    let db = connect(database_url.expose())
         .await
         .with_context(|| format!("cannot connect to the database {name}"))?;
     Migrator::up(&db, None)
@@ -43,7 +44,7 @@ pub async fn prepare(database_url: &str) -> anyhow::Result<()> {
 }
 
 /// Drops the database named in `database_url`, closing its connections first.
-pub async fn drop_database(database_url: &str) -> anyhow::Result<()> {
+pub async fn drop_database(database_url: &SecretUrl) -> anyhow::Result<()> {
     let (admin_url, name) = admin_url(database_url)?;
     let admin = connect(&admin_url).await?;
     admin
@@ -91,9 +92,10 @@ async fn connect(url: &str) -> Result<DatabaseConnection, sea_orm::DbErr> {
     Database::connect(options).await
 }
 
-/// The same server's `postgres` database, and the name of the one in `url`.
-fn admin_url(database_url: &str) -> anyhow::Result<(String, String)> {
-    let mut url = Url::parse(database_url).context("DATABASE_URL is not a valid URL")?;
+/// The same server's `postgres` database (with the credentials: never log
+/// it), and the name of the one in `url`.
+fn admin_url(database_url: &SecretUrl) -> anyhow::Result<(String, String)> {
+    let mut url = Url::parse(database_url.expose()).context("DATABASE_URL is not a valid URL")?;
     let name = url.path().trim_start_matches('/').to_owned();
     if name.is_empty() {
         bail!("DATABASE_URL names no database (expected e.g. postgres://host/products)");

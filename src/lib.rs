@@ -3,7 +3,7 @@
 //!
 //! A map of the repository:
 //! - `src/` (this crate): the binary's edge: [`cli`], [`settings`],
-//!   [`telemetry`], start-up work on the database ([`database`]), the sample
+//!   [`secret`] (URLs that print redacted), [`telemetry`], start-up work on the database ([`database`]), the sample
 //!   publisher ([`produce`]), and [`App`], which wires the actors together.
 //! - `actors/`: the supervisor and its four actors (ingest, persistence, cache,
 //!   http) with their typed messages. Its `lib.rs` tells the life of a message.
@@ -16,10 +16,12 @@
 pub mod cli;
 pub mod database;
 pub mod produce;
+pub mod secret;
 pub mod settings;
 pub mod telemetry;
 
 use actors::cache::CacheArgs;
+use actors::health::Health;
 use actors::http::HttpArgs;
 use actors::ingest::IngestArgs;
 use actors::names::Names;
@@ -35,10 +37,6 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tracing::info;
 
-/// How long a graceful shutdown may take before the process gives up waiting
-/// (each child gets up to 20 s; in practice the whole takes well under a second).
-const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(60);
-
 /// Runs the service until SIGTERM or Ctrl-C.
 pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
     let app = App::start(settings, "products", RestartBudget::default()).await?;
@@ -51,19 +49,23 @@ pub struct App {
     stopped: JoinHandle<()>,
     http_addr: SocketAddr,
     names: Names,
+    health: Health,
+    shutdown_budget: Duration,
 }
 
 impl App {
-    /// Prepares the database, binds the HTTP address and starts the supervised
-    /// actors. `instance` prefixes the actors' names, so that several apps can
+    /// Validates the settings, prepares the database, binds the HTTP address
+    /// and starts the supervised actors. `instance` prefixes the actors' names, so that several apps can
     /// run in one process.
     pub async fn start(
         settings: &Settings,
         instance: &str,
         restart_budget: RestartBudget,
     ) -> anyhow::Result<App> {
+        settings.validate()?;
+        // Both URLs print redacted (`SecretUrl`): no credentials in the log.
         info!(
-            database = %settings.database_url_redacted(),
+            database = %settings.database_url,
             nats = %settings.nats_url,
             stream = %settings.nats_stream,
             subject = %settings.nats_subject,
@@ -75,26 +77,33 @@ impl App {
         let http_addr = listener.local_addr()?;
 
         let names = Names::new(instance);
+        let health = Health::new();
+        let shutdown_budget = settings.shutdown_timeout;
         let args = SupervisorArgs {
             names: names.clone(),
             persistence: PersistenceArgs {
-                database_url: settings.database_url.clone(),
+                names: names.clone(),
+                database_url: settings.database_url.expose().to_owned(),
                 max_connections: settings.database_max_connections,
             },
             cache: CacheArgs {
                 names: names.clone(),
+                health: health.clone(),
                 capacity: settings.cache_capacity,
                 invalidate_every: settings.cache_invalidate_every,
             },
             http: HttpArgs {
                 names: names.clone(),
+                health: health.clone(),
                 listener: Arc::new(listener),
             },
             ingest: IngestArgs {
                 names: names.clone(),
                 config: settings.ingest(),
+                health: health.clone(),
             },
             restart_budget,
+            shutdown_budget,
         };
         let (supervisor, stopped) = Actor::spawn(Some(names.supervisor()), Supervisor, args)
             .await
@@ -105,6 +114,8 @@ impl App {
             stopped,
             http_addr,
             names,
+            health,
+            shutdown_budget,
         })
     }
 
@@ -118,11 +129,25 @@ impl App {
         &self.names
     }
 
+    /// What the parts report about themselves (what `/readyz` reads).
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
     /// Runs until `shutdown` completes, then stops gracefully. Returns an error
-    /// if the supervisor stopped first (too many restarts).
+    /// if the service cannot go on: a part reported a configuration that cannot
+    /// work (it is stopped, and the error says why), or the supervisor stopped
+    /// on its own (too many restarts).
     pub async fn run_until(mut self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let health = self.health.clone();
         tokio::select! {
             () = shutdown => self.shutdown().await,
+            reason = health.fatal_reported() => {
+                if let Err(error) = self.shutdown().await {
+                    tracing::warn!(error = %format!("{error:#}"), "stopping after a fatal error");
+                }
+                Err(anyhow!(reason))
+            }
             _ = &mut self.stopped => Err(anyhow!(
                 "the supervisor stopped: too many actor restarts (the log says which and why)"
             )),
@@ -130,22 +155,22 @@ impl App {
     }
 
     /// Stops the actors in order (ingest first, finishing its batch in flight,
-    /// then http gracefully, then cache and persistence) and waits for them.
+    /// then http gracefully, then cache and persistence) and waits for them,
+    /// within the shutdown budget.
     pub async fn shutdown(self) -> anyhow::Result<()> {
-        info!("shutting down");
+        info!(budget = ?self.shutdown_budget, "shutting down");
+        // The supervisor keeps to the budget; the margin covers its own stop.
+        let limit = self.shutdown_budget + Duration::from_secs(1);
         let stop = async {
             let _ = self
                 .supervisor
-                .call(
-                    |reply| SupervisorMsg::Shutdown { reply },
-                    Some(SHUTDOWN_TIMEOUT),
-                )
+                .call(|reply| SupervisorMsg::Shutdown { reply }, Some(limit))
                 .await;
             self.stopped.await
         };
-        tokio::time::timeout(SHUTDOWN_TIMEOUT, stop)
+        tokio::time::timeout(limit, stop)
             .await
-            .context("shutdown took too long")?
+            .with_context(|| format!("shutdown took longer than {limit:?}"))?
             .context("the supervisor panicked")?;
         info!("stopped");
         Ok(())

@@ -1,4 +1,4 @@
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use products::cli::{Cli, Command};
 use products::produce::Source;
 
@@ -6,6 +6,13 @@ use products::produce::Source;
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     products::telemetry::init(cli.settings.log_format);
+    // Every command refuses settings out of range before it connects anywhere,
+    // the way clap refuses a value it cannot parse (a usage error, exit code 2).
+    if let Err(invalid) = cli.settings.validate() {
+        Cli::command()
+            .error(clap::error::ErrorKind::ValueValidation, invalid)
+            .exit();
+    }
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => products::serve(&cli.settings).await,
         Command::Produce { file, count } => {
@@ -17,5 +24,11 @@ async fn main() -> anyhow::Result<()> {
             products::produce::run(&cli.settings, source).await
         }
         Command::Migrate => products::database::prepare(&cli.settings.database_url).await,
+        Command::Config => {
+            for (var, value) in cli.settings.to_env() {
+                println!("{var}={value}");
+            }
+            Ok(())
+        }
     }
 }

@@ -34,10 +34,11 @@ pub const SAMPLES: [&str; 2] = [
 
 pub async fn run(settings: &Settings, source: Source) -> anyhow::Result<()> {
     let payloads = payloads(source)?;
-    let client = async_nats::ConnectOptions::new()
+    let (options, server) = actors::nats_auth::connect_options(settings.nats_url.expose());
+    let client = options
         .name("products-produce")
         .connection_timeout(Duration::from_secs(5))
-        .connect(settings.nats_url.as_str())
+        .connect(server)
         .await
         .with_context(|| format!("cannot connect to NATS at {}", settings.nats_url))?;
     let js = jetstream::new(client.clone());

@@ -1,100 +1,147 @@
 //! Every setting of the service, in one typed place: a flag each, with its
-//! environment variable and its default (`products --help` lists them).
+//! environment variable, its default and its allowed range (`products --help`
+//! lists them). A value out of range is refused when it is parsed, with the
+//! setting, the value and the range; [`Settings::validate`] checks the same
+//! ranges again (for settings built in code) and the rules between settings.
+//! URLs that may carry credentials are [`SecretUrl`]s: they print redacted.
 
+use crate::secret::SecretUrl;
 use actors::ingest::IngestConfig;
 use clap::{Args, ValueEnum};
+use std::fmt::Display;
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
+use std::str::FromStr;
 use std::time::Duration;
+
+/// The range of each bounded setting: the parsers, [`Settings::validate`] and
+/// the tests read them from here (`--help` and the README state them in words).
+pub mod bounds {
+    use std::ops::RangeInclusive;
+    use std::time::Duration;
+
+    /// At least two: one for the writer's transaction, one for reads (pages,
+    /// the readiness probe, the cache rebuild), which would otherwise wait for it.
+    pub const DATABASE_MAX_CONNECTIONS: RangeInclusive<u32> = 2..=1000;
+    /// At most 1000 rows per transaction (and 4 × this many unacked messages).
+    pub const INGEST_BATCH_SIZE: RangeInclusive<u16> = 1..=1000;
+    /// Up to ten million products (a few GB of memory).
+    pub const CACHE_CAPACITY: RangeInclusive<u64> = 1..=10_000_000;
+    pub const NATS_ACK_WAIT: RangeInclusive<Duration> = secs(1)..=secs(3600);
+    pub const NATS_DUPLICATE_WINDOW: RangeInclusive<Duration> = secs(1)..=secs(86_400);
+    /// The timer panics on zero; more often than once a second only thrashes.
+    pub const CACHE_INVALIDATE_EVERY: RangeInclusive<Duration> = secs(1)..=secs(86_400);
+    pub const SHUTDOWN_TIMEOUT: RangeInclusive<Duration> = secs(1)..=secs(600);
+    /// JetStream's longest stream or consumer name.
+    pub const NATS_NAME_LEN: RangeInclusive<usize> = 1..=255;
+
+    const fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+}
 
 #[derive(Args, Clone, Debug)]
 pub struct Settings {
-    /// Postgres database; it is created if it is missing.
+    /// Postgres database (postgres:// or postgresql://, naming the database); it
+    /// is created if it is missing. Its credentials are never printed.
     #[arg(
         long,
         env = "DATABASE_URL",
         global = true,
+        hide_env_values = true,
         default_value = "postgres://postgres@localhost:5432/products"
     )]
-    pub database_url: String,
+    pub database_url: SecretUrl,
 
-    /// Most connections to Postgres.
-    #[arg(
-        long,
-        env = "DATABASE_MAX_CONNECTIONS",
-        global = true,
-        default_value_t = 10
-    )]
+    /// Most connections to Postgres (2 to 1000).
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", global = true, default_value_t = 10,
+          value_parser = number_in(bounds::DATABASE_MAX_CONNECTIONS))]
     pub database_max_connections: u32,
 
-    /// NATS server with JetStream.
+    /// NATS server with JetStream (nats://, tls://, ws:// or wss://; user and
+    /// password or a token may be given in it). Its credentials are never printed.
     #[arg(
         long,
         env = "NATS_URL",
         global = true,
+        hide_env_values = true,
         default_value = "nats://localhost:4222"
     )]
-    pub nats_url: String,
+    pub nats_url: SecretUrl,
 
     /// Address the web UI and JSON API listen on.
     #[arg(long, env = "HTTP_ADDR", global = true, default_value = "0.0.0.0:8000")]
     pub http_addr: SocketAddr,
 
-    /// JetStream stream; created if it is missing.
-    #[arg(long, env = "NATS_STREAM", global = true, default_value = "EVENTS")]
+    /// JetStream stream; created if it is missing (1 to 255 characters, no
+    /// spaces, '.', '*', '>', '/' or '\').
+    #[arg(long, env = "NATS_STREAM", global = true, default_value = "EVENTS",
+          value_parser = nats_name)]
     pub nats_stream: String,
 
-    /// Subjects the stream takes when this service creates it (comma-separated).
+    /// Subjects the stream takes when this service creates it (comma-separated;
+    /// wildcards '*' and '>' as whole tokens).
     #[arg(
         long,
         env = "NATS_STREAM_SUBJECTS",
         global = true,
         default_value = "events.>",
-        value_delimiter = ','
+        value_delimiter = ',',
+        value_parser = stream_subject
     )]
     pub nats_stream_subjects: Vec<String>,
 
-    /// Subject the product messages are published on and read from.
-    #[arg(
-        long,
-        env = "NATS_SUBJECT",
-        global = true,
-        default_value = "events.products"
-    )]
+    /// Subject the product messages are published on and read from (no
+    /// wildcards; one of the stream's subjects must take it).
+    #[arg(long, env = "NATS_SUBJECT", global = true, default_value = "events.products",
+          value_parser = publish_subject)]
     pub nats_subject: String,
 
-    /// Durable pull consumer that remembers what has been read.
-    #[arg(
-        long,
-        env = "NATS_DURABLE",
-        global = true,
-        default_value = "event-processor"
-    )]
+    /// Durable pull consumer that remembers what has been read (a name like
+    /// the stream's).
+    #[arg(long, env = "NATS_DURABLE", global = true, default_value = "event-processor",
+          value_parser = nats_name)]
     pub nats_durable: String,
 
-    /// How long JetStream waits for an ack before it redelivers a message.
+    /// How long JetStream waits for an ack before it redelivers a message (1s to 1h).
     #[arg(long, env = "NATS_ACK_WAIT", global = true, default_value = "30s",
-          value_parser = humantime::parse_duration)]
+          value_parser = duration_in(bounds::NATS_ACK_WAIT))]
     pub nats_ack_wait: Duration,
 
+    /// Delete and create again an existing durable consumer whose configuration
+    /// JetStream cannot change to the one this service needs (another filter
+    /// subject or ack policy). Without it, such a consumer stops the service
+    /// with an error that names the difference.
+    #[arg(long, env = "NATS_RECREATE_CONSUMER", global = true, default_value_t = false,
+          action = clap::ArgAction::Set)]
+    pub nats_recreate_consumer: bool,
+
     /// How long JetStream drops a second publish with the same Nats-Msg-Id
-    /// (set when this service creates the stream).
+    /// (set when this service creates the stream; 1s to 1day).
     #[arg(long, env = "NATS_DUPLICATE_WINDOW", global = true, default_value = "2m",
-          value_parser = humantime::parse_duration)]
+          value_parser = duration_in(bounds::NATS_DUPLICATE_WINDOW))]
     pub nats_duplicate_window: Duration,
 
-    /// Most messages stored in one transaction.
+    /// Most messages stored in one transaction (1 to 1000).
     #[arg(long, env = "INGEST_BATCH_SIZE", global = true, default_value_t = 500,
-          value_parser = clap::value_parser!(u16).range(1..=1000))]
+          value_parser = number_in(bounds::INGEST_BATCH_SIZE))]
     pub ingest_batch_size: u16,
 
-    /// How often the cache is invalidated.
+    /// How often the cache is invalidated (1s to 1day).
     #[arg(long, env = "CACHE_INVALIDATE_EVERY", global = true, default_value = "15s",
-          value_parser = humantime::parse_duration)]
+          value_parser = duration_in(bounds::CACHE_INVALIDATE_EVERY))]
     pub cache_invalidate_every: Duration,
 
-    /// Most products kept in the cache.
-    #[arg(long, env = "CACHE_CAPACITY", global = true, default_value_t = 100_000)]
+    /// Most products kept in the cache (1 to 10000000).
+    #[arg(long, env = "CACHE_CAPACITY", global = true, default_value_t = 100_000,
+          value_parser = number_in(bounds::CACHE_CAPACITY))]
     pub cache_capacity: u64,
+
+    /// How long a graceful shutdown may take in all, from the signal to the
+    /// exit (1s to 10m).
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", global = true, default_value = "25s",
+          value_parser = duration_in(bounds::SHUTDOWN_TIMEOUT))]
+    pub shutdown_timeout: Duration,
 
     /// Log format: `pretty` for people, `json` for log collectors.
     /// Levels come from RUST_LOG [default: info].
@@ -106,6 +153,16 @@ pub struct Settings {
 pub enum LogFormat {
     Pretty,
     Json,
+}
+
+/// A setting refused at start: which (its environment variable), the value
+/// (redacted if it is a URL) and the rule it breaks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{var}={value} is refused: {rule}")]
+pub struct InvalidSetting {
+    pub var: &'static str,
+    pub value: String,
+    pub rule: String,
 }
 
 impl Settings {
@@ -121,9 +178,130 @@ impl Settings {
         Only::parse_from(["products"]).settings
     }
 
+    /// Checks every setting against its range and the rules between settings.
+    /// The parsers refuse most of this already; this also covers settings
+    /// built in code, and the rules no single value can break.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        use bounds::*;
+        in_range(
+            "DATABASE_MAX_CONNECTIONS",
+            self.database_max_connections,
+            DATABASE_MAX_CONNECTIONS,
+            |v| v.to_string(),
+        )?;
+        in_range(
+            "INGEST_BATCH_SIZE",
+            self.ingest_batch_size,
+            INGEST_BATCH_SIZE,
+            |v| v.to_string(),
+        )?;
+        in_range("CACHE_CAPACITY", self.cache_capacity, CACHE_CAPACITY, |v| {
+            v.to_string()
+        })?;
+        for (var, value, range) in [
+            ("NATS_ACK_WAIT", self.nats_ack_wait, NATS_ACK_WAIT),
+            (
+                "NATS_DUPLICATE_WINDOW",
+                self.nats_duplicate_window,
+                NATS_DUPLICATE_WINDOW,
+            ),
+            (
+                "CACHE_INVALIDATE_EVERY",
+                self.cache_invalidate_every,
+                CACHE_INVALIDATE_EVERY,
+            ),
+            ("SHUTDOWN_TIMEOUT", self.shutdown_timeout, SHUTDOWN_TIMEOUT),
+        ] {
+            in_range(var, value, range, |d| show_duration(*d))?;
+        }
+        refuse("DATABASE_URL", &self.database_url, check_database_url)?;
+        refuse("NATS_URL", &self.nats_url, check_nats_url)?;
+        refuse("NATS_STREAM", self.nats_stream.as_str(), nats_name)?;
+        refuse("NATS_DURABLE", self.nats_durable.as_str(), nats_name)?;
+        refuse("NATS_SUBJECT", self.nats_subject.as_str(), publish_subject)?;
+        let subjects = self.nats_stream_subjects.join(",");
+        if self.nats_stream_subjects.is_empty() {
+            return Err(invalid(
+                "NATS_STREAM_SUBJECTS",
+                &subjects,
+                "names no subject",
+            ));
+        }
+        for subject in &self.nats_stream_subjects {
+            stream_subject(subject).map_err(|rule| {
+                invalid(
+                    "NATS_STREAM_SUBJECTS",
+                    &subjects,
+                    format!("{subject:?} {rule}"),
+                )
+            })?;
+        }
+        if !self
+            .nats_stream_subjects
+            .iter()
+            .any(|pattern| subject_matches(pattern, &self.nats_subject))
+        {
+            return Err(invalid(
+                "NATS_SUBJECT",
+                &self.nats_subject,
+                format!(
+                    "none of the stream's subjects (NATS_STREAM_SUBJECTS={subjects}) takes it, \
+                     so the stream this service creates would never hold the products"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Each setting as `VAR=value`, the URLs redacted: what `products config` prints.
+    pub fn to_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("DATABASE_URL", self.database_url.to_string()),
+            (
+                "DATABASE_MAX_CONNECTIONS",
+                self.database_max_connections.to_string(),
+            ),
+            ("NATS_URL", self.nats_url.to_string()),
+            ("HTTP_ADDR", self.http_addr.to_string()),
+            ("NATS_STREAM", self.nats_stream.clone()),
+            ("NATS_STREAM_SUBJECTS", self.nats_stream_subjects.join(",")),
+            ("NATS_SUBJECT", self.nats_subject.clone()),
+            ("NATS_DURABLE", self.nats_durable.clone()),
+            (
+                "NATS_RECREATE_CONSUMER",
+                self.nats_recreate_consumer.to_string(),
+            ),
+            ("NATS_ACK_WAIT", show_duration(self.nats_ack_wait)),
+            (
+                "NATS_DUPLICATE_WINDOW",
+                show_duration(self.nats_duplicate_window),
+            ),
+            ("INGEST_BATCH_SIZE", self.ingest_batch_size.to_string()),
+            (
+                "CACHE_INVALIDATE_EVERY",
+                show_duration(self.cache_invalidate_every),
+            ),
+            ("CACHE_CAPACITY", self.cache_capacity.to_string()),
+            ("SHUTDOWN_TIMEOUT", show_duration(self.shutdown_timeout)),
+            (
+                "LOG_FORMAT",
+                match self.log_format {
+                    LogFormat::Pretty => "pretty".into(),
+                    LogFormat::Json => "json".into(),
+                },
+            ),
+        ]
+    }
+
+    /// The database URL with its credentials masked, for logs (the same as
+    /// `database_url`'s `Display`).
+    pub fn database_url_redacted(&self) -> String {
+        self.database_url.redacted()
+    }
+
     pub fn ingest(&self) -> IngestConfig {
         IngestConfig {
-            nats_url: self.nats_url.clone(),
+            nats_url: self.nats_url.expose().to_owned(),
             stream: self.nats_stream.clone(),
             stream_subjects: self.nats_stream_subjects.clone(),
             subject: self.nats_subject.clone(),
@@ -131,18 +309,349 @@ impl Settings {
             batch_size: usize::from(self.ingest_batch_size),
             ack_wait: self.nats_ack_wait,
             duplicate_window: self.nats_duplicate_window,
+            recreate_consumer: self.nats_recreate_consumer,
+        }
+    }
+}
+
+fn invalid(var: &'static str, value: &str, rule: impl Into<String>) -> InvalidSetting {
+    InvalidSetting {
+        var,
+        value: value.to_owned(),
+        rule: rule.into(),
+    }
+}
+
+fn refuse<V: Display + ?Sized, T>(
+    var: &'static str,
+    value: &V,
+    check: impl Fn(&V) -> Result<T, String>,
+) -> Result<(), InvalidSetting> {
+    check(value)
+        .map(drop)
+        .map_err(|rule| invalid(var, &value.to_string(), rule))
+}
+
+fn in_range<T: PartialOrd>(
+    var: &'static str,
+    value: T,
+    range: RangeInclusive<T>,
+    show: impl Fn(&T) -> String,
+) -> Result<(), InvalidSetting> {
+    if range.contains(&value) {
+        Ok(())
+    } else {
+        Err(invalid(var, &show(&value), range_rule(&range, show)))
+    }
+}
+
+fn range_rule<T>(range: &RangeInclusive<T>, show: impl Fn(&T) -> String) -> String {
+    format!(
+        "must be from {} to {}",
+        show(range.start()),
+        show(range.end())
+    )
+}
+
+/// `30s`, `2m`, `1h 30m`, as humantime reads and writes them.
+pub fn show_duration(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+/// A clap parser for a number within `range`.
+fn number_in<T>(
+    range: RangeInclusive<T>,
+) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static
+where
+    T: FromStr + PartialOrd + Display + Clone + Send + Sync + 'static,
+    T::Err: Display,
+{
+    move |text| {
+        let value: T = text.trim().parse().map_err(|e| format!("{e}"))?;
+        if range.contains(&value) {
+            Ok(value)
+        } else {
+            Err(range_rule(&range, T::to_string))
+        }
+    }
+}
+
+/// A clap parser for a duration (`15s`, `2m`, `1h 30m`) within `range`.
+fn duration_in(
+    range: RangeInclusive<Duration>,
+) -> impl Fn(&str) -> Result<Duration, String> + Clone + Send + Sync + 'static {
+    move |text| {
+        let value = humantime::parse_duration(text.trim())
+            .map_err(|e| format!("{e} (expected e.g. 15s, 2m or 1h)"))?;
+        if range.contains(&value) {
+            Ok(value)
+        } else {
+            Err(range_rule(&range, |d| show_duration(*d)))
+        }
+    }
+}
+
+/// A stream or consumer name as JetStream takes it.
+fn nats_name(name: &str) -> Result<String, String> {
+    let len = name.chars().count();
+    if !bounds::NATS_NAME_LEN.contains(&len) {
+        return Err(format!(
+            "must be from {} to {} characters long",
+            bounds::NATS_NAME_LEN.start(),
+            bounds::NATS_NAME_LEN.end()
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || matches!(c, '.' | '*' | '>' | '/' | '\\'))
+    {
+        return Err(format!(
+            "must not contain {c:?} (no spaces, '.', '*', '>', '/' or '\\')"
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+/// A subject a stream may take: tokens separated by dots, `*` and `>` as
+/// whole tokens, `>` only at the end.
+fn stream_subject(subject: &str) -> Result<String, String> {
+    if subject.is_empty() {
+        return Err("is empty".into());
+    }
+    if let Some(c) = subject
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(format!("must not contain {c:?} (no spaces)"));
+    }
+    let tokens: Vec<&str> = subject.split('.').collect();
+    for (i, token) in tokens.iter().enumerate() {
+        if token.is_empty() {
+            return Err("has an empty token (a dot at either end, or two dots)".into());
+        }
+        if token.contains(['*', '>']) && *token != "*" && *token != ">" {
+            return Err("has a wildcard ('*' or '>') that is not a whole token".into());
+        }
+        if *token == ">" && i + 1 != tokens.len() {
+            return Err("has '>' before its last token".into());
+        }
+    }
+    Ok(subject.to_owned())
+}
+
+/// A subject messages are published on: a stream subject without wildcards.
+fn publish_subject(subject: &str) -> Result<String, String> {
+    let subject = stream_subject(subject)?;
+    if subject.split('.').any(|t| t == "*" || t == ">") {
+        return Err(
+            "must not contain a wildcard ('*' or '>'): products are published on it".into(),
+        );
+    }
+    Ok(subject)
+}
+
+/// Whether the stream subject `pattern` takes messages published on `subject`.
+fn subject_matches(pattern: &str, subject: &str) -> bool {
+    let mut subject = subject.split('.');
+    for token in pattern.split('.') {
+        match (token, subject.next()) {
+            (">", Some(_)) => return true,
+            ("*", Some(_)) => {}
+            (token, Some(s)) if token == s => {}
+            _ => return false,
+        }
+    }
+    subject.next().is_none()
+}
+
+fn check_database_url(url: &SecretUrl) -> Result<(), String> {
+    let parsed = url::Url::parse(url.expose()).map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+        return Err(format!(
+            "the scheme is {:?}; expected postgres:// or postgresql://",
+            parsed.scheme()
+        ));
+    }
+    if parsed.path().trim_start_matches('/').is_empty() {
+        return Err("names no database (expected e.g. postgres://host/products)".into());
+    }
+    Ok(())
+}
+
+fn check_nats_url(url: &SecretUrl) -> Result<(), String> {
+    let text = url.expose();
+    if text.contains(',') {
+        return Err("a list of servers is not supported yet: give one server".into());
+    }
+    // async-nats's own parser: what it refuses, connecting would refuse later.
+    text.parse::<async_nats::ServerAddr>()
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> Settings {
+        Settings::defaults()
+    }
+
+    #[test]
+    fn the_defaults_are_valid() {
+        assert_eq!(valid().validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_zero_invalidation_period_is_refused_with_the_range() {
+        let mut settings = valid();
+        settings.cache_invalidate_every = Duration::ZERO;
+        let error = settings.validate().unwrap_err();
+        assert_eq!(error.var, "CACHE_INVALIDATE_EVERY");
+        assert_eq!(
+            error.to_string(),
+            "CACHE_INVALIDATE_EVERY=0s is refused: must be from 1s to 1day"
+        );
+    }
+
+    #[test]
+    fn each_bounded_setting_is_refused_just_outside_its_range_and_taken_at_its_ends() {
+        type Set = fn(&mut Settings, bool);
+        // (variable, set it to just outside (true) or to the end of its range (false))
+        let cases: [(&str, Set); 8] = [
+            ("DATABASE_MAX_CONNECTIONS", |s, out| {
+                s.database_max_connections = if out { 1 } else { 2 }
+            }),
+            ("INGEST_BATCH_SIZE", |s, out| {
+                s.ingest_batch_size = if out { 1001 } else { 1000 }
+            }),
+            ("CACHE_CAPACITY", |s, out| {
+                s.cache_capacity = if out { 0 } else { 1 }
+            }),
+            ("NATS_ACK_WAIT", |s, out| {
+                s.nats_ack_wait = Duration::from_secs(if out { 3601 } else { 3600 })
+            }),
+            ("NATS_DUPLICATE_WINDOW", |s, out| {
+                s.nats_duplicate_window = Duration::from_millis(if out { 999 } else { 1000 })
+            }),
+            ("CACHE_INVALIDATE_EVERY", |s, out| {
+                s.cache_invalidate_every = Duration::from_secs(if out { 86_401 } else { 86_400 })
+            }),
+            ("SHUTDOWN_TIMEOUT", |s, out| {
+                s.shutdown_timeout = Duration::from_secs(if out { 0 } else { 600 })
+            }),
+            ("NATS_STREAM", |s, out| {
+                s.nats_stream = if out {
+                    "x".repeat(256)
+                } else {
+                    "x".repeat(255)
+                }
+            }),
+        ];
+        for (var, set) in cases {
+            let mut settings = valid();
+            set(&mut settings, false);
+            assert_eq!(settings.validate(), Ok(()), "{var} at the end of its range");
+            set(&mut settings, true);
+            let error = settings.validate().unwrap_err();
+            assert_eq!(error.var, var, "{error}");
+            assert!(error.rule.starts_with("must be from"), "{error}");
         }
     }
 
-    /// The database URL with any password masked, for logs.
-    pub fn database_url_redacted(&self) -> String {
-        match url::Url::parse(&self.database_url) {
-            Ok(mut url) if url.password().is_some() => {
-                let _ = url.set_password(Some("*****"));
-                url.to_string()
-            }
-            Ok(url) => url.to_string(),
-            Err(_) => "(unparsable URL)".into(),
+    #[test]
+    fn names_with_spaces_dots_or_wildcards_are_refused() {
+        for name in ["", "a b", "a.b", "a*", "a>", "a/b", "a\\b", "a\tb"] {
+            assert!(nats_name(name).is_err(), "{name:?}");
+        }
+        for name in ["EVENTS", "event-processor", "durable_1"] {
+            assert_eq!(nats_name(name).as_deref(), Ok(name));
+        }
+        let mut settings = valid();
+        settings.nats_durable = "event processor".into();
+        assert_eq!(settings.validate().unwrap_err().var, "NATS_DURABLE");
+    }
+
+    #[test]
+    fn subjects_follow_the_nats_rules() {
+        for subject in ["", "a..b", ".a", "a.", "a b", "a.b*", "a.>.b", "a.>x"] {
+            assert!(stream_subject(subject).is_err(), "{subject:?}");
+        }
+        for subject in ["a", "a.b", "a.*.c", "a.>", ">", "*"] {
+            assert!(stream_subject(subject).is_ok(), "{subject:?}");
+        }
+        assert!(publish_subject("events.*").is_err());
+        assert!(publish_subject("events.>").is_err());
+        assert!(publish_subject("events.products").is_ok());
+    }
+
+    #[test]
+    fn the_subject_must_be_taken_by_one_of_the_stream_subjects() {
+        assert!(subject_matches("events.>", "events.products"));
+        assert!(subject_matches("events.*", "events.products"));
+        assert!(subject_matches("events.products", "events.products"));
+        assert!(!subject_matches("events.>", "events"));
+        assert!(!subject_matches("events.*", "events.products.x"));
+        assert!(!subject_matches("other.>", "events.products"));
+        assert!(!subject_matches("events.products.x", "events.products"));
+
+        let mut settings = valid();
+        settings.nats_stream_subjects = vec!["other.>".into(), "more.*".into()];
+        let error = settings.validate().unwrap_err();
+        assert_eq!(error.var, "NATS_SUBJECT");
+        assert!(
+            error.rule.contains("NATS_STREAM_SUBJECTS=other.>,more.*"),
+            "{error}"
+        );
+        settings.nats_stream_subjects.push("events.*".into());
+        assert_eq!(settings.validate(), Ok(()));
+    }
+
+    #[test]
+    fn urls_are_checked_and_shown_redacted_when_refused() {
+        let mut settings = valid();
+        settings.database_url = "mysql://app:s3cret@db/products".into();
+        let error = settings.validate().unwrap_err();
+        assert_eq!(error.var, "DATABASE_URL");
+        assert!(!error.to_string().contains("s3cret"), "{error}");
+
+        settings.database_url = "postgres://app:s3cret@db/".into();
+        let error = settings.validate().unwrap_err();
+        assert!(error.rule.contains("names no database"), "{error}");
+        assert!(!error.to_string().contains("s3cret"), "{error}");
+
+        let mut settings = valid();
+        for url in [
+            "http://app:s3cret@localhost:4222",
+            "nats://app:s3cret@n1:4222,nats://app:s3cret@n2:4222",
+        ] {
+            settings.nats_url = url.into();
+            let error = settings.validate().unwrap_err();
+            assert_eq!(error.var, "NATS_URL");
+            assert!(!error.to_string().contains("s3cret"), "{error}");
+        }
+        for url in [
+            "nats://s3cret@localhost:4222",
+            "localhost:4222",
+            "tls://a:b@h",
+        ] {
+            settings.nats_url = url.into();
+            assert_eq!(settings.validate(), Ok(()), "{url}");
+        }
+    }
+
+    #[test]
+    fn settings_print_redacted_in_debug_and_in_their_env_form() {
+        let mut settings = valid();
+        settings.database_url = "postgres://app:s3cret@db/products".into();
+        settings.nats_url = "nats://t0ken@localhost:4222".into();
+        let debug = format!("{settings:?}");
+        let env = format!("{:?}", settings.to_env());
+        for shown in [debug, env] {
+            assert!(
+                !shown.contains("s3cret") && !shown.contains("t0ken"),
+                "{shown}"
+            );
         }
     }
 }

@@ -1,10 +1,14 @@
 //! The cache actor, driven through its messages, in front of a real database.
 
-use crate::common::{Cleanup, prepared_database, spawn_persistence, unique_settings, wait_until};
+use crate::common::{
+    Cleanup, batch, prepared_database, product_message, spawn_persistence, unique_settings,
+    wait_until,
+};
 use actors::cache::{Cache, CacheArgs, CacheMsg, CacheRef, CacheStatus};
+use actors::health::Health;
 use actors::names::{Child, Names};
-use actors::persistence::{Batch, Incoming, PersistenceMsg};
-use actors::product::{Product, ProductUpdate};
+use actors::persistence::{self, PersistenceMsg};
+use actors::product::Product;
 use ractor::Actor;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,26 +25,14 @@ async fn with_two_products() -> Fixture {
     let settings = unique_settings();
     let cleanup = prepared_database(&settings).await;
     let names = Names::new(crate::common::instance_name(&settings));
-    let persistence = spawn_persistence(Some(names.of(Child::Persistence)), &settings).await;
-    let products = [(1, "pen"), (2, "toy")]
-        .into_iter()
-        .map(|(id, name)| Incoming {
-            stream_seq: id as u64,
-            update: ProductUpdate {
-                id: Some(id),
-                name: name.into(),
-                price: 10,
-                manufacturer: "acme".into(),
-                description: None,
-                attributes: Default::default(),
-            },
-        })
-        .collect();
-    let batch = Batch {
-        stream: "S@1".into(),
-        products,
-        rejected: vec![],
-    };
+    let persistence = spawn_persistence(Some(&names), &settings).await;
+    let batch = batch(
+        "S@1",
+        vec![
+            product_message(1, Some(1), "pen", 10),
+            product_message(2, Some(2), "toy", 10),
+        ],
+    );
     persistence
         .call(|reply| PersistenceMsg::StoreBatch { batch, reply }, TIMEOUT)
         .await
@@ -59,6 +51,7 @@ async fn spawn_cache(names: &Names, invalidate_every: Duration) -> CacheRef {
         Cache,
         CacheArgs {
             names: names.clone(),
+            health: Health::new(),
             capacity: 1000,
             invalidate_every,
         },
@@ -130,9 +123,9 @@ async fn a_stale_product_is_served_while_postgres_cannot_be_read() {
     })
     .await;
 
-    fixture.names.persistence().unwrap().stop(None);
+    persistence::peer(&fixture.names).get().unwrap().stop(None);
     wait_until("persistence is gone", || async {
-        fixture.names.persistence().is_none()
+        persistence::peer(&fixture.names).get().is_none()
     })
     .await;
     cache.cast(CacheMsg::Invalidate).unwrap();

@@ -26,6 +26,7 @@ async fn a_message_is_acked_only_after_its_batch_has_committed() {
         IngestArgs {
             names: names.clone(),
             config: settings.ingest(),
+            health: actors::health::Health::new(),
         },
     )
     .await
@@ -67,7 +68,7 @@ async fn a_message_is_acked_only_after_its_batch_has_committed() {
     );
 
     // Once persistence runs, the redelivered messages are stored, then acked.
-    spawn_persistence(Some(names.of(Child::Persistence)), &settings).await;
+    spawn_persistence(Some(&names), &settings).await;
     wait_until("both messages are acked", || async {
         consumer_info()
             .await

@@ -1,15 +1,20 @@
 //! The persistence actor, driven through its messages against a real database.
 
-use crate::common::{Cleanup, connect, prepared_database, spawn_persistence, unique_settings};
-use actors::persistence::{Batch, Incoming, PersistenceMsg, PersistenceRef, Rejected, Stored};
-use actors::product::{Product, ProductUpdate};
+use crate::common::{
+    Cleanup, batch, connect, prepared_database, product_message as message, spawn_persistence,
+    unique_settings,
+};
+use actors::batch::{Batch, Incoming, Outcome, Rejection, Stored};
+use actors::persistence::{PersistenceMsg, PersistenceRef};
+use actors::product::Product;
+use bytes::Bytes;
 use entity::{products, rejected_messages};
 use sea_orm::{EntityTrait, PaginatorTrait, QueryOrder};
 use std::time::Duration;
 
 struct Fixture {
     persistence: PersistenceRef,
-    database_url: String,
+    database_url: ::products::secret::SecretUrl,
     _cleanup: Cleanup,
 }
 
@@ -23,32 +28,17 @@ async fn fixture() -> Fixture {
     }
 }
 
-fn message(stream_seq: u64, id: Option<i64>, name: &str, price: i64) -> Incoming {
-    Incoming {
-        stream_seq,
-        update: ProductUpdate {
-            id,
-            name: name.into(),
-            price,
-            manufacturer: "acme".into(),
-            description: None,
-            attributes: Default::default(),
-        },
-    }
-}
-
-fn batch(stream: &str, products: Vec<Incoming>) -> Batch {
-    Batch {
-        stream: stream.into(),
-        products,
-        rejected: vec![],
-    }
-}
-
 impl Fixture {
     async fn store(&self, batch: Batch) -> Vec<Product> {
         let stored = self.store_all(batch).await;
-        assert!(stored.refused.is_empty(), "{:?}", stored.refused);
+        assert!(
+            stored.outcomes.iter().all(|o| matches!(
+                o,
+                Outcome::Stored | Outcome::SetAside(Rejection::Invalid(_))
+            )),
+            "{:?}",
+            stored.outcomes
+        );
         stored.current
     }
 
@@ -88,12 +78,11 @@ async fn a_batch_is_stored_at_once_and_a_redelivery_of_it_changes_nothing() {
             message(3, Some(10), "lamp", 30),
         ],
     );
-    first.rejected.push(Rejected {
+    first.messages.push(Incoming {
         stream_seq: 4,
         subject: "events.products".into(),
-        payload: b"{oops".to_vec(),
-        payload_len: 5,
-        reason: "the payload is not valid JSON".into(),
+        payload: Bytes::from_static(b"{oops"),
+        decoded: Err("the payload is not valid JSON".into()),
     });
 
     let applied = fixture.store(first.clone()).await;
@@ -228,12 +217,14 @@ async fn a_message_postgres_refuses_is_set_apart_and_the_rest_of_its_batch_is_st
         ))
         .await;
     assert_eq!(stored.current.len(), 2);
-    assert_eq!(stored.refused.len(), 1);
-    assert_eq!(stored.refused[0].stream_seq, 2);
+    assert_eq!(stored.outcomes[0], Outcome::Stored);
+    assert_eq!(stored.outcomes[2], Outcome::Stored);
+    let Outcome::SetAside(rejection) = &stored.outcomes[1] else {
+        panic!("the message with a NUL is set aside: {:?}", stored.outcomes);
+    };
     assert!(
-        stored.refused[0].reason.contains("Postgres refused it"),
-        "{:?}",
-        stored.refused
+        rejection.to_string().contains("Postgres refused it"),
+        "{rejection}"
     );
     let db = connect(&fixture.database_url).await;
     let names: Vec<_> = products::Entity::find()

@@ -19,8 +19,8 @@ use std::time::Duration;
 fn products(settings: &Settings, args: &[&str]) -> Output {
     let output = Command::new(env!("CARGO_BIN_EXE_products"))
         .args(args)
-        .env("DATABASE_URL", &settings.database_url)
-        .env("NATS_URL", &settings.nats_url)
+        .env("DATABASE_URL", settings.database_url.expose())
+        .env("NATS_URL", settings.nats_url.expose())
         .env("NATS_STREAM", &settings.nats_stream)
         .env(
             "NATS_STREAM_SUBJECTS",
@@ -196,7 +196,7 @@ async fn a_rejected_message_is_logged_once_at_warn_with_its_reason() {
     let log = service.log();
     let lines: Vec<&str> = log
         .lines()
-        .filter(|line| line.contains("message rejected"))
+        .filter(|line| line.contains("message set aside"))
         .collect();
     assert_eq!(lines.len(), 1, "{log}");
     let line = lines[0];

@@ -11,33 +11,34 @@ use crate::common::{
     wait_until,
 };
 use actors::cache::{CacheMsg, CacheStatus};
-use actors::call::ask;
-use actors::names::Child;
 use actors::supervisor::RestartBudget;
 use sea_orm::ConnectionTrait;
 use std::time::Duration;
 
-/// The cache's status, asked as `/readyz` asks it.
+/// The cache's status.
 async fn cache_status(app: &TestApp) -> CacheStatus {
-    ask(
-        app.app().names().cache(),
-        Child::Cache,
-        |reply| CacheMsg::Status { reply },
-        Duration::from_secs(3),
-    )
-    .await
-    .expect("the cache answers")
+    actors::cache::peer(app.app().names())
+        .ask(|reply| CacheMsg::Status { reply }, Duration::from_secs(3))
+        .await
+        .expect("the cache answers")
 }
 
 #[tokio::test]
 async fn postgres_going_away_stops_acks_keeps_serving_the_cache_and_loses_nothing() {
     let proxy = PgProxy::start().await;
     let mut settings = unique_settings();
-    // Invalidations come often, so that the outage outlasts several of them.
-    settings.cache_invalidate_every = Duration::from_millis(200);
+    // Invalidations as often as the settings allow, so that the outage
+    // outlasts several of them.
+    settings.cache_invalidate_every = Duration::from_secs(1);
     let cleanup = Cleanup::new(&settings);
-    let database = settings.database_url.rsplit('/').next().unwrap().to_owned();
-    settings.database_url = proxy.database_url(&database);
+    let database = settings
+        .database_url
+        .expose()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    settings.database_url = proxy.database_url(&database).into();
     let app = TestApp::spawn_full(settings, RestartBudget::default(), cleanup).await;
 
     app.publish(r#"{"id":1,"name":"pen","price":10,"manufacturer":"bic"}"#)

@@ -14,12 +14,12 @@ async fn a_killed_child_is_restarted_and_a_restarted_cache_is_rebuilt_from_postg
     app.wait_for_list_len(2).await;
     let names = app.app().names().clone();
 
-    let old_cache = names.cache().unwrap();
+    let old_cache = actors::cache::peer(&names).get().unwrap();
     old_cache.kill();
     wait_until(
         "a new cache actor is rebuilt with both products",
         || async {
-            let Some(cache) = names.cache() else {
+            let Some(cache) = actors::cache::peer(&names).get() else {
                 return false;
             };
             if cache.get_id() == old_cache.get_id() {
@@ -45,8 +45,8 @@ async fn a_killed_child_is_restarted_and_a_restarted_cache_is_rebuilt_from_postg
 
     // Kill ingest and persistence too: the next message still makes it through.
     for child in [
-        names.ingest().unwrap().get_cell(),
-        names.persistence().unwrap().get_cell(),
+        ractor::registry::where_is(names.of(actors::names::Child::Ingest)).unwrap(),
+        ractor::registry::where_is(names.of(actors::names::Child::Persistence)).unwrap(),
     ] {
         child.kill();
     }
@@ -83,11 +83,15 @@ async fn too_many_restarts_stop_the_app_with_an_error() {
     let outcome = tokio::spawn(running.run_until(std::future::pending()));
 
     for _ in 0..2 {
-        let Some(cache) = names.cache() else { break };
+        let Some(cache) = actors::cache::peer(&names).get() else {
+            break;
+        };
         let old = cache.get_id();
         cache.kill();
         wait_until("the cache is gone or restarted", || async {
-            names.cache().is_none_or(|c| c.get_id() != old)
+            actors::cache::peer(&names)
+                .get()
+                .is_none_or(|c| c.get_id() != old)
         })
         .await;
     }
@@ -100,4 +104,30 @@ async fn too_many_restarts_stop_the_app_with_an_error() {
         error.to_string().contains("too many actor restarts"),
         "{error}"
     );
+}
+
+#[tokio::test]
+async fn a_writer_that_dies_takes_persistence_with_it_and_both_are_restarted() {
+    let app = TestApp::spawn().await;
+    let names = app.app().names().clone();
+    app.publish(r#"{"id":1,"name":"pen","price":10,"manufacturer":"bic"}"#)
+        .await;
+    app.wait_for_product(1).await;
+
+    let persistence = |names: &actors::names::Names| {
+        ractor::registry::where_is(names.of(actors::names::Child::Persistence))
+    };
+    let old_persistence = persistence(&names).unwrap().get_id();
+    let old_writer = ractor::registry::where_is(names.writer()).unwrap();
+    old_writer.kill();
+    wait_until("persistence and its writer are new actors", || async {
+        persistence(&names).is_some_and(|p| p.get_id() != old_persistence)
+            && ractor::registry::where_is(names.writer())
+                .is_some_and(|w| w.get_id() != old_writer.get_id())
+    })
+    .await;
+
+    app.publish(r#"{"id":2,"name":"toy","price":100,"manufacturer":"lego"}"#)
+        .await;
+    app.wait_for_product(2).await;
 }

@@ -18,10 +18,12 @@
 //! never put back a version older than one that `Put` stored.
 
 use crate::backoff::Backoff;
-use crate::call::{CallError, ask};
+use crate::call::{CallError, Peer};
+use crate::health::Health;
 use crate::names::{Child, Names};
-use crate::persistence::{PersistenceMsg, StoreError};
+use crate::persistence::{self, PersistenceMsg, StoreError};
 use crate::product::Product;
+use crate::timeouts::PERSISTENCE_TIMEOUT;
 use moka::future::Cache as Moka;
 use moka::ops::compute::{CompResult, Op};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -31,6 +33,11 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 pub type CacheRef = ActorRef<CacheMsg>;
+
+/// The cache, found by name.
+pub fn peer(names: &Names) -> Peer<CacheMsg> {
+    Peer::new(names, Child::Cache)
+}
 type Products = Moka<i64, Cached>;
 
 /// A product, and the invalidation generation it was read in: it is fresh
@@ -41,10 +48,6 @@ struct Cached {
     generation: u64,
 }
 
-/// How long a call to persistence may take before the cache gives up on it.
-/// Shorter than http's wait on the cache, so that a stale product can still
-/// be served to the request that found Postgres hung.
-const PERSISTENCE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Products read per query while rebuilding.
 const REBUILD_PAGE: u64 = 1000;
 
@@ -92,6 +95,7 @@ pub struct CacheStatus {
 #[derive(Clone)]
 pub struct CacheArgs {
     pub names: Names,
+    pub health: Health,
     /// The most products kept in memory.
     pub capacity: u64,
     pub invalidate_every: Duration,
@@ -101,6 +105,7 @@ pub struct Cache;
 
 pub struct CacheState {
     names: Names,
+    health: Health,
     products: Products,
     capacity: u64,
     rebuilt: bool,
@@ -123,8 +128,10 @@ impl Actor for Cache {
         let products = Moka::builder().max_capacity(args.capacity).build();
         let timer = myself.send_interval(args.invalidate_every, || CacheMsg::Invalidate);
         myself.cast(CacheMsg::Rebuild)?;
+        args.health.set_cache_rebuilt(false);
         Ok(CacheState {
             names: args.names,
+            health: args.health,
             products,
             capacity: args.capacity,
             rebuilt: false,
@@ -221,6 +228,7 @@ impl CacheState {
         match result {
             Ok(count) => {
                 self.rebuilt = true;
+                self.health.set_cache_rebuilt(true);
                 info!(products = count, "cache rebuilt from Postgres");
             }
             Err(error) => {
@@ -274,15 +282,14 @@ async fn read_through(
                 Some(entry) => Some(entry.into_value()),
                 None => None,
             };
-            let found = ask(
-                names.persistence(),
-                Child::Persistence,
-                |reply| PersistenceMsg::Get { id, reply },
-                PERSISTENCE_TIMEOUT,
-            )
-            .await
-            .map_err(CacheError::from)
-            .and_then(|found| found.map_err(CacheError::from));
+            let found = persistence::peer(names)
+                .ask(
+                    |reply| PersistenceMsg::Get { id, reply },
+                    PERSISTENCE_TIMEOUT,
+                )
+                .await
+                .map_err(CacheError::from)
+                .and_then(|found| found.map_err(CacheError::from));
             match (found, stale) {
                 (Ok(Some(product)), _) => Ok(Op::Put(Cached {
                     product: Arc::new(product),
@@ -320,17 +327,16 @@ async fn rebuild(
     let mut count = 0usize;
     while (count as u64) < capacity {
         let limit = REBUILD_PAGE.min(capacity - count as u64);
-        let page = ask(
-            names.persistence(),
-            Child::Persistence,
-            |reply| PersistenceMsg::Page {
-                after,
-                limit,
-                reply,
-            },
-            PERSISTENCE_TIMEOUT,
-        )
-        .await??;
+        let page = persistence::peer(names)
+            .ask(
+                |reply| PersistenceMsg::Page {
+                    after,
+                    limit,
+                    reply,
+                },
+                PERSISTENCE_TIMEOUT,
+            )
+            .await??;
         let Some(last) = page.last() else { break };
         after = last.id;
         count += page.len();

@@ -1,8 +1,10 @@
-//! Request/reply between actors, with the look-up by name and a deadline.
+//! Request/reply between actors: a typed [`Peer`] found by its registered name
+//! each time it is asked, and a deadline on every request.
 
-use crate::names::Child;
+use crate::names::{Child, Names};
 use ractor::rpc::CallResult;
 use ractor::{ActorRef, Message, RpcReplyPort};
+use std::marker::PhantomData;
 use std::time::Duration;
 
 /// Why a request to another actor got no answer.
@@ -16,24 +18,57 @@ pub enum CallError {
     Dropped(Child),
 }
 
-/// Sends `to` the message that `build` makes around a reply port, and waits up
-/// to `timeout` for the reply. `to` is the result of a look-up by name (see
-/// [`crate::names::Names`]), so that a restarted actor is the one asked.
-pub async fn ask<M, T>(
-    to: Option<ActorRef<M>>,
+/// A sibling actor that takes messages `M`. Never holds its `ActorRef`: a
+/// restarted sibling is a new actor, so each request looks it up by name. The
+/// name, the label and the message type come together, so they cannot disagree.
+pub struct Peer<M> {
+    name: String,
     child: Child,
-    build: impl FnOnce(RpcReplyPort<T>) -> M,
-    timeout: Duration,
-) -> Result<T, CallError>
-where
-    M: Message,
-    T: Send + 'static,
-{
-    let actor = to.ok_or(CallError::NotRunning(child))?;
-    match actor.call(build, Some(timeout)).await {
-        Ok(CallResult::Success(reply)) => Ok(reply),
-        Ok(CallResult::Timeout) => Err(CallError::Timeout(child, timeout)),
-        Ok(CallResult::SenderError) => Err(CallError::Dropped(child)),
-        Err(_) => Err(CallError::NotRunning(child)),
+    messages: PhantomData<fn(M)>,
+}
+
+impl<M> Clone for Peer<M> {
+    fn clone(&self) -> Self {
+        Self {
+            name: self.name.clone(),
+            child: self.child,
+            messages: PhantomData,
+        }
+    }
+}
+
+impl<M: Message> Peer<M> {
+    /// Each actor's module offers its own (`cache::peer(&names)`), so that the
+    /// child and the message type match.
+    pub fn new(names: &Names, child: Child) -> Self {
+        Self {
+            name: names.of(child),
+            child,
+            messages: PhantomData,
+        }
+    }
+
+    /// The actor, if it is running now.
+    pub fn get(&self) -> Option<ActorRef<M>> {
+        ActorRef::where_is(self.name.clone())
+    }
+
+    /// Sends the message that `build` makes around a reply port, and waits up
+    /// to `timeout` for the reply.
+    pub async fn ask<T>(
+        &self,
+        build: impl FnOnce(RpcReplyPort<T>) -> M,
+        timeout: Duration,
+    ) -> Result<T, CallError>
+    where
+        T: Send + 'static,
+    {
+        let actor = self.get().ok_or(CallError::NotRunning(self.child))?;
+        match actor.call(build, Some(timeout)).await {
+            Ok(CallResult::Success(reply)) => Ok(reply),
+            Ok(CallResult::Timeout) => Err(CallError::Timeout(self.child, timeout)),
+            Ok(CallResult::SenderError) => Err(CallError::Dropped(self.child)),
+            Err(_) => Err(CallError::NotRunning(self.child)),
+        }
     }
 }

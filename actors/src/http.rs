@@ -14,7 +14,9 @@ mod routes;
 mod state;
 mod views;
 
+use crate::health::Health;
 use crate::names::Names;
+use crate::timeouts::HTTP_GRACE;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use salvo::Server;
 use salvo::conn::tcp::TcpAcceptor;
@@ -28,8 +30,6 @@ use tracing::{info, warn};
 
 pub type HttpRef = ActorRef<HttpMsg>;
 
-/// How long a graceful stop waits for requests in flight.
-const GRACE: Duration = Duration::from_secs(5);
 /// A client that has not sent its request head by then is cut off (slowloris).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// A keep-alive connection with no request for this long is closed.
@@ -48,6 +48,7 @@ pub enum HttpMsg {
 #[derive(Clone)]
 pub struct HttpArgs {
     pub names: Names,
+    pub health: Health,
     /// The bound socket; each (re)start serves a clone of it.
     pub listener: Arc<TcpListener>,
 }
@@ -94,7 +95,7 @@ impl Actor for Http {
                     .with_write_stall_timeout(WRITE_STALL_TIMEOUT),
             );
         let handle = server.handle();
-        let service = routes::service(args.names);
+        let service = routes::service(args.names, args.health);
         let task = tokio::spawn(async move {
             let error = server.try_serve(service).await.err().map(|e| e.to_string());
             let _ = myself.cast(HttpMsg::ServerExited { error });
@@ -128,9 +129,9 @@ impl Actor for Http {
         _myself: HttpRef,
         state: &mut HttpState,
     ) -> Result<(), ActorProcessingErr> {
-        state.server.handle.stop_graceful(GRACE);
+        state.server.handle.stop_graceful(HTTP_GRACE);
         if let Some(task) = state.server.task.take()
-            && tokio::time::timeout(GRACE + Duration::from_secs(1), task)
+            && tokio::time::timeout(HTTP_GRACE + Duration::from_secs(1), task)
                 .await
                 .is_err()
         {

@@ -10,25 +10,37 @@
 //!
 //! The life of one message: `ingest` pulls a batch from JetStream and decodes
 //! each message ([`product::decode`]); it asks `persistence` to store the batch
-//! in one transaction (`StoreBatch`), acks the messages once that has
-//! committed, and sends the new versions to `cache` (`Put`). `http` answers a
-//! product page from `cache` (`Get`, which reads through to `persistence` on a
-//! miss) and the lists from `persistence` (`Page`).
+//! (`StoreBatch`, a [`batch::Batch`]), which its child the writer does in one
+//! transaction, setting invalid messages aside in the same one. Once that has
+//! committed, ingest sends the new versions to `cache` (`Put`) and answers each
+//! message as the [`batch::Outcome`] says (ack, terminate, or redeliver later).
+//! `http` answers a product page from `cache` (`Get`, which reads through to
+//! `persistence` on a miss) and the lists from `persistence` (`Page`).
+//! Actors find each other by name ([`call::Peer`]); what they report about
+//! themselves (`/readyz` reads it) is in [`health::Health`].
 //!
 //! Where a change goes:
 //! - what a valid message is: [`product`]
-//! - SQL, upsert rules: [`persistence`] (queries in `persistence/store.rs`)
+//! - what ingest and persistence exchange about a batch: [`batch`]
+//! - SQL, upsert rules: [`persistence`] (queries in `persistence/store.rs`,
+//!   the writer in `persistence/writer.rs`)
 //! - caching, invalidation: [`cache`]
 //! - routes, pages, JSON: [`http`] (templates in `views/` at the repo's top)
-//! - consuming, acking, back-off: [`ingest`]
+//! - consuming, acking, back-off: [`ingest`] (JetStream set-up and pulls in
+//!   `ingest/source.rs`)
 //! - restarts and shutdown order: [`supervisor`]
+//! - any deadline that must agree with another: [`timeouts`]
 
 pub mod backoff;
+pub mod batch;
 pub mod cache;
 pub mod call;
+pub mod health;
 pub mod http;
 pub mod ingest;
 pub mod names;
+pub mod nats_auth;
 pub mod persistence;
 pub mod product;
 pub mod supervisor;
+pub mod timeouts;

@@ -3,12 +3,8 @@
 //! Actors never keep an `ActorRef` of a sibling, since a restarted sibling is a
 //! new actor: they look it up by its registered name each time they need it.
 //! The names carry a prefix so that several apps can run in one process (the
-//! tests do), each with its own actors.
-
-use crate::cache::CacheMsg;
-use crate::ingest::IngestMsg;
-use crate::persistence::PersistenceMsg;
-use ractor::ActorRef;
+//! tests do), each with its own actors. Each actor's module offers a typed
+//! [`crate::call::Peer`] on its name (`cache::peer(&names)`).
 
 #[derive(Clone, Debug)]
 pub struct Names {
@@ -30,19 +26,9 @@ impl Names {
         format!("{}.{}", self.prefix, child.as_str())
     }
 
-    /// The persistence actor, if it is running now.
-    pub fn persistence(&self) -> Option<ActorRef<PersistenceMsg>> {
-        ActorRef::where_is(self.of(Child::Persistence))
-    }
-
-    /// The cache actor, if it is running now.
-    pub fn cache(&self) -> Option<ActorRef<CacheMsg>> {
-        ActorRef::where_is(self.of(Child::Cache))
-    }
-
-    /// The ingest actor, if it is running now.
-    pub fn ingest(&self) -> Option<ActorRef<IngestMsg>> {
-        ActorRef::where_is(self.of(Child::Ingest))
+    /// Persistence's own child, the writer.
+    pub fn writer(&self) -> String {
+        format!("{}.persistence.writer", self.prefix)
     }
 }
 

@@ -1,105 +1,91 @@
 //! The persistence actor: the only part that talks to Postgres, through SeaORM.
 //!
-//! Writes (`StoreBatch`) go to one writer task that stores them one at a time,
-//! in the order ingest sends them, so that what is committed follows the
-//! stream. Reads (`Get`, `Page`, `Ping`) run on tasks of their own over the
-//! connection pool. The actor itself only dispatches, so a slow write never
-//! holds up a read, nor a slow read a write. Every statement is cut off after
+//! Writes (`StoreBatch`) go to its child, the [`writer`], which stores them
+//! one at a time in the order ingest sends them, over connections of its own.
+//! The write queue is bounded: a batch that finds it full is refused at once
+//! (ingest redelivers it later) rather than queued behind work it cannot
+//! overtake. Reads (`Get`, `Page`, `Ping`) run on tasks of their own over the
+//! read pool. The actor itself only dispatches, so a slow write never holds up
+//! a read, nor a flood of reads a write. Every statement is cut off after
 //! [`STATEMENT_TIMEOUT`].
 
 mod store;
+pub mod writer;
 
-use crate::product::{Product, ProductUpdate};
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use crate::batch::{Batch, Stored};
+use crate::call::Peer;
+use crate::names::{Child, Names};
+use crate::product::Product;
+use crate::timeouts::STATEMENT_TIMEOUT;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, RuntimeErr};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use tokio::sync::Semaphore;
 use tracing::Instrument;
+use writer::{Writer, WriterMsg, WriterRef};
 
 pub type PersistenceRef = ActorRef<PersistenceMsg>;
 
-/// One batch of messages from the stream, to be stored in one transaction.
-#[derive(Debug, Clone)]
-pub struct Batch {
-    /// The stream's identity (name and creation time), see [`crate::ingest`].
-    pub stream: String,
-    /// The valid messages, in stream order.
-    pub products: Vec<Incoming>,
-    /// The invalid messages, set aside with their reason.
-    pub rejected: Vec<Rejected>,
+/// Persistence, found by name.
+pub fn peer(names: &Names) -> Peer<PersistenceMsg> {
+    Peer::new(names, Child::Persistence)
 }
 
-/// A valid message.
-#[derive(Debug, Clone)]
-pub struct Incoming {
-    pub stream_seq: u64,
-    pub update: ProductUpdate,
-}
-
-/// An invalid message.
-#[derive(Debug, Clone)]
-pub struct Rejected {
-    pub stream_seq: u64,
-    pub subject: String,
-    /// The start of the payload, cut to [`Rejected::KEPT_BYTES`].
-    pub payload: Vec<u8>,
-    pub payload_len: usize,
-    pub reason: String,
-}
-
-impl Rejected {
-    /// How much of an invalid payload is kept for a person to look at.
-    pub const KEPT_BYTES: usize = 4096;
-}
-
-/// What storing a batch did.
-#[derive(Debug, Clone)]
-pub struct Stored {
-    /// The current version of every product the batch names, to be put in the cache.
-    pub current: Vec<Product>,
-    /// Messages Postgres refused on their own (the rest were stored): to be set
-    /// aside like invalid ones.
-    pub refused: Vec<Refused>,
-}
-
-#[derive(Debug, Clone)]
-pub struct Refused {
-    pub stream_seq: u64,
-    pub reason: String,
-}
+/// Connections kept for the writer: one for the batch being stored, one for
+/// the next while a cancelled batch's connection is still rolling back.
+pub const WRITE_CONNECTIONS: u32 = 2;
+/// Batches accepted for storing at once (being stored, or next).
+const WRITE_QUEUE: usize = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database error: {0}")]
+    #[error(transparent)]
     Database(#[from] DbErr),
+    #[error("the writer already has {WRITE_QUEUE} batches to store")]
+    Busy,
+    #[error("storing took longer than {0:?} and was cancelled")]
+    Cancelled(Duration),
 }
 
 impl StoreError {
-    /// Postgres refused the data itself (a data exception, a constraint, a
-    /// limit), as opposed to being unreachable: the same data would fail again.
-    pub fn is_refusal(&self) -> bool {
+    /// Postgres's SQLSTATE, if Postgres answered with an error.
+    fn sqlstate(&self) -> Option<String> {
         let StoreError::Database(
             DbErr::Exec(RuntimeErr::SqlxError(error)) | DbErr::Query(RuntimeErr::SqlxError(error)),
         ) = self
         else {
-            return false;
+            return None;
         };
         match error.as_ref() {
-            sea_orm::sqlx::Error::Database(error) => error.code().is_some_and(|code| {
-                ["22", "23", "54"]
-                    .iter()
-                    .any(|class| code.starts_with(class))
-            }),
-            _ => false,
+            sea_orm::sqlx::Error::Database(error) => error.code().map(|code| code.into_owned()),
+            _ => None,
         }
+    }
+
+    /// Postgres refused the data (a data exception, a constraint, a limit), as
+    /// opposed to being unreachable or failing as a whole: the same data would
+    /// fail again, and other data may not.
+    pub fn is_refusal(&self) -> bool {
+        self.sqlstate()
+            .is_some_and(|code| ["22", "23", "54"].iter().any(|c| code.starts_with(c)))
+    }
+
+    /// The data itself is something Postgres cannot hold (class 22, data
+    /// exception, or 54, a limit): the message's fault. A constraint (class
+    /// 23) is a rule of the database the contract does not know, such as one a
+    /// deployment added: not the message's fault.
+    pub fn is_data_exception(&self) -> bool {
+        self.sqlstate()
+            .is_some_and(|code| code.starts_with("22") || code.starts_with("54"))
     }
 }
 
 pub enum PersistenceMsg {
     /// From ingest: store a batch in one transaction. Replies once it has
-    /// committed, with what changed and what Postgres refused.
+    /// committed, with what became of each message; or at once with
+    /// [`StoreError::Busy`] if the write queue is full.
     StoreBatch {
         batch: Batch,
         reply: RpcReplyPort<Result<Stored, StoreError>>,
@@ -115,7 +101,7 @@ pub enum PersistenceMsg {
         limit: u64,
         reply: RpcReplyPort<Result<Vec<Product>, StoreError>>,
     },
-    /// From http's readiness check: is Postgres reachable?
+    /// From http's readiness check: can Postgres be read?
     Ping {
         reply: RpcReplyPort<Result<(), StoreError>>,
     },
@@ -123,24 +109,19 @@ pub enum PersistenceMsg {
 
 #[derive(Clone)]
 pub struct PersistenceArgs {
+    pub names: Names,
     pub database_url: String,
+    /// All connections, the writer's [`WRITE_CONNECTIONS`] included.
     pub max_connections: u32,
 }
 
 pub struct Persistence;
 
 pub struct PersistenceState {
-    db: DatabaseConnection,
-    writes: Option<mpsc::UnboundedSender<Write>>,
-    writer: Option<JoinHandle<()>>,
+    reads: DatabaseConnection,
+    writer: WriterRef,
+    write_queue: Arc<Semaphore>,
 }
-
-/// A batch to store, and where to send the outcome.
-type Write = (Batch, RpcReplyPort<Result<Stored, StoreError>>);
-
-/// The longest any statement may run (a write shorter than ingest's store
-/// timeout, so that a hung write fails before ingest gives up on it).
-pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(8);
 
 impl Actor for Persistence {
     type Msg = PersistenceMsg;
@@ -149,35 +130,29 @@ impl Actor for Persistence {
 
     async fn pre_start(
         &self,
-        _myself: PersistenceRef,
+        myself: PersistenceRef,
         args: PersistenceArgs,
     ) -> Result<PersistenceState, ActorProcessingErr> {
-        // A lazy pool: the actor starts (and restarts) even while Postgres is away,
-        // and each query connects as needed.
-        let mut options = ConnectOptions::new(args.database_url);
-        options
-            .max_connections(args.max_connections)
-            .min_connections(0)
-            .connect_timeout(Duration::from_secs(3))
-            .acquire_timeout(Duration::from_secs(3))
-            .connect_lazy(true)
-            .statement_timeout(STATEMENT_TIMEOUT)
-            .sqlx_logging(false);
-        let db = Database::connect(options).await?;
-        let (writes, mut queue) = mpsc::unbounded_channel::<Write>();
-        let writer_db = db.clone();
-        let writer = tokio::spawn(
-            async move {
-                while let Some((batch, reply)) = queue.recv().await {
-                    let _ = reply.send(store::store_batch(&writer_db, batch).await);
-                }
-            }
-            .in_current_span(),
-        );
+        let reads = pool(
+            &args.database_url,
+            args.max_connections
+                .saturating_sub(WRITE_CONNECTIONS)
+                .max(1),
+        )
+        .await?;
+        let writes = pool(&args.database_url, WRITE_CONNECTIONS).await?;
+        // A persistence actor that failed or was killed did not stop its
+        // writer (ractor stops children only when asked): end that one first.
+        if let Some(orphan) = ractor::registry::where_is(args.names.writer()) {
+            orphan.kill_and_wait(Some(STATEMENT_TIMEOUT)).await?;
+        }
+        let (writer, _) =
+            Actor::spawn_linked(Some(args.names.writer()), Writer, writes, myself.get_cell())
+                .await?;
         Ok(PersistenceState {
-            db,
-            writes: Some(writes),
-            writer: Some(writer),
+            reads,
+            writer,
+            write_queue: Arc::new(Semaphore::new(WRITE_QUEUE)),
         })
     }
 
@@ -189,13 +164,18 @@ impl Actor for Persistence {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             PersistenceMsg::StoreBatch { batch, reply } => {
-                if let Some(writes) = &state.writes {
-                    // The writer outlives the channel only while stopping.
-                    let _ = writes.send((batch, reply));
-                }
+                let Ok(permit) = state.write_queue.clone().try_acquire_owned() else {
+                    let _ = reply.send(Err(StoreError::Busy));
+                    return Ok(());
+                };
+                state.writer.cast(WriterMsg::Store {
+                    batch,
+                    reply,
+                    permit,
+                })?;
             }
             PersistenceMsg::Get { id, reply } => {
-                let db = state.db.clone();
+                let db = state.reads.clone();
                 spawn_reply(reply, async move { store::find(&db, id).await });
             }
             PersistenceMsg::Page {
@@ -203,15 +183,36 @@ impl Actor for Persistence {
                 limit,
                 reply,
             } => {
-                let db = state.db.clone();
+                let db = state.reads.clone();
                 spawn_reply(reply, async move { store::page(&db, after, limit).await });
             }
             PersistenceMsg::Ping { reply } => {
-                let db = state.db.clone();
+                let db = state.reads.clone();
                 spawn_reply(reply, async move { Ok(db.ping().await?) });
             }
         }
         Ok(())
+    }
+
+    /// The writer is part of this actor: if it ends, so does persistence, and
+    /// the supervisor starts both again.
+    async fn handle_supervisor_evt(
+        &self,
+        _myself: PersistenceRef,
+        event: SupervisionEvent,
+        _state: &mut PersistenceState,
+    ) -> Result<(), ActorProcessingErr> {
+        match event {
+            SupervisionEvent::ActorFailed(_, error) => {
+                Err(format!("the writer failed: {error}").into())
+            }
+            SupervisionEvent::ActorTerminated(_, _, reason) => Err(format!(
+                "the writer stopped: {}",
+                reason.as_deref().unwrap_or("no reason given")
+            )
+            .into()),
+            _ => Ok(()),
+        }
     }
 
     async fn post_stop(
@@ -219,14 +220,29 @@ impl Actor for Persistence {
         _myself: PersistenceRef,
         state: &mut PersistenceState,
     ) -> Result<(), ActorProcessingErr> {
-        // Let the writer finish what it was given, then close the pool.
-        state.writes.take();
-        if let Some(writer) = state.writer.take() {
-            let _ = tokio::time::timeout(STATEMENT_TIMEOUT * 2, writer).await;
-        }
-        let _ = state.db.clone().close().await;
+        // Let the writer finish what it was given, then close the read pool.
+        let _ = state
+            .writer
+            .drain_and_wait(Some(crate::timeouts::WRITE_DEADLINE))
+            .await;
+        let _ = state.reads.clone().close().await;
         Ok(())
     }
+}
+
+/// A lazy pool: the actor starts (and restarts) even while Postgres is away,
+/// and each query connects as needed.
+async fn pool(database_url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
+    let mut options = ConnectOptions::new(database_url);
+    options
+        .max_connections(max_connections)
+        .min_connections(0)
+        .connect_timeout(Duration::from_secs(3))
+        .acquire_timeout(Duration::from_secs(3))
+        .connect_lazy(true)
+        .statement_timeout(STATEMENT_TIMEOUT)
+        .sqlx_logging(false);
+    Database::connect(options).await
 }
 
 /// Answers a read on a task of its own, so the actor goes on to the next message.

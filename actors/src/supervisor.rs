@@ -10,12 +10,16 @@
 //!   can act.
 //! - `Shutdown` stops the children in reverse order: ingest first, so that its
 //!   batch in flight is stored and acked while persistence and cache still run.
+//!   The whole stop fits in `shutdown_budget`: ingest gets what is left of it
+//!   after http's grace; a child that does not stop in its share is killed (a
+//!   batch it had not acked is redelivered; storing is idempotent).
 
 use crate::cache::{Cache, CacheArgs};
 use crate::http::{Http, HttpArgs};
 use crate::ingest::{Ingest, IngestArgs};
 use crate::names::{Child, Names};
 use crate::persistence::{Persistence, PersistenceArgs};
+use crate::timeouts::HTTP_GRACE;
 use ractor::{
     Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr, SupervisionEvent,
 };
@@ -25,9 +29,9 @@ use tracing::{error, info, warn};
 
 pub type SupervisorRef = ActorRef<SupervisorMsg>;
 
-/// How long shutdown waits for each child to stop: longer than one `Pull` of
-/// ingest may take (pull 5 s, store 10 s, cache 2 s).
-const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+/// What shutdown keeps for the children after ingest: http's grace, and a
+/// moment for the cache and persistence.
+const AFTER_INGEST: Duration = HTTP_GRACE.saturating_add(Duration::from_secs(1));
 /// The pause before trying again to start a child whose restart failed.
 const RESPAWN_DELAY: Duration = Duration::from_secs(1);
 
@@ -63,6 +67,8 @@ pub struct SupervisorArgs {
     pub http: HttpArgs,
     pub ingest: IngestArgs,
     pub restart_budget: RestartBudget,
+    /// How long a whole graceful stop may take.
+    pub shutdown_budget: Duration,
 }
 
 pub struct Supervisor;
@@ -184,14 +190,22 @@ impl SupervisorState {
         }
     }
 
-    /// Stops the children in reverse start order, waiting for each.
+    /// Stops the children in reverse start order, waiting for each, all within
+    /// the shutdown budget.
     async fn shut_down(&mut self) {
         self.shutting_down = true;
+        let deadline = Instant::now() + self.args.shutdown_budget;
         for child in Child::ALL.into_iter().rev() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let share = match child {
+                Child::Ingest => left.saturating_sub(AFTER_INGEST),
+                _ => left,
+            }
+            .max(Duration::from_millis(100));
             if let Some(cell) = ractor::registry::where_is(self.args.names.of(child))
-                && let Err(e) = cell.stop_and_wait(None, Some(STOP_TIMEOUT)).await
+                && let Err(e) = cell.stop_and_wait(None, Some(share)).await
             {
-                warn!(actor = child.as_str(), error = %e, "actor did not stop in time");
+                warn!(actor = child.as_str(), error = %e, waited = ?share, "actor did not stop in time; killing it");
                 cell.kill();
             }
         }

@@ -5,11 +5,15 @@
 pub mod process;
 pub mod servers;
 
+use actors::batch::{Batch, Incoming};
+use actors::names::Names;
 use actors::persistence::{Persistence, PersistenceArgs, PersistenceRef};
+use actors::product::ProductUpdate;
 use actors::supervisor::RestartBudget;
 use async_nats::jetstream::{self, consumer::PullConsumer};
 use bytes::Bytes;
 use products::App;
+use products::secret::SecretUrl;
 use products::settings::Settings;
 use ractor::Actor;
 use sea_orm::{
@@ -28,7 +32,7 @@ pub const DEADLINE: Duration = Duration::from_secs(20);
 pub fn unique_settings() -> Settings {
     let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
     let mut settings = Settings::defaults();
-    settings.database_url = format!("postgres://postgres@127.0.0.1:5432/products_test_{id}");
+    settings.database_url = format!("postgres://postgres@127.0.0.1:5432/products_test_{id}").into();
     settings.nats_url = "nats://127.0.0.1:4222".into();
     settings.http_addr = "127.0.0.1:0".parse().unwrap();
     settings.nats_stream = format!("TEST_{id}");
@@ -86,7 +90,7 @@ impl TestApp {
             .await
             .expect("the app starts");
         let base = format!("http://{}", app.http_addr());
-        let client = async_nats::connect(settings.nats_url.as_str())
+        let client = async_nats::connect(settings.nats_url.expose())
             .await
             .expect("NATS is running on 127.0.0.1:4222");
         let js = jetstream::new(client);
@@ -136,7 +140,7 @@ impl TestApp {
     /// is coming back).
     pub async fn publish_when_nats_is_back(&self, payload: &'static str) {
         wait_until("a publish is acked", || async {
-            let Ok(client) = async_nats::connect(self.settings.nats_url.as_str()).await else {
+            let Ok(client) = async_nats::connect(self.settings.nats_url.expose()).await else {
                 return false;
             };
             let js = jetstream::new(client);
@@ -217,6 +221,72 @@ impl TestApp {
         connect(&self.settings.database_url).await
     }
 
+    /// Runs SQL on the test's database (as the superuser).
+    pub async fn sql(&self, sql: &str) {
+        self.db()
+            .await
+            .execute_unprepared(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// Runs SQL on the server's `postgres` database, e.g. to change the test's
+    /// database while it refuses writes.
+    pub async fn admin_sql(&self, sql: &str) {
+        let url = self
+            .settings
+            .database_url
+            .expose()
+            .replace(&format!("/{}", self.database_name()), "/postgres");
+        connect(&url.into())
+            .await
+            .execute_unprepared(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// The test database's name.
+    pub fn database_name(&self) -> &str {
+        self.settings
+            .database_url
+            .expose()
+            .rsplit('/')
+            .next()
+            .unwrap()
+    }
+
+    /// From now on every row written to `products` takes `seconds` (as with a
+    /// lock held by a migration, or an overloaded disk).
+    pub async fn slow_inserts(&self, seconds: u32) {
+        self.sql(&format!(
+            "CREATE FUNCTION slow_insert() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN PERFORM pg_sleep({seconds}); RETURN NEW; END $$; \
+             CREATE TRIGGER slow_insert BEFORE INSERT ON products \
+             FOR EACH ROW EXECUTE FUNCTION slow_insert();"
+        ))
+        .await;
+    }
+
+    /// Ends every session on the test's database but the caller's, so that a
+    /// setting changed with `ALTER DATABASE` applies to every new one.
+    pub async fn end_sessions(&self) {
+        self.sql(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = '{}' AND pid <> pg_backend_pid()",
+            self.database_name()
+        ))
+        .await;
+    }
+
+    /// How many messages were set aside.
+    pub async fn rejected_count(&self) -> u64 {
+        use sea_orm::{EntityTrait, PaginatorTrait};
+        entity::rejected_messages::Entity::find()
+            .count(&self.db().await)
+            .await
+            .unwrap()
+    }
+
     pub async fn consumer_info(&self) -> jetstream::consumer::Info {
         self.consumer().await.info().await.unwrap().clone()
     }
@@ -251,7 +321,7 @@ pub async fn prepared_database(settings: &Settings) -> Cleanup {
 pub async fn jetstream_with_stream(
     settings: &Settings,
 ) -> (jetstream::Context, jetstream::stream::Stream) {
-    let client = async_nats::connect(settings.nats_url.as_str())
+    let client = async_nats::connect(settings.nats_url.expose())
         .await
         .expect("NATS is running");
     let js = jetstream::new(client);
@@ -262,20 +332,51 @@ pub async fn jetstream_with_stream(
     (js, stream)
 }
 
-/// A persistence actor over the database of `settings`, registered as `name`.
-pub async fn spawn_persistence(name: Option<String>, settings: &Settings) -> PersistenceRef {
-    let args = PersistenceArgs {
-        database_url: settings.database_url.clone(),
-        max_connections: 2,
+/// A valid message for the product `id` (or a new one), as persistence gets it.
+pub fn product_message(stream_seq: u64, id: Option<i64>, name: &str, price: i64) -> Incoming {
+    let update = ProductUpdate {
+        id,
+        name: name.into(),
+        price,
+        manufacturer: "acme".into(),
+        description: None,
+        attributes: Default::default(),
     };
+    Incoming {
+        stream_seq,
+        subject: "test.products".into(),
+        payload: Bytes::from(format!("{update:?}")),
+        decoded: Ok(update),
+    }
+}
+
+/// A batch of `messages` from the stream `stream`.
+pub fn batch(stream: &str, messages: Vec<Incoming>) -> Batch {
+    Batch {
+        stream: stream.into(),
+        messages,
+    }
+}
+
+/// A persistence actor over the database of `settings`, registered as
+/// `names`'s persistence when a name is given.
+pub async fn spawn_persistence(names: Option<&Names>, settings: &Settings) -> PersistenceRef {
+    let args = PersistenceArgs {
+        names: names
+            .cloned()
+            .unwrap_or_else(|| Names::new(uuid::Uuid::new_v4().to_string())),
+        database_url: settings.database_url.expose().to_owned(),
+        max_connections: 3,
+    };
+    let name = names.map(|names| names.of(actors::names::Child::Persistence));
     Actor::spawn(name, Persistence, args)
         .await
         .expect("the persistence actor starts")
         .0
 }
 
-pub async fn connect(database_url: &str) -> DatabaseConnection {
-    let mut options = ConnectOptions::new(database_url);
+pub async fn connect(database_url: &SecretUrl) -> DatabaseConnection {
+    let mut options = ConnectOptions::new(database_url.expose());
     options.max_connections(2).sqlx_logging(false);
     Database::connect(options)
         .await
@@ -337,8 +438,8 @@ where
 
 /// Drops the test's database and stream when the test ends, pass or fail.
 pub struct Cleanup {
-    database_url: String,
-    nats_url: String,
+    database_url: SecretUrl,
+    nats_url: SecretUrl,
     stream: String,
 }
 
@@ -368,7 +469,7 @@ impl Drop for Cleanup {
                 if let Err(e) = products::database::drop_database(&database_url).await {
                     eprintln!("cleanup: cannot drop {database_url}: {e:#}");
                 }
-                if let Ok(client) = async_nats::connect(nats_url.as_str()).await {
+                if let Ok(client) = async_nats::connect(nats_url.expose()).await {
                     let _ = jetstream::new(client).delete_stream(&stream).await;
                 }
             });

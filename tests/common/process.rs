@@ -43,8 +43,8 @@ impl ServiceProcess {
             .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_products"))
             .arg("serve")
-            .env("DATABASE_URL", &s.database_url)
-            .env("NATS_URL", &s.nats_url)
+            .env("DATABASE_URL", s.database_url.expose())
+            .env("NATS_URL", s.nats_url.expose())
             .env("HTTP_ADDR", "127.0.0.1:0")
             .env("NATS_STREAM", &s.nats_stream)
             .env("NATS_STREAM_SUBJECTS", s.nats_stream_subjects.join(","))

@@ -20,6 +20,18 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+/// A port that was free on 127.0.0.1 when this returned. Racy: another
+/// process can take it before the caller binds it. Only for a child whose
+/// port must be known before it starts (`tests/settings.rs`); the servers
+/// below never use it.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A nats-server with JetStream that only this test uses.
 pub struct NatsServer {
     /// Chosen by the server on its first start, kept for the restarts (the
@@ -27,6 +39,8 @@ pub struct NatsServer {
     port: Option<u16>,
     /// Unique, so that a client can tell this server from any other.
     name: String,
+    /// A user and password the server requires (`--user`, `--pass`), if any.
+    credentials: Option<(String, String)>,
     store: PathBuf,
     process: Option<Child>,
 }
@@ -40,15 +54,27 @@ impl NatsServer {
         Self {
             port: None,
             name,
+            credentials: None,
             store,
             process: None,
         }
     }
 
-    /// Its URL (known once it has started).
+    /// A server that only lets `user` with `password` in.
+    pub fn with_credentials(user: &str, password: &str) -> Self {
+        let mut server = Self::new();
+        server.credentials = Some((user.into(), password.into()));
+        server
+    }
+
+    /// The server's URL, with the credentials it requires (known once it has
+    /// started).
     pub fn url(&self) -> String {
         let port = self.port.expect("the nats-server has been started");
-        format!("nats://127.0.0.1:{port}")
+        match &self.credentials {
+            Some((user, password)) => format!("nats://{user}:{password}@127.0.0.1:{port}"),
+            None => format!("nats://127.0.0.1:{port}"),
+        }
     }
 
     /// Its log (stderr, appended over restarts).
@@ -67,7 +93,12 @@ impl NatsServer {
             .open(self.store.join("nats-server.log"))
             .unwrap();
         let port = self.port.map_or("-1".to_owned(), |p| p.to_string());
+        let auth = match &self.credentials {
+            Some((user, password)) => vec!["--user", user, "--pass", password],
+            None => vec![],
+        };
         let process = Command::new("nats-server")
+            .args(auth)
             .args([
                 "-a",
                 "127.0.0.1",
@@ -103,7 +134,8 @@ impl NatsServer {
             self.assert_running();
             let (url, name) = (url.clone(), self.name.clone());
             async move {
-                match async_nats::connect(url.as_str()).await {
+                let (options, server) = actors::nats_auth::connect_options(&url);
+                match options.connect(server).await {
                     Ok(client) => {
                         let answering = client.server_info().server_name;
                         assert_eq!(answering, name, "another server answers on {url}");

@@ -4,7 +4,9 @@
 use super::state::AppState;
 use super::views::Assets;
 use super::{api, pages};
+use crate::health::Health;
 use crate::names::Names;
+use crate::timeouts::REQUEST_TIMEOUT;
 use salvo::affix_state;
 use salvo::catcher::Catcher;
 use salvo::http::StatusCode;
@@ -12,18 +14,14 @@ use salvo::http::header::{self, HeaderValue};
 use salvo::prelude::*;
 use salvo::serve_static::static_embed;
 use salvo::timeout::Timeout;
-use std::time::Duration;
-
-/// The longest a request may take before it is answered 503.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// No script at all, styles only from this origin.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
      base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-pub fn service(names: Names) -> Service {
+pub fn service(names: Names, health: Health) -> Service {
     let router = Router::new()
-        .hoop(affix_state::inject(AppState { names }))
+        .hoop(affix_state::inject(AppState { names, health }))
         .get(pages::index)
         .push(Router::with_path("product").get(pages::product_page))
         .push(

@@ -1,25 +1,20 @@
-//! What the handlers ask of the other actors, each call with a deadline.
+//! What the handlers ask of the other actors, each call with a deadline, and
+//! what they read of the others' health without asking.
 
-use crate::cache::{CacheMsg, CacheStatus};
-use crate::call::ask;
-use crate::ingest::{IngestMsg, IngestStatus};
-use crate::names::{Child, Names};
-use crate::persistence::PersistenceMsg;
+use crate::cache::{self, CacheMsg};
+use crate::health::{Health, IngestHealth};
+use crate::names::Names;
+use crate::persistence::{self, PersistenceMsg};
 use crate::product::Product;
+use crate::timeouts::{CALL_TIMEOUT, PROBE_TIMEOUT};
 use serde::Serialize;
 use std::sync::Arc;
-use std::time::Duration;
-
-/// How long a request waits on another actor before it answers 503.
-const CALL_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a readiness probe waits on each part (ingest answers between two
-/// pulls, and an idle pull waits up to 1 s).
-const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Shared by every handler (injected into the depot by the router).
 #[derive(Clone)]
 pub struct AppState {
     pub names: Names,
+    pub health: Health,
 }
 
 /// The service cannot answer now (a dependency is away); not the client's fault.
@@ -29,81 +24,57 @@ pub struct Unavailable(pub String);
 impl AppState {
     /// One product by id, from the cache (which reads through on a miss).
     pub async fn product(&self, id: i64) -> Result<Option<Arc<Product>>, Unavailable> {
-        ask(
-            self.names.cache(),
-            Child::Cache,
-            |reply| CacheMsg::Get { id, reply },
-            CALL_TIMEOUT,
-        )
-        .await
-        .map_err(|e| Unavailable(e.to_string()))?
-        .map_err(|e| Unavailable(e.to_string()))
+        cache::peer(&self.names)
+            .ask(|reply| CacheMsg::Get { id, reply }, CALL_TIMEOUT)
+            .await
+            .map_err(|e| Unavailable(e.to_string()))?
+            .map_err(|e| Unavailable(e.to_string()))
     }
 
     /// One page of the list, from Postgres in id order.
     pub async fn page(&self, after: i64, limit: u64) -> Result<Vec<Product>, Unavailable> {
-        ask(
-            self.names.persistence(),
-            Child::Persistence,
-            |reply| PersistenceMsg::Page {
-                after,
-                limit,
-                reply,
-            },
-            CALL_TIMEOUT,
-        )
-        .await
-        .map_err(|e| Unavailable(e.to_string()))?
-        .map_err(|e| Unavailable(e.to_string()))
+        persistence::peer(&self.names)
+            .ask(
+                |reply| PersistenceMsg::Page {
+                    after,
+                    limit,
+                    reply,
+                },
+                CALL_TIMEOUT,
+            )
+            .await
+            .map_err(|e| Unavailable(e.to_string()))?
+            .map_err(|e| Unavailable(e.to_string()))
     }
 
-    /// Asks each part whether it is ready, all at once.
+    /// Whether each part can do its job now. Postgres is pinged (reads); the
+    /// rest is read from what the parts report ([`Health`]), so a busy actor
+    /// never makes the answer wrong or slow.
     pub async fn readiness(&self) -> Readiness {
-        let postgres = ask(
-            self.names.persistence(),
-            Child::Persistence,
-            |reply| PersistenceMsg::Ping { reply },
-            PROBE_TIMEOUT,
-        );
-        let nats = ask(
-            self.names.ingest(),
-            Child::Ingest,
-            |reply| IngestMsg::Status { reply },
-            PROBE_TIMEOUT,
-        );
-        let cache = ask(
-            self.names.cache(),
-            Child::Cache,
-            |reply| CacheMsg::Status { reply },
-            PROBE_TIMEOUT,
-        );
-        let (postgres, nats, cache) = tokio::join!(postgres, nats, cache);
+        let ping = persistence::peer(&self.names)
+            .ask(|reply| PersistenceMsg::Ping { reply }, PROBE_TIMEOUT)
+            .await;
+        let IngestHealth {
+            nats_connected,
+            consumer_problem,
+            store_problem,
+        } = self.health.ingest();
         Readiness {
-            postgres: match postgres {
-                Ok(Ok(())) => Check::ok(),
-                Ok(Err(e)) => Check::down(e.to_string()),
-                Err(e) => Check::down(e.to_string()),
+            postgres: match (ping, store_problem) {
+                (Ok(Ok(())), None) => Check::ok(),
+                (Ok(Ok(())), Some(problem)) => Check::down(problem),
+                (Ok(Err(e)), _) => Check::down(format!("cannot read: {e}")),
+                (Err(e), _) => Check::down(e.to_string()),
             },
-            nats: match nats {
-                Ok(IngestStatus {
-                    nats_connected: true,
-                    consuming: true,
-                }) => Check::ok(),
-                Ok(IngestStatus {
-                    nats_connected: false,
-                    ..
-                }) => Check::down("not connected to NATS".into()),
-                Ok(IngestStatus { .. }) => {
-                    Check::down("connected, but the stream or consumer is not set up yet".into())
-                }
-                Err(e) => Check::down(e.to_string()),
+            nats: match (nats_connected, consumer_problem) {
+                (true, None) => Check::ok(),
+                (false, _) => Check::down("not connected to NATS".into()),
+                (true, Some(problem)) => Check::down(problem),
             },
-            cache: match cache {
-                Ok(CacheStatus { rebuilt: true, .. }) => Check::ok(),
-                Ok(CacheStatus { rebuilt: false, .. }) => {
-                    Check::down("not yet rebuilt from Postgres".into())
-                }
-                Err(e) => Check::down(e.to_string()),
+            cache: if self.health.cache_rebuilt() {
+                Check::ok()
+            } else {
+                Check::down("not yet rebuilt from Postgres".into())
             },
         }
     }

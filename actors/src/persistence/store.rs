@@ -1,244 +1,319 @@
-//! The SeaORM queries and mutations, kept apart from the actor that calls them.
+//! The SeaORM queries and mutations, kept apart from the actors that call them.
 
-use super::{Batch, Incoming, Refused, StoreError, Stored};
-use crate::product::{Product, Version};
+use super::StoreError;
+use crate::batch::{Batch, Incoming, KEPT_PAYLOAD_BYTES, Outcome, Rejection, Stored};
+use crate::product::{Product, ProductUpdate, Version};
 use entity::{products, rejected_messages};
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::{Alias, Expr, OnConflict};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, ExprTrait,
-    QueryFilter, QueryOrder, QuerySelect, Statement, TransactionSession, TransactionTrait,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
+    ExprTrait, QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
 };
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashSet};
 use tracing::warn;
 
-/// Stores one batch in one transaction and returns the current version of
-/// every product it names, changed or not (a redelivery after a commit whose
-/// reply was lost still refreshes the cache).
+/// Stores one batch in one transaction: the valid messages as products, the
+/// invalid ones in `rejected_messages`. Returns what became of each message and
+/// the current version of every product the batch names, changed or not (a
+/// redelivery after a commit whose reply was lost still refreshes the cache).
 ///
-/// Idempotent: a message is applied to a product only if its stream sequence is
-/// newer than the one last applied, and an id-less message creates at most one
-/// product (its `stream#seq` is unique), so a redelivered batch changes nothing.
+/// Idempotent: a message is applied to a product only if it is newer (stream
+/// and sequence) than the one last applied, and an id-less message creates at
+/// most one product (its `stream#seq` is unique), so a redelivered batch
+/// changes nothing.
 ///
-/// If Postgres refuses the batch for its data (not for being unreachable), each
-/// message is tried on its own, still in one transaction (a savepoint each),
-/// and those refused on their own are returned in [`Stored::refused`], so that
-/// one bad message never holds up the others.
-pub async fn store_batch(db: &DatabaseConnection, batch: Batch) -> Result<Stored, StoreError> {
-    match write(db, batch.clone()).await {
-        Ok(current) => Ok(Stored {
-            current,
-            refused: Vec::new(),
-        }),
+/// If Postgres refuses the products for their data (not for being
+/// unreachable), each message is tried on its own (a savepoint each): one
+/// whose data Postgres cannot hold is set aside, one that breaks a rule of the
+/// database (a constraint the contract does not know) is left to be
+/// redelivered, and the others are stored.
+pub async fn store_batch(db: &DatabaseConnection, batch: &Batch) -> Result<Stored, StoreError> {
+    let mut outcomes: Vec<Outcome> = batch
+        .messages
+        .iter()
+        .map(|message| match &message.decoded {
+            Ok(_) => Outcome::Stored,
+            Err(reason) => Outcome::SetAside(Rejection::Invalid(reason.clone())),
+        })
+        .collect();
+    let valid: Vec<&Incoming> = batch
+        .messages
+        .iter()
+        .filter(|message| message.decoded.is_ok())
+        .collect();
+
+    let txn = db.begin().await?;
+    let current = match write_products(&txn, &batch.stream, &valid).await {
+        Ok(current) => current,
         Err(error) if error.is_refusal() => {
-            warn!(%error, messages = batch.products.len(), "Postgres refused a batch; trying its messages one by one");
-            store_one_by_one(db, batch).await
+            warn!(%error, messages = valid.len(), "Postgres refused a batch; trying its messages one by one");
+            one_by_one(&txn, batch, &mut outcomes).await?
         }
-        Err(error) => Err(error),
-    }
+        Err(error) => return Err(error),
+    };
+    set_aside(&txn, batch, &outcomes).await?;
+    txn.commit().await?;
+    Ok(Stored { current, outcomes })
 }
 
-async fn store_one_by_one(db: &DatabaseConnection, batch: Batch) -> Result<Stored, StoreError> {
-    let Batch {
-        stream,
-        products,
-        rejected,
-    } = batch;
-    let alone = |products, rejected| Batch {
-        stream: stream.clone(),
-        products,
-        rejected,
-    };
-    let mut stored = Stored {
-        current: Vec::new(),
-        refused: Vec::new(),
-    };
-    let total = products.len();
-    let mut first_refusal = None;
-    let txn = db.begin().await?;
-    write(&txn, alone(Vec::new(), rejected)).await?;
-    for message in products {
-        let stream_seq = message.stream_seq;
-        // `write` on a transaction opens a savepoint: a refusal rolls back only this message.
-        match write(&txn, alone(vec![message], Vec::new())).await {
-            Ok(current) => stored.current.extend(current),
+/// Writes each valid message in a savepoint of its own, and records in
+/// `outcomes` those Postgres refused.
+async fn one_by_one(
+    txn: &DatabaseTransaction,
+    batch: &Batch,
+    outcomes: &mut [Outcome],
+) -> Result<Vec<Product>, StoreError> {
+    let mut current = Vec::new();
+    let mut refusals = Vec::new();
+    let mut tried = 0;
+    for (message, outcome) in batch.messages.iter().zip(outcomes.iter_mut()) {
+        if message.decoded.is_err() {
+            continue;
+        }
+        tried += 1;
+        match write_products(txn, &batch.stream, &[message]).await {
+            Ok(stored) => current.extend(stored),
             Err(error) if error.is_refusal() => {
-                stored.refused.push(Refused {
-                    stream_seq,
-                    reason: format!("Postgres refused it: {error}"),
-                });
-                first_refusal.get_or_insert(error);
+                *outcome = if error.is_data_exception() {
+                    Outcome::SetAside(Rejection::RefusedByPostgres(error.to_string()))
+                } else {
+                    Outcome::Retry {
+                        reason: error.to_string(),
+                    }
+                };
+                refusals.push(error);
             }
             Err(error) => return Err(error),
         }
     }
-    if total > 1 && stored.refused.len() == total {
-        // Every message refused: the database is at fault (a schema change, say),
-        // not the messages. Keep them for a retry rather than set them aside.
-        return Err(first_refusal.expect("a refusal was recorded"));
+    if tried > 1 && refusals.len() == tried {
+        // Every message refused: the database is at fault (a schema change,
+        // say), not the messages. Keep them all for a retry.
+        return Err(refusals.swap_remove(0));
     }
-    txn.commit().await?;
-    Ok(stored)
+    Ok(current)
 }
 
-/// One transaction (or savepoint, inside a transaction) for the whole batch.
-async fn write<C: TransactionTrait>(db: &C, batch: Batch) -> Result<Vec<Product>, StoreError> {
-    let Batch {
-        stream,
-        products: incoming,
-        rejected,
-    } = batch;
-
-    // One row per id, the newest message wins: a statement may not touch a row
-    // twice. Newest by stream sequence, not by place in the batch: a redelivered
-    // message can come after a newer one.
-    let mut by_id: BTreeMap<i64, Incoming> = BTreeMap::new();
-    let mut id_less = Vec::new();
-    for message in incoming {
-        match message.update.id {
-            Some(id) => match by_id.entry(id) {
-                Entry::Occupied(mut kept) => {
-                    if message.stream_seq > kept.get().stream_seq {
-                        kept.insert(message);
-                    }
-                }
-                Entry::Vacant(slot) => {
-                    slot.insert(message);
-                }
-            },
-            None => id_less.push(message),
-        }
+/// Applies the products of `messages` in a savepoint, so that a refusal rolls
+/// back only this write. Returns the current version of each product named.
+async fn write_products(
+    txn: &DatabaseTransaction,
+    stream: &str,
+    messages: &[&Incoming],
+) -> Result<Vec<Product>, StoreError> {
+    if messages.is_empty() {
+        return Ok(Vec::new());
     }
+    let (by_id, id_less) = newest_per_id(messages);
     let ids: Vec<i64> = by_id.keys().copied().collect();
     let created_by: Vec<String> = id_less
         .iter()
-        .map(|message| format!("{stream}#{}", message.stream_seq))
+        .map(|(seq, _)| creation_key(stream, *seq))
         .collect();
 
-    let txn = db.begin().await?;
-    let mut current = Vec::with_capacity(ids.len() + created_by.len());
+    let savepoint = txn.begin().await?;
+    let mut current = upsert_by_id(&savepoint, stream, by_id).await?;
+    advance_id_sequence(&savepoint, ids.last().copied()).await?;
+    current.extend(insert_new(&savepoint, stream, id_less).await?);
+    current.extend(read_unchanged(&savepoint, &current, ids, created_by).await?);
+    savepoint.commit().await?;
+    Ok(current.into_iter().map(Product::from).collect())
+}
 
-    if let Some(&max_id) = ids.last() {
-        let rows = by_id
-            .into_iter()
-            .map(|(id, message)| products::ActiveModel {
-                id: Set(id),
-                ..row(&stream, message.stream_seq, message.update, None)
-            });
-        let excluded = |column: products::Column| {
-            Expr::col((sea_orm::sea_query::Alias::new("excluded"), column))
+/// An update with the stream sequence of its message.
+type Sequenced<'a> = (u64, &'a ProductUpdate);
+
+/// One update per id, the newest message winning: a statement may not touch a
+/// row twice. Newest by stream sequence, not by place in the batch: a
+/// redelivered message can come after a newer one. Id-less messages come
+/// apart, each with its sequence.
+fn newest_per_id<'a>(
+    messages: &[&'a Incoming],
+) -> (BTreeMap<i64, Sequenced<'a>>, Vec<Sequenced<'a>>) {
+    let mut by_id = BTreeMap::new();
+    let mut id_less = Vec::new();
+    for message in messages {
+        let Ok(update) = &message.decoded else {
+            continue;
         };
-        let newer = Expr::col((products::Entity, products::Column::Stream))
-            .ne(excluded(products::Column::Stream))
-            .or(Expr::col((products::Entity, products::Column::StreamSeq))
-                .lt(excluded(products::Column::StreamSeq)));
-        let upsert = OnConflict::column(products::Column::Id)
-            .update_columns([
-                products::Column::Name,
-                products::Column::Price,
-                products::Column::Manufacturer,
-                products::Column::Description,
-                products::Column::Attributes,
-                products::Column::Stream,
-                products::Column::StreamSeq,
-                products::Column::UpdatedAt,
-            ])
-            .action_and_where(newer)
-            .to_owned();
-        current.extend(
-            products::Entity::insert_many(rows)
-                .on_conflict(upsert)
-                .exec_with_returning(&txn)
-                .await?,
-        );
-
-        // Keep the id sequence ahead of the ids publishers chose, so that the next
-        // id-less product does not collide with them.
-        txn.execute_raw(Statement::from_sql_and_values(
-            txn.get_database_backend(),
-            "SELECT setval('products_id_seq', $1) FROM products_id_seq \
-             WHERE $1 > last_value OR ($1 = last_value AND NOT is_called)",
-            [max_id.into()],
-        ))
-        .await?;
+        let seq = message.stream_seq;
+        match update.id {
+            Some(id) => match by_id.entry(id) {
+                Entry::Occupied(mut kept) => {
+                    let (kept_seq, _) = kept.get();
+                    if seq > *kept_seq {
+                        kept.insert((seq, update));
+                    }
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert((seq, update));
+                }
+            },
+            None => id_less.push((seq, update)),
+        }
     }
+    (by_id, id_less)
+}
 
-    if !id_less.is_empty() {
-        let rows = id_less.into_iter().zip(&created_by).map(|(message, key)| {
-            row(
-                &stream,
-                message.stream_seq,
-                message.update,
-                Some(key.clone()),
-            )
+/// Creates or replaces the products by id, where the message is newer than the
+/// one last applied. Returns the rows it wrote.
+async fn upsert_by_id(
+    txn: &DatabaseTransaction,
+    stream: &str,
+    by_id: BTreeMap<i64, Sequenced<'_>>,
+) -> Result<Vec<products::Model>, StoreError> {
+    if by_id.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = by_id
+        .into_iter()
+        .map(|(id, (seq, update))| products::ActiveModel {
+            id: Set(id),
+            ..row(stream, seq, update, None)
         });
-        current.extend(
-            products::Entity::insert_many(rows)
-                .on_conflict(
-                    OnConflict::column(products::Column::CreatedBy)
-                        .do_nothing()
-                        .to_owned(),
-                )
-                .exec_with_returning(&txn)
-                .await?,
-        );
-    }
+    let excluded = |column: products::Column| Expr::col((Alias::new("excluded"), column));
+    let newer = Expr::col((products::Entity, products::Column::Stream))
+        .ne(excluded(products::Column::Stream))
+        .or(Expr::col((products::Entity, products::Column::StreamSeq))
+            .lt(excluded(products::Column::StreamSeq)));
+    let upsert = OnConflict::column(products::Column::Id)
+        .update_columns([
+            products::Column::Name,
+            products::Column::Price,
+            products::Column::Manufacturer,
+            products::Column::Description,
+            products::Column::Attributes,
+            products::Column::Stream,
+            products::Column::StreamSeq,
+            products::Column::UpdatedAt,
+        ])
+        .action_and_where(newer)
+        .to_owned();
+    Ok(products::Entity::insert_many(rows)
+        .on_conflict(upsert)
+        .exec_with_returning(txn)
+        .await?)
+}
 
-    if !rejected.is_empty() {
-        let rows = rejected
-            .into_iter()
-            .map(|r| rejected_messages::ActiveModel {
-                id: NotSet,
-                stream: Set(stream.clone()),
-                stream_seq: Set(seq_to_i64(r.stream_seq)),
-                subject: Set(r.subject),
-                payload: Set(r.payload),
-                payload_len: Set(r.payload_len as i64),
-                reason: Set(r.reason),
-                rejected_at: NotSet,
-            });
-        rejected_messages::Entity::insert_many(rows)
-            .on_conflict(
-                OnConflict::columns([
-                    rejected_messages::Column::Stream,
-                    rejected_messages::Column::StreamSeq,
-                ])
+/// Keeps the id sequence ahead of every id in the table (the batch's, and any
+/// written by hand or imported), so that the next id-less product does not
+/// collide with one. `setval` is not transactional: other writers see it at once.
+async fn advance_id_sequence(
+    txn: &DatabaseTransaction,
+    batch_max_id: Option<i64>,
+) -> Result<(), StoreError> {
+    txn.execute_raw(Statement::from_sql_and_values(
+        txn.get_database_backend(),
+        "SELECT setval('products_id_seq', wanted.id) \
+         FROM (SELECT GREATEST($1::bigint, (SELECT max(id) FROM products)) AS id) AS wanted, \
+              products_id_seq \
+         WHERE wanted.id > last_value OR (wanted.id = last_value AND NOT is_called)",
+        [batch_max_id.unwrap_or(0).into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Creates the id-less products, each once: a redelivered message finds its
+/// `created_by` key taken and writes nothing.
+async fn insert_new(
+    txn: &DatabaseTransaction,
+    stream: &str,
+    id_less: Vec<Sequenced<'_>>,
+) -> Result<Vec<products::Model>, StoreError> {
+    if id_less.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = id_less
+        .into_iter()
+        .map(|(seq, update)| row(stream, seq, update, Some(creation_key(stream, seq))));
+    Ok(products::Entity::insert_many(rows)
+        .on_conflict(
+            OnConflict::column(products::Column::CreatedBy)
                 .do_nothing()
                 .to_owned(),
-            )
-            .exec_without_returning(&txn)
-            .await?;
-    }
+        )
+        .exec_with_returning(txn)
+        .await?)
+}
 
-    // The rows the statements above left alone (older or redelivered messages)
-    // are read as they stand; usually there are none.
-    let returned_ids: HashSet<i64> = current.iter().map(|row| row.id).collect();
-    let returned_keys: HashSet<&str> = current
+/// Reads the rows the statements before left alone (older or redelivered
+/// messages) as they stand; usually there are none, and no query is made.
+async fn read_unchanged(
+    txn: &DatabaseTransaction,
+    written: &[products::Model],
+    ids: Vec<i64>,
+    created_by: Vec<String>,
+) -> Result<Vec<products::Model>, StoreError> {
+    let written_ids: HashSet<i64> = written.iter().map(|row| row.id).collect();
+    let written_keys: HashSet<&str> = written
         .iter()
         .filter_map(|row| row.created_by.as_deref())
         .collect();
-    let unchanged_ids: Vec<i64> = ids
+    let ids: Vec<i64> = ids
         .into_iter()
-        .filter(|id| !returned_ids.contains(id))
+        .filter(|id| !written_ids.contains(id))
         .collect();
-    let unchanged_keys: Vec<String> = created_by
+    let keys: Vec<String> = created_by
         .into_iter()
-        .filter(|key| !returned_keys.contains(key.as_str()))
+        .filter(|key| !written_keys.contains(key.as_str()))
         .collect();
-    if !unchanged_ids.is_empty() || !unchanged_keys.is_empty() {
-        let unchanged = products::Entity::find()
-            .filter(
-                Condition::any()
-                    .add(products::Column::Id.is_in(unchanged_ids))
-                    .add(products::Column::CreatedBy.is_in(unchanged_keys)),
-            )
-            .all(&txn)
-            .await?;
-        current.extend(unchanged);
+    if ids.is_empty() && keys.is_empty() {
+        return Ok(Vec::new());
     }
-    txn.commit().await?;
-    Ok(current.into_iter().map(Product::from).collect())
+    Ok(products::Entity::find()
+        .filter(
+            Condition::any()
+                .add(products::Column::Id.is_in(ids))
+                .add(products::Column::CreatedBy.is_in(keys)),
+        )
+        .all(txn)
+        .await?)
+}
+
+/// Keeps the messages set aside in `rejected_messages`, once each.
+async fn set_aside(
+    txn: &DatabaseTransaction,
+    batch: &Batch,
+    outcomes: &[Outcome],
+) -> Result<(), StoreError> {
+    let rows: Vec<_> = batch
+        .messages
+        .iter()
+        .zip(outcomes)
+        .filter_map(|(message, outcome)| match outcome {
+            Outcome::SetAside(rejection) => Some(rejected_messages::ActiveModel {
+                id: NotSet,
+                stream: Set(batch.stream.clone()),
+                stream_seq: Set(seq_to_i64(message.stream_seq)),
+                subject: Set(message.subject.clone()),
+                payload: Set(
+                    message.payload[..message.payload.len().min(KEPT_PAYLOAD_BYTES)].to_vec(),
+                ),
+                payload_len: Set(message.payload.len() as i64),
+                reason: Set(rejection.to_string()),
+                rejected_at: NotSet,
+            }),
+            _ => None,
+        })
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    rejected_messages::Entity::insert_many(rows)
+        .on_conflict(
+            OnConflict::columns([
+                rejected_messages::Column::Stream,
+                rejected_messages::Column::StreamSeq,
+            ])
+            .do_nothing()
+            .to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await?;
+    Ok(())
 }
 
 /// One product by id.
@@ -266,19 +341,24 @@ pub async fn page(
         .collect())
 }
 
+/// What identifies the product an id-less message created.
+fn creation_key(stream: &str, seq: u64) -> String {
+    format!("{stream}#{seq}")
+}
+
 fn row(
     stream: &str,
     stream_seq: u64,
-    update: crate::product::ProductUpdate,
+    update: &ProductUpdate,
     created_by: Option<String>,
 ) -> products::ActiveModel {
     products::ActiveModel {
         id: NotSet,
-        name: Set(update.name),
+        name: Set(update.name.clone()),
         price: Set(update.price),
-        manufacturer: Set(update.manufacturer),
-        description: Set(update.description),
-        attributes: Set(serde_json::Value::Object(update.attributes)),
+        manufacturer: Set(update.manufacturer.clone()),
+        description: Set(update.description.clone()),
+        attributes: Set(serde_json::Value::Object(update.attributes.clone())),
         stream: Set(stream.to_owned()),
         stream_seq: Set(seq_to_i64(stream_seq)),
         created_by: Set(created_by),

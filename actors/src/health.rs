@@ -1,0 +1,94 @@
+//! What the parts report about themselves, kept where others read it without
+//! asking a busy actor: `/readyz` reads these at any time, and the binary
+//! learns from them why the service stopped.
+//!
+//! Each is a `tokio::sync::watch`, created once by the binary and handed to
+//! the actors' arguments, so it outlives the restart of the actor that writes it.
+
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// The handles on every report; clones share them.
+#[derive(Clone, Debug)]
+pub struct Health {
+    ingest: Arc<watch::Sender<IngestHealth>>,
+    cache_rebuilt: Arc<watch::Sender<bool>>,
+    fatal: Arc<watch::Sender<Option<String>>>,
+}
+
+/// Ingest's view of its job: reading from NATS and storing into Postgres.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IngestHealth {
+    /// The NATS connection is up.
+    pub nats_connected: bool,
+    /// Why the stream or the durable consumer cannot be read, if it cannot
+    /// (`None` once it is set up).
+    pub consumer_problem: Option<String>,
+    /// Why the last batch could not be stored, if it could not (`None` after a
+    /// batch is stored).
+    pub store_problem: Option<String>,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Health {
+    pub fn new() -> Self {
+        Self {
+            ingest: Arc::new(watch::Sender::new(IngestHealth {
+                nats_connected: false,
+                consumer_problem: Some("not set up yet".into()),
+                store_problem: None,
+            })),
+            cache_rebuilt: Arc::new(watch::Sender::new(false)),
+            fatal: Arc::new(watch::Sender::new(None)),
+        }
+    }
+
+    pub fn ingest(&self) -> IngestHealth {
+        self.ingest.borrow().clone()
+    }
+
+    /// Changes ingest's report in place (only when the change is real, so that
+    /// a watcher wakes for changes only).
+    pub fn update_ingest(&self, change: impl FnOnce(&mut IngestHealth)) {
+        self.ingest.send_if_modified(|health| {
+            let before = health.clone();
+            change(health);
+            *health != before
+        });
+    }
+
+    pub fn cache_rebuilt(&self) -> bool {
+        *self.cache_rebuilt.borrow()
+    }
+
+    pub fn set_cache_rebuilt(&self, rebuilt: bool) {
+        self.cache_rebuilt.send_replace(rebuilt);
+    }
+
+    /// Why the service cannot go on (a configuration that cannot work), once
+    /// a part has said so.
+    pub fn fatal(&self) -> Option<String> {
+        self.fatal.borrow().clone()
+    }
+
+    pub fn set_fatal(&self, reason: String) {
+        self.fatal.send_replace(Some(reason));
+    }
+
+    /// Completes once a part has said the service cannot go on, with its reason.
+    pub async fn fatal_reported(&self) -> String {
+        let mut fatal = self.fatal.subscribe();
+        loop {
+            if let Some(reason) = fatal.borrow_and_update().clone() {
+                return reason;
+            }
+            // The sender lives as long as `self`: this never ends in an error.
+            let _ = fatal.changed().await;
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! What Postgres refuses that is not the message's fault is never set aside as
+//! if it were: ids written by hand do not make id-less products collide, and a
+//! constraint the contract does not know (added by a deployment) holds the
+//! message back for redelivery instead of discarding it.
+
+use crate::common::{TestApp, wait_until};
+
+#[tokio::test]
+async fn an_id_less_product_does_not_collide_with_ids_written_by_hand() {
+    let app = TestApp::spawn().await;
+    // Written by hand (or imported), past the id sequence.
+    app.sql(
+        "INSERT INTO products (id, name, price, manufacturer, stream, stream_seq) VALUES \
+         (1, 'a', 1, 'm', 'by hand', 0), (2, 'b', 1, 'm', 'by hand', 0), \
+         (3, 'c', 1, 'm', 'by hand', 0)",
+    )
+    .await;
+    app.publish(r#"{"name":"pen","price":10,"manufacturer":"bic"}"#)
+        .await;
+    let listed = app.wait_for_list_len(4).await;
+    assert_eq!(listed[3]["id"], 4);
+    assert_eq!(listed[3]["name"], "pen");
+    assert_eq!(app.rejected_count().await, 0);
+}
+
+#[tokio::test]
+async fn a_message_refused_by_a_new_constraint_is_redelivered_not_set_aside() {
+    let app = TestApp::spawn().await;
+    app.sql("ALTER TABLE products ADD CONSTRAINT price_below_1000 CHECK (price < 1000)")
+        .await;
+    // Alone in its batch: no other message shows that the database is at fault.
+    app.publish(r#"{"id":5,"name":"lamp","price":5000,"manufacturer":"ikea"}"#)
+        .await;
+
+    wait_until("the message was refused and redelivered", || async {
+        app.consumer_info().await.num_redelivered >= 1
+    })
+    .await;
+    assert_eq!(app.rejected_count().await, 0, "nothing is set aside");
+    let body = app.wait_for_readiness("postgres", false).await;
+    let error = body["postgres"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("price_below_1000"), "{body}");
+
+    // The deployment is rolled back: the message is stored.
+    app.sql("ALTER TABLE products DROP CONSTRAINT price_below_1000")
+        .await;
+    assert_eq!(app.wait_for_product(5).await["price"], 5000);
+    app.wait_for_readiness("postgres", true).await;
+}
