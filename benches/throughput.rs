@@ -1,8 +1,12 @@
 //! Throughput, each figure beside a baseline measured in the same run:
 //!
 //! - ingest: a backlog of generated products, from JetStream to Postgres and
-//!   the cache, in messages a second; the baseline is the same backlog pulled
-//!   and acked by a bare consumer that stores nothing (what NATS alone allows).
+//!   the cache, in messages a second: first id-less products (inserts), then
+//!   an update by id of each of them (upserts of existing rows). The baseline
+//!   of each is the same backlog pulled and acked by a bare consumer that
+//!   stores nothing (what NATS alone allows). Every clock stops at the same
+//!   condition: the consumer's ack floor, as the server sees it, reaches the
+//!   backlog's last message.
 //! - reads: `GET /products/{id}` from the cache, in requests a second; the
 //!   baseline is `GET /healthz`, which asks no actor.
 //!
@@ -10,6 +14,8 @@
 //! `scripts/services`). `BENCH_MESSAGES` sets the backlog (default 50000);
 //! `BENCH_PG_SOCKET=/var/run/postgresql` reaches Postgres over its Unix socket
 //! instead of TCP. The HTTP load comes from this same process, on the same cores.
+//! The cache's periodic invalidation is pushed an hour away, so that no read
+//! goes to Postgres because a timer fired during the run.
 
 use actors::supervisor::RestartBudget;
 use anyhow::Context;
@@ -44,10 +50,11 @@ async fn main() -> anyhow::Result<()> {
 async fn run(settings: &Settings, messages: u64) -> anyhow::Result<()> {
     products::produce::run(settings, Source::Generated(messages)).await?;
     let client = async_nats::connect(settings.nats_url.expose()).await?;
-    let js = jetstream::new(client);
+    let js = jetstream::new(client.clone());
     let stream = js.get_stream(&settings.nats_stream).await?;
 
-    let baseline = bare_consumer(&stream, messages).await?;
+    // Inserts: the id-less backlog, from the app's start.
+    let baseline = bare_consumer(&client, &stream, "bench-inserts", 1, messages).await?;
     let app = App::start(settings, "bench", RestartBudget::default()).await?;
     let started = Instant::now();
     let mut consumer: jetstream::consumer::PullConsumer = loop {
@@ -56,20 +63,30 @@ async fn run(settings: &Settings, messages: u64) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
-    loop {
-        let info = consumer.info().await?;
-        if info.ack_floor.stream_sequence >= messages {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let service = started.elapsed();
+    acked_up_to(&mut consumer, messages).await?;
+    let inserts = started.elapsed();
+    app.shutdown().await?;
+
+    // Upserts: an update by id of every product stored above, published while
+    // the app is stopped and timed from its next start.
+    let updates = updates_file(messages)?;
+    let published = products::produce::run(settings, Source::File(updates.clone())).await;
+    let _ = std::fs::remove_file(&updates);
+    published?;
+    let last = 2 * messages;
+    let upsert_baseline =
+        bare_consumer(&client, &stream, "bench-upserts", messages + 1, last).await?;
+    let app = App::start(settings, "bench", RestartBudget::default()).await?;
+    let started = Instant::now();
+    acked_up_to(&mut consumer, last).await?;
+    let upserts = started.elapsed();
 
     println!(
-        "ingest of {messages} messages (batches of {}), Postgres at {}:",
+        "ingest (batches of {}), Postgres at {}:",
         settings.ingest_batch_size,
         settings.database_url_redacted()
     );
+    println!("  {messages} id-less products (inserts):");
     report(
         "bare consumer, pull + ack, no store (baseline)",
         messages,
@@ -78,7 +95,18 @@ async fn run(settings: &Settings, messages: u64) -> anyhow::Result<()> {
     report(
         "products: decode, store in Postgres, cache, ack",
         messages,
-        service,
+        inserts,
+    );
+    println!("  {messages} updates by id of those products (upserts):");
+    report(
+        "bare consumer, pull + ack, no store (baseline)",
+        messages,
+        upsert_baseline,
+    );
+    report(
+        "products: decode, store in Postgres, cache, ack",
+        messages,
+        upserts,
     );
 
     let base = format!("http://{}", app.http_addr());
@@ -98,6 +126,35 @@ async fn run(settings: &Settings, messages: u64) -> anyhow::Result<()> {
     app.shutdown().await
 }
 
+/// Waits until the server has the consumer's acks up to `last`.
+async fn acked_up_to(
+    consumer: &mut jetstream::consumer::PullConsumer,
+    last: u64,
+) -> anyhow::Result<()> {
+    loop {
+        let info = consumer.info().await?;
+        if info.ack_floor.stream_sequence >= last {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A file of `count` updates, one per id from 1, for `produce --file`.
+fn updates_file(count: u64) -> anyhow::Result<std::path::PathBuf> {
+    let updates: Vec<serde_json::Value> = (1..=count)
+        .map(|id| {
+            serde_json::json!({
+                "id": id, "name": format!("product {id}"), "price": id % 10_000 + 1,
+                "manufacturer": "generator", "description": "updated"
+            })
+        })
+        .collect();
+    let path = std::env::temp_dir().join(format!("products-bench-{}.json", uuid::Uuid::new_v4()));
+    std::fs::write(&path, serde_json::to_vec(&updates)?)?;
+    Ok(path)
+}
+
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
@@ -110,21 +167,28 @@ fn report(what: &str, count: u64, took: Duration) {
     );
 }
 
-/// Pulls and acks the whole backlog on a durable of its own, storing nothing.
+/// Pulls and acks the stream from `first` to `last` on a durable of its own,
+/// storing nothing; the clock stops when the server has every ack.
 async fn bare_consumer(
+    client: &async_nats::Client,
     stream: &jetstream::stream::Stream,
-    messages: u64,
+    name: &str,
+    first: u64,
+    last: u64,
 ) -> anyhow::Result<Duration> {
-    let consumer: jetstream::consumer::PullConsumer = stream
+    let mut consumer: jetstream::consumer::PullConsumer = stream
         .create_consumer(pull::Config {
-            durable_name: Some("bench-baseline".into()),
+            durable_name: Some(name.into()),
             ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: first,
+            },
             ..Default::default()
         })
         .await?;
     let started = Instant::now();
     let mut acked = 0;
-    while acked < messages {
+    while acked < last - first + 1 {
         let mut batch = consumer
             .fetch()
             .max_messages(500)
@@ -137,6 +201,9 @@ async fn bare_consumer(
             acked += 1;
         }
     }
+    // Acks are buffered by the client: sent, then seen by the server.
+    client.flush().await?;
+    acked_up_to(&mut consumer, last).await?;
     Ok(started.elapsed())
 }
 
@@ -189,5 +256,6 @@ fn bench_settings() -> Settings {
     settings.nats_stream_subjects = vec![format!("bench_{id}.>")];
     settings.nats_subject = format!("bench_{id}.products");
     settings.nats_durable = format!("bench_{id}");
+    settings.cache_invalidate_every = Duration::from_secs(3600);
     settings
 }

@@ -73,7 +73,19 @@ fn corpus() -> Vec<(Vec<u8>, &'static str)> {
             b"{\"name\":\"p\xc3\x28n\",\"price\":1,\"manufacturer\":\"b\"}".to_vec(),
             "not UTF-8",
         ),
-        (deep.into_bytes(), "not valid JSON"),
+        // Not read deeply: refused for what it is.
+        (
+            deep.clone().into_bytes(),
+            "expected a JSON object, found an array",
+        ),
+        (
+            format!(r#"{{"name":{deep},"price":1,"manufacturer":"b"}}"#).into_bytes(),
+            "not valid JSON",
+        ),
+        (
+            br#"{"id":5,"name":"a","name":"b","price":1,"manufacturer":"m"}"#.to_vec(),
+            r#"the field `name` is given more than once, as "name" and "name""#,
+        ),
         (
             oversized.to_string().into_bytes(),
             "more than the 65536 bytes allowed",

@@ -4,16 +4,16 @@
 //! finishes its batch and exits 0 within a few seconds.
 
 use crate::common::process::ServiceProcess;
-use crate::common::servers::free_port;
 use crate::common::{
-    Cleanup, DEADLINE, connect, init_logs, jetstream_with_stream, unique_settings, wait_until,
-    wait_until_within,
+    Cleanup, DEADLINE, connect, init_logs, jetstream_with_stream, prepared_database,
+    unique_settings, wait_until, wait_until_within,
 };
 use async_nats::jetstream;
 use bytes::Bytes;
 use products::settings::Settings;
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::json;
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -83,19 +83,23 @@ async fn kill_repeatedly(workload: Workload, kills: usize) -> Outcome {
     // every id the service assigns lies above the ids the workload updates.
     let (first, rest) = messages.split_first().unwrap();
     publish_in_order(&js, &settings, std::slice::from_ref(first)).await;
-    let mut service = ServiceProcess::start(&settings, free_port());
+    let mut service = ServiceProcess::start(&settings);
     wait_until("the first message is stored", || async {
         outstanding(&js, &settings).await == 0
     })
     .await;
+    // Stopped while each chunk is published, so that every round starts with
+    // a backlog: a running service could drain a chunk before `before` is
+    // read, and then wait in vain for it to shrink.
+    let status = service.terminate(DEADLINE).await;
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
 
     let mut chunks = rest.chunks(rest.len().div_ceil(kills + 1));
-    for _ in 0..kills {
+    for round in 1..=kills {
         publish_in_order(&js, &settings, chunks.next().unwrap()).await;
         let before = outstanding(&js, &settings).await;
-        if !service.is_running() {
-            service.restart();
-        }
+        assert!(before > 0, "round {round} starts with nothing to store");
+        service.restart();
         // Kill as soon as this incarnation has stored and acked something.
         wait_until("the service acks part of the backlog", || async {
             outstanding(&js, &settings).await < before
@@ -147,7 +151,7 @@ async fn kill_repeatedly(workload: Workload, kills: usize) -> Outcome {
 
     // HTTP serves the same.
     let http = reqwest::Client::new();
-    let base = service.base();
+    let base = service.base().await;
     wait_until("the restarted service answers", || async {
         http.get(format!("{base}/healthz")).send().await.is_ok()
     })
@@ -257,11 +261,21 @@ async fn kill_9_long_twenty_kills_over_a_hundred_thousand_messages() {
 
 #[tokio::test]
 async fn sigterm_finishes_the_batch_in_flight_and_exits_0_within_seconds() {
-    init_logs();
     let mut settings = unique_settings();
     // Longer than the deadline of every wait below.
     settings.nats_ack_wait = Duration::from_secs(60);
-    let _cleanup = Cleanup::new(&settings);
+    let _cleanup = prepared_database(&settings).await;
+    // Each batch spends half a second in Postgres, so that the batch seen in
+    // flight below is still in flight when the signal comes.
+    let db = connect(&settings.database_url).await;
+    for statement in [
+        "CREATE FUNCTION slow_batch() RETURNS trigger LANGUAGE plpgsql \
+         AS $$ BEGIN PERFORM pg_sleep(0.5); RETURN NULL; END $$",
+        "CREATE TRIGGER slow_batch BEFORE INSERT ON products \
+         FOR EACH STATEMENT EXECUTE FUNCTION slow_batch()",
+    ] {
+        db.execute_unprepared(statement).await.unwrap();
+    }
     let (js, _) = jetstream_with_stream(&settings).await;
     let backlog = Workload {
         ids: 100,
@@ -271,10 +285,25 @@ async fn sigterm_finishes_the_batch_in_flight_and_exits_0_within_seconds() {
     .messages();
     publish_in_order(&js, &settings, &backlog).await;
 
-    let mut service = ServiceProcess::start(&settings, free_port());
-    let before = outstanding(&js, &settings).await;
-    wait_until("the service is working through the backlog", || async {
-        outstanding(&js, &settings).await < before
+    let mut service = ServiceProcess::start(&settings);
+    let in_flight = RefCell::new(None);
+    wait_until("a batch is delivered and not yet acked", || async {
+        let Ok(stream) = js.get_stream(&settings.nats_stream).await else {
+            return false;
+        };
+        let Ok(mut consumer) = stream
+            .get_consumer::<jetstream::consumer::pull::Config>(&settings.nats_durable)
+            .await
+        else {
+            return false;
+        };
+        match consumer.info().await {
+            Ok(info) if info.num_ack_pending > 0 => {
+                *in_flight.borrow_mut() = Some(info.clone());
+                true
+            }
+            _ => false,
+        }
     })
     .await;
     let status = service
@@ -288,13 +317,32 @@ async fn sigterm_finishes_the_batch_in_flight_and_exits_0_within_seconds() {
         "{log}"
     );
 
-    // Every message acked before the exit is stored.
-    let stream = js.get_stream(&settings.nats_stream).await.unwrap();
-    let mut consumer: jetstream::consumer::PullConsumer =
-        stream.get_consumer(&settings.nats_durable).await.unwrap();
-    let acked = consumer.info().await.unwrap().ack_floor.stream_sequence;
-    assert!(acked > 0);
-    let db = connect(&settings.database_url).await;
+    // The batch in flight at the signal was finished: acked, and nothing
+    // else is left delivered but unacked (to wait out `ack_wait`).
+    let in_flight = in_flight.into_inner().unwrap();
+    let info = js
+        .get_stream(&settings.nats_stream)
+        .await
+        .unwrap()
+        .get_consumer::<jetstream::consumer::pull::Config>(&settings.nats_durable)
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .clone();
+    let acked = info.ack_floor.stream_sequence;
+    assert!(
+        acked >= in_flight.delivered.stream_sequence,
+        "in flight at the signal: {in_flight:?}; after the exit: {info:?}"
+    );
+    assert_eq!(info.num_ack_pending, 0, "{info:?}");
+    assert_eq!(acked, info.delivered.stream_sequence, "{info:?}");
+    assert!(
+        acked < backlog.len() as u64,
+        "the whole backlog was stored before the signal: {info:?}"
+    );
+    // ... and stored, with nothing stored beyond what was acked.
     let stored = db
         .query_one_raw(Statement::from_string(
             db.get_database_backend(),
@@ -305,20 +353,21 @@ async fn sigterm_finishes_the_batch_in_flight_and_exits_0_within_seconds() {
         .unwrap()
         .try_get::<i64>("", "seq")
         .unwrap();
-    assert!(
-        stored as u64 >= acked,
+    assert_eq!(
+        stored as u64, acked,
         "acked up to {acked}, stored up to {stored}"
     );
 
-    // Started again, it takes the rest of the backlog within the deadline,
-    // far shorter than this test's `ack_wait`: the stopped process held no
-    // message that would have had to wait it out.
+    // Started again, it takes the rest of the backlog.
+    db.execute_unprepared("DROP TRIGGER slow_batch ON products")
+        .await
+        .unwrap();
     service.restart();
     wait_until("the rest of the backlog is stored", || async {
         outstanding(&js, &settings).await == 0
     })
     .await;
-    let last: serde_json::Value = reqwest::get(format!("{}/products/100", service.base()))
+    let last: serde_json::Value = reqwest::get(format!("{}/products/100", service.base().await))
         .await
         .unwrap()
         .json()

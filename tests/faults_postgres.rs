@@ -1,16 +1,35 @@
 //! Postgres goes away while messages arrive: the service stays up, serves
-//! from its cache, stops acking, says so on /readyz, backs off, and stores
-//! everything once Postgres is back. Postgres is reached through a proxy the
-//! test can take down; the machine's Postgres itself is never stopped.
+//! from its cache (even past an invalidation), stops acking, says so on
+//! /readyz, backs off, and stores everything once Postgres is back. Postgres
+//! is reached through a proxy the test can take down; the machine's Postgres
+//! itself is never stopped. Also: concurrent misses for one product share
+//! one read, seen as the reads that wait on a table the test has locked.
 
 use crate::common::servers::PgProxy;
-use crate::common::{Cleanup, TestApp, unique_settings, wait_until};
+use crate::common::{
+    Cleanup, TestApp, connect, lock_products, statements_waiting_on_locks, unique_settings,
+    wait_until,
+};
+use actors::cache::{CacheMsg, CacheStatus};
 use actors::supervisor::RestartBudget;
+use sea_orm::ConnectionTrait;
+use std::time::Duration;
+
+/// The cache's status.
+async fn cache_status(app: &TestApp) -> CacheStatus {
+    actors::cache::peer(app.app().names())
+        .ask(|reply| CacheMsg::Status { reply }, Duration::from_secs(3))
+        .await
+        .expect("the cache answers")
+}
 
 #[tokio::test]
 async fn postgres_going_away_stops_acks_keeps_serving_the_cache_and_loses_nothing() {
     let proxy = PgProxy::start().await;
     let mut settings = unique_settings();
+    // Invalidations as often as the settings allow, so that the outage
+    // outlasts several of them.
+    settings.cache_invalidate_every = Duration::from_secs(1);
     let cleanup = Cleanup::new(&settings);
     let database = settings
         .database_url
@@ -35,9 +54,25 @@ async fn postgres_going_away_stops_acks_keeps_serving_the_cache_and_loses_nothin
 
     let readiness = app.wait_for_readiness("postgres", false).await;
     assert_eq!(readiness["nats"]["ready"], true, "{readiness}");
-    // The cached product is still served; the list (from Postgres) is a 503.
-    assert_eq!(app.get_json("/products/1").await.1["price"], 10);
-    assert_eq!(app.get("/products").await.status(), 503);
+    // The cached product is still served, each time after an invalidation
+    // made it stale; what needs Postgres is a 503, never a 500.
+    for _ in 0..2 {
+        let invalidated = cache_status(&app).await.invalidations;
+        wait_until("the cache is invalidated during the outage", || async {
+            cache_status(&app).await.invalidations > invalidated
+        })
+        .await;
+        // Each waits for Postgres to fail (up to 3 s): asked together.
+        let ((status, product), page) =
+            tokio::join!(app.get_json("/products/1"), app.get("/product?id=1"));
+        assert_eq!((status, &product["price"]), (200, &10.into()), "{product}");
+        assert_eq!(page.status(), 200);
+    }
+    let paths = ["/products", "/", "/products/2", "/product?id=2"];
+    let answers = futures::future::join_all(paths.map(|path| app.get(path))).await;
+    for (path, answer) in paths.iter().zip(answers) {
+        assert_eq!(answer.status(), 503, "{path}");
+    }
 
     // Ingest tried, failed, and backs off: the messages are redelivered, not acked.
     wait_until("the new messages were tried and redelivered", || async {
@@ -59,4 +94,54 @@ async fn postgres_going_away_stops_acks_keeps_serving_the_cache_and_loses_nothin
     .await;
     app.wait_for_readiness("postgres", true).await;
     assert_eq!(app.wait_for_list_len(2).await.len(), 2);
+}
+
+#[tokio::test]
+async fn concurrent_misses_for_one_product_share_one_read() {
+    const CLIENTS: usize = 8;
+    let app = TestApp::spawn().await;
+    app.wait_for_readiness("cache", true).await;
+    // A product in Postgres that the cache has never seen.
+    let db = connect(&app.settings.database_url).await;
+    db.execute_unprepared(
+        "INSERT INTO products (id, name, price, manufacturer, stream, stream_seq) \
+         VALUES (2, 'two', 2, 'm', 'imported', 1)",
+    )
+    .await
+    .unwrap();
+
+    // Every read of the table waits while the test holds this lock, so the
+    // reads the service makes can be counted in pg_stat_activity.
+    let lock = lock_products(&db).await;
+    let requests: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (http, url) = (app.http.clone(), format!("{}/products/2", app.base));
+            tokio::spawn(async move { http.get(url).send().await })
+        })
+        .collect();
+    let observer = connect(&app.settings.database_url).await;
+    wait_until("a read waits on the lock", || async {
+        statements_waiting_on_locks(&observer).await > 0
+    })
+    .await;
+    // The other misses must wait on that read, not start their own: watch
+    // for one second (well within the cache's 3 s wait on Postgres), in
+    // which separate reads would show up at once.
+    let watch_until = tokio::time::Instant::now() + Duration::from_secs(1);
+    while tokio::time::Instant::now() < watch_until {
+        let waiting = statements_waiting_on_locks(&observer).await;
+        assert_eq!(
+            waiting, 1,
+            "{CLIENTS} concurrent misses made {waiting} reads"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    lock.commit().await.unwrap();
+
+    for request in requests {
+        let response = request.await.unwrap().expect("an answer");
+        assert_eq!(response.status(), 200);
+        let product: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(product["name"], "two");
+    }
 }

@@ -1,7 +1,12 @@
 //! The HTTP contract: pages, JSON, errors, paging, health, headers, escaping.
 
-use crate::common::{DEADLINE, TestApp, wait_until};
+use crate::common::{
+    DEADLINE, TestApp, connect, lock_products, statements_waiting_on_locks, wait_until,
+};
+use actors::names::Child;
+use ractor::ActorStatus;
 use serde_json::json;
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -18,22 +23,58 @@ async fn the_product_page_without_an_id_explains_and_sends_the_browser_home() {
     assert!(page.contains(r#"<a href="/">the list of all products</a>"#));
 }
 
+/// What the README promises for an id that is not a positive 64-bit integer:
+/// a 400 page that says why. Each bad id, with the reason it must be given.
+const BAD_IDS: [(&str, &str); 7] = [
+    ("abc", "The id must be a positive whole number, not “abc”."),
+    ("0", "The id must be a positive whole number, not “0”."),
+    ("-5", "The id must be a positive whole number, not “-5”."),
+    ("1.5", "The id must be a positive whole number, not “1.5”."),
+    (
+        "99999999999999999999",
+        "The id “99999999999999999999” is too large: ids go up to 9223372036854775807.",
+    ),
+    (
+        "%00",
+        "The id must be a positive whole number, not “\u{0}”.",
+    ),
+    (
+        "",
+        "The id is empty: give a positive whole number, for example ?id=1.",
+    ),
+];
+
+/// Text as the pages write it (the five characters that matter in HTML).
+fn html_escaped(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#x27;")
+}
+
 #[tokio::test]
 async fn bad_ids_get_400_and_unknown_ids_get_404_as_pages_and_as_json() {
     let app = TestApp::spawn().await;
-    for bad in ["abc", "0", "-5", "1.5", "99999999999999999999", "%00", ""] {
+    for (bad, reason) in BAD_IDS {
         let (status, page) = app.get_text(&format!("/product?id={bad}")).await;
         assert_eq!(status, 400, "/product?id={bad}");
-        assert!(page.contains("id"), "{page}");
+        assert!(page.contains("<h1>400 · Bad Request</h1>"), "{page}");
+        let message = format!(r#"<p class="message">{}</p>"#, html_escaped(reason));
+        assert!(
+            page.contains(&message),
+            "/product?id={bad}: {message} in {page}"
+        );
         if !bad.is_empty() {
             let (status, body) = app.get_json(&format!("/products/{bad}")).await;
             assert_eq!(status, 400, "/products/{bad}");
-            assert!(body["error"].as_str().unwrap().contains("id"), "{body}");
+            assert_eq!(body, json!({ "error": reason }), "/products/{bad}");
         }
     }
     let (status, page) = app.get_text("/product?id=123").await;
     assert_eq!(status, 404);
-    assert!(page.contains("There is no product with id 123."));
+    assert!(page.contains("<h1>404 · Not Found</h1>"), "{page}");
+    assert!(page.contains(r#"<p class="message">There is no product with id 123.</p>"#));
     let (status, body) = app.get_json("/products/123").await;
     assert_eq!(status, 404);
     assert_eq!(body, json!({"error": "There is no product with id 123."}));
@@ -62,13 +103,24 @@ async fn values_from_the_stream_are_html_escaped() {
 #[tokio::test]
 async fn pages_and_errors_send_security_headers() {
     let app = TestApp::spawn().await;
-    for path in ["/", "/product", "/nowhere", "/products"] {
+    for path in [
+        "/",
+        "/product",
+        "/product?id=abc",
+        "/product?id=7",
+        "/nowhere",
+        "/products",
+        "/products/abc",
+        "/static/style.css",
+    ] {
         let response = app.get(path).await;
         let headers = response.headers();
         let csp = headers["content-security-policy"].to_str().unwrap();
         assert!(csp.contains("default-src 'none'"), "{path}: {csp}");
         assert!(!csp.contains("script-src"), "no script is allowed: {csp}");
         assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(headers["referrer-policy"], "no-referrer", "{path}");
+        assert_eq!(headers["x-frame-options"], "DENY", "{path}");
     }
 }
 
@@ -128,8 +180,57 @@ async fn lists_are_paged_in_id_order_with_a_link_to_the_next_page() {
         );
         assert_eq!(app.get(&format!("/?{bad}")).await.status(), 400, "{bad}");
     }
-    // Over the maximum is served as the maximum.
-    assert_eq!(app.get("/products?limit=5000").await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_limit_over_1000_is_served_as_1000() {
+    let app = TestApp::spawn().await;
+    let subject = app.settings.nats_subject.clone();
+    let mut acks = Vec::new();
+    for id in 1..=1001 {
+        let product = json!({"id": id, "name": format!("p{id}"), "price": 1, "manufacturer": "m"});
+        let ack = app
+            .js
+            .publish(subject.clone(), product.to_string().into())
+            .await
+            .unwrap();
+        acks.push(ack);
+    }
+    for ack in acks {
+        ack.await.unwrap();
+    }
+    wait_until("all 1001 products are stored", || async {
+        app.get("/products/1001").await.status() == 200
+            && app.consumer_info().await.num_ack_pending == 0
+            && app.consumer_info().await.num_pending == 0
+    })
+    .await;
+
+    for limit in ["1000", "1001", "5000", "18446744073709551615"] {
+        let response = app.get(&format!("/products?limit={limit}")).await;
+        assert_eq!(response.status(), 200, "limit={limit}");
+        assert_eq!(
+            response.headers()["link"],
+            r#"</products?after=1000&limit=1000>; rel="next""#,
+            "limit={limit}"
+        );
+        let page: Vec<serde_json::Value> = response.json().await.unwrap();
+        assert_eq!(page.len(), 1000, "limit={limit}");
+        assert_eq!(page[999]["id"], 1000);
+
+        let (_, html) = app.get_text(&format!("/?limit={limit}")).await;
+        assert_eq!(
+            html.matches(r#"href="/product?id="#).count(),
+            1000,
+            "/?limit={limit}"
+        );
+        assert!(html.contains(r#"href="/?after=1000&amp;limit=1000""#));
+    }
+    let (_, rest) = app.get_json("/products?after=1000&limit=5000").await;
+    assert_eq!(
+        rest,
+        json!([{"id": 1001, "name": "p1001", "price": 1, "manufacturer": "m"}])
+    );
 }
 
 #[tokio::test]
@@ -215,5 +316,67 @@ async fn a_very_long_url_gets_a_client_error_not_a_500() {
             status_line.starts_with(&format!("HTTP/1.1 {expected}")),
             "{length}: {status_line}"
         );
+    }
+}
+
+#[tokio::test]
+async fn a_request_in_flight_when_shutdown_begins_is_answered_before_the_server_stops() {
+    let mut app = TestApp::spawn().await;
+    app.wait_for_readiness("cache", true).await;
+    let db = connect(&app.settings.database_url).await;
+    let http = ractor::registry::where_is(app.app().names().of(Child::Http)).unwrap();
+
+    // A request held up in Postgres: a miss that waits on a locked table.
+    let lock = lock_products(&db).await;
+    let request = tokio::spawn(app.http.get(format!("{}/products/42", app.base)).send());
+    wait_until("the request's read waits on the lock", || async {
+        statements_waiting_on_locks(&db).await > 0
+    })
+    .await;
+
+    let app_handle = app.app.take().unwrap();
+    let shutdown = tokio::spawn(app_handle.shutdown());
+    wait_until("the http actor is stopping its server", || async {
+        http.get_status() >= ActorStatus::Stopping
+    })
+    .await;
+    if request.is_finished() {
+        let ended = request.await.unwrap().map(|r| r.status());
+        panic!("the request ended while its read still waited: {ended:?}");
+    }
+    lock.commit().await.unwrap();
+
+    // Answered in full (404, or 503 had the read given up), not cut off.
+    let response = request
+        .await
+        .unwrap()
+        .expect("an answer, not a cut connection");
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.expect("the whole body");
+    assert!(matches!(status, 404 | 503), "{status} {body}");
+    assert!(body["error"].is_string(), "{body}");
+    shutdown.await.unwrap().expect("a graceful shutdown");
+}
+
+#[tokio::test]
+async fn while_postgres_hangs_every_request_is_answered_within_10_seconds_and_never_500() {
+    let app = TestApp::spawn().await;
+    app.wait_for_readiness("cache", true).await;
+    let db = connect(&app.settings.database_url).await;
+    let _lock = lock_products(&db).await;
+    // A client more patient than the server, so that the server's limit is
+    // the one measured (with a second of slack for a busy machine).
+    let client = reqwest::Client::new();
+    let paths = ["/products", "/", "/products/42", "/product?id=42"];
+    let answers = futures::future::join_all(paths.map(|path| {
+        let request = client.get(format!("{}{path}", app.base)).send();
+        tokio::time::timeout(Duration::from_secs(11), request)
+    }))
+    .await;
+    for (path, answer) in paths.iter().zip(answers) {
+        let response = answer
+            .unwrap_or_else(|_| panic!("{path}: no answer within 10 s"))
+            .unwrap();
+        assert_eq!(response.status(), 503, "{path}");
     }
 }

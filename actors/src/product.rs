@@ -9,6 +9,7 @@
 //! `{"name":"pen","price":10,"manufacturer":"bic"}` are the same product.
 //! Unknown keys are ignored, as Go ignores them.
 
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::fmt;
@@ -76,8 +77,14 @@ pub enum DecodeError {
     NotJson(String),
     #[error("expected a JSON object, found {0}")]
     NotAnObject(&'static str),
-    #[error("the field `{field}` is given more than once (keys match case-insensitively)")]
-    Duplicate { field: &'static str },
+    #[error(
+        "the field `{field}` is given more than once, as {first:?} and {second:?} (keys match case-insensitively, and each field may appear once)"
+    )]
+    Duplicate {
+        field: &'static str,
+        first: String,
+        second: String,
+    },
     #[error("the field `{field}` is missing")]
     Missing { field: &'static str },
     #[error("the field `{field}` {problem}")]
@@ -108,25 +115,19 @@ pub fn decode(payload: &[u8]) -> Result<ProductUpdate, DecodeError> {
     if text.trim().is_empty() {
         return Err(DecodeError::Empty);
     }
-    let value: Value =
-        serde_json::from_str(text).map_err(|e| DecodeError::NotJson(e.to_string()))?;
-    let Value::Object(object) = value else {
-        return Err(DecodeError::NotAnObject(kind_of(&value)));
+    let wire: Wire = serde_json::from_str(text).map_err(|e| DecodeError::NotJson(e.to_string()))?;
+    let fields = match wire {
+        Wire::Object(fields) => fields,
+        Wire::NotAnObject(kind) => return Err(DecodeError::NotAnObject(kind)),
     };
-
-    let mut fields: [Option<Value>; FIELDS.len()] = Default::default();
-    for (key, value) in object {
-        let lower = key.to_ascii_lowercase();
-        if let Some(slot) = FIELDS.iter().position(|f| *f == lower) {
-            if fields[slot].is_some() {
-                return Err(DecodeError::Duplicate {
-                    field: FIELDS[slot],
-                });
-            }
-            fields[slot] = Some(value);
-        }
+    if let Some(repeat) = fields.repeat {
+        return Err(DecodeError::Duplicate {
+            field: FIELDS[repeat.slot],
+            first: repeat.first,
+            second: repeat.second,
+        });
     }
-    let [id, name, price, manufacturer, description, attributes] = fields;
+    let [id, name, price, manufacturer, description, attributes] = fields.values;
 
     Ok(ProductUpdate {
         id: decode_id(id)?,
@@ -136,6 +137,102 @@ pub fn decode(payload: &[u8]) -> Result<ProductUpdate, DecodeError> {
         description: decode_description(description)?,
         attributes: decode_attributes(attributes)?,
     })
+}
+
+/// A payload as the decoder reads it. serde_json's `Value` keeps only the last
+/// of two equal keys, so `{"name":"a","name":"b"}` would silently be `b`: this
+/// reads the object key by key instead, and remembers a field given twice.
+enum Wire {
+    Object(Box<Fields>),
+    NotAnObject(&'static str),
+}
+
+/// The product's fields as found in the object (unknown keys are skipped).
+#[derive(Default)]
+struct Fields {
+    values: [Option<Value>; FIELDS.len()],
+    /// The spellings of each field as first given.
+    keys: [Option<String>; FIELDS.len()],
+    /// The first field given twice, if any.
+    repeat: Option<Repeat>,
+}
+
+struct Repeat {
+    slot: usize,
+    first: String,
+    second: String,
+}
+
+impl<'de> Deserialize<'de> for Wire {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(WireVisitor)
+    }
+}
+
+struct WireVisitor;
+
+impl<'de> Visitor<'de> for WireVisitor {
+    type Value = Wire;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Wire, A::Error> {
+        let mut fields = Fields::default();
+        while let Some(key) = map.next_key::<String>()? {
+            let Some(slot) = FIELDS.iter().position(|f| f.eq_ignore_ascii_case(&key)) else {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            };
+            let value = map.next_value::<Value>()?;
+            match &fields.keys[slot] {
+                Some(first) => {
+                    // The whole payload is still read, so that broken JSON
+                    // after the repeat is reported as broken JSON.
+                    fields.repeat.get_or_insert_with(|| Repeat {
+                        slot,
+                        first: first.clone(),
+                        second: key,
+                    });
+                }
+                None => {
+                    fields.keys[slot] = Some(key);
+                    fields.values[slot] = Some(value);
+                }
+            }
+        }
+        Ok(Wire::Object(Box::new(fields)))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Wire, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Wire::NotAnObject("an array"))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Wire, E> {
+        Ok(Wire::NotAnObject("null"))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Wire, E> {
+        Ok(Wire::NotAnObject("a boolean"))
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Wire, E> {
+        Ok(Wire::NotAnObject("a number"))
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Wire, E> {
+        Ok(Wire::NotAnObject("a number"))
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Wire, E> {
+        Ok(Wire::NotAnObject("a number"))
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Wire, E> {
+        Ok(Wire::NotAnObject("a string"))
+    }
 }
 
 fn decode_id(value: Option<Value>) -> Result<Option<i64>, DecodeError> {
@@ -446,6 +543,55 @@ mod tests {
     }
 
     #[test]
+    fn a_field_given_twice_is_rejected_whatever_the_case() {
+        for (payload, first, second) in [
+            (
+                r#"{"id":5,"name":"a","name":"b","price":1,"manufacturer":"m"}"#,
+                "name",
+                "name",
+            ),
+            (
+                r#"{"id":5,"name":"a","price":1,"manufacturer":"m","NAME":"b"}"#,
+                "name",
+                "NAME",
+            ),
+            (
+                r#"{"Price":1,"name":"a","price":2,"manufacturer":"m"}"#,
+                "Price",
+                "price",
+            ),
+            (
+                r#"{"id":1,"id":1,"name":"a","price":1,"manufacturer":"m"}"#,
+                "id",
+                "id",
+            ),
+        ] {
+            let error = decode(payload.as_bytes()).unwrap_err();
+            let field = first.to_ascii_lowercase();
+            assert_eq!(
+                error.to_string(),
+                format!(
+                    "the field `{field}` is given more than once, as {first:?} and {second:?} \
+                     (keys match case-insensitively, and each field may appear once)"
+                ),
+                "{payload}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_ignored_even_when_repeated() {
+        let update =
+            decode(br#"{"x":1,"name":"a","x":[2],"price":1,"manufacturer":"m","X":{}}"#).unwrap();
+        assert_eq!(update.name, "a");
+    }
+
+    #[test]
+    fn broken_json_after_a_repeated_field_is_reported_as_broken_json() {
+        assert!(reason(br#"{"name":"a","name":"b","price":1,"#).contains("not valid JSON"));
+    }
+
+    #[test]
     fn oversized_and_deeply_nested_payloads_are_rejected() {
         let long_name = "x".repeat(MAX_NAME_CHARS + 1);
         let payload = json!({"name": long_name, "price": 1, "manufacturer": "b"}).to_string();
@@ -454,7 +600,19 @@ mod tests {
         let huge = vec![b' '; MAX_PAYLOAD_BYTES + 1];
         assert!(reason(&huge).contains("more than the"));
 
+        // Skipped without recursion: rejected for what it is, not read deeply.
         let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
-        assert!(reason(deep.as_bytes()).contains("not valid JSON"));
+        assert!(reason(deep.as_bytes()).contains("found an array"));
+        let nest = |key: &str| {
+            format!(
+                r#"{{"{key}":{}{},"name":"a","price":1,"manufacturer":"b"}}"#,
+                "[".repeat(10_000),
+                "]".repeat(10_000)
+            )
+        };
+        // A field the decoder reads stops at serde_json's depth limit.
+        assert!(reason(nest("description").as_bytes()).contains("not valid JSON"));
+        // An unknown key's value is skipped, however deep.
+        assert!(decode(nest("extra").as_bytes()).is_ok());
     }
 }

@@ -1,14 +1,27 @@
 //! Properties of the message decoder: it never panics, whatever the bytes;
 //! every well-formed product decodes to exactly what was sent, whatever the
-//! case of its keys; and one bad field is enough to reject a message.
+//! case of its keys; one bad field (or one field given twice) is enough to
+//! reject a message; and for messages built on purpose at the contract's
+//! edges, the decoder accepts exactly what the README's contract allows.
+//!
+//! The last property counts what its generator produced and fails if the
+//! interesting cases became rare (see [`Coverage`]), so that a change to the
+//! generator cannot quietly turn it into a test that checks nothing.
+
+mod edges;
 
 use actors::product::{
     DecodeError, MAX_ATTRIBUTES, MAX_DESCRIPTION_CHARS, MAX_ID, MAX_NAME_CHARS, MAX_PRICE, decode,
 };
+use actors::product::{MAX_ATTRIBUTE_KEY_CHARS, MAX_ATTRIBUTE_VALUE_CHARS, ProductUpdate};
+use edges::Refusal;
 use proptest::collection::{btree_map, vec};
 use proptest::option;
 use proptest::prelude::*;
+use proptest::test_runner::TestRunner;
 use serde_json::{Map, Value, json};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 
 /// A key in any mix of upper and lower case, as Go's decoder accepts.
 fn any_case(key: &'static str) -> impl Strategy<Value = String> {
@@ -149,6 +162,10 @@ enum Spoil {
     AttributeValueNested,
     TooManyAttributes,
     NulInName,
+    /// A field given a second time, in the same case as the first.
+    RepeatedSameCase(usize),
+    /// A field given a second time, in another case.
+    RepeatedOtherCase(usize),
 }
 
 fn spoil() -> impl Strategy<Value = Spoil> {
@@ -173,6 +190,8 @@ fn spoil() -> impl Strategy<Value = Spoil> {
         Just(Spoil::AttributeValueNested),
         Just(Spoil::TooManyAttributes),
         Just(Spoil::NulInName),
+        (0..6usize).prop_map(Spoil::RepeatedSameCase),
+        (0..6usize).prop_map(Spoil::RepeatedOtherCase),
     ]
 }
 
@@ -209,7 +228,37 @@ fn apply(spoil: &Spoil, message: &Valid, object: &mut Map<String, Value>) {
             drop(object.insert(attributes.clone(), Value::Object(many)));
         }
         Spoil::NulInName => drop(object.insert(name.clone(), json!("a\u{0}b"))),
+        // Repeats are added to the text (see `spoiled_text`): a map cannot hold them.
+        Spoil::RepeatedSameCase(_) | Spoil::RepeatedOtherCase(_) => {}
     }
+}
+
+/// The spoiled message as text: a repeated field goes in front of the others,
+/// under the key the message uses for it, or that key in another case.
+fn spoiled_text(spoil: &Spoil, message: &Valid, object: Map<String, Value>) -> String {
+    let repeat = match spoil {
+        Spoil::RepeatedSameCase(field) => Some(message.keys[*field].clone()),
+        Spoil::RepeatedOtherCase(field) => Some(flip_case(&message.keys[*field])),
+        _ => None,
+    };
+    let text = Value::Object(object).to_string();
+    match repeat {
+        // A value that is valid on its own, so that only the repeat is at fault.
+        Some(key) => format!("{{{}:1,{}", json!(key), &text[1..]),
+        None => text,
+    }
+}
+
+fn flip_case(key: &str) -> String {
+    key.chars()
+        .map(|c| {
+            if c.is_ascii_uppercase() {
+                c.to_ascii_lowercase()
+            } else {
+                c.to_ascii_uppercase()
+            }
+        })
+        .collect()
 }
 
 proptest! {
@@ -220,16 +269,13 @@ proptest! {
         let _ = decode(&bytes);
     }
 
+    /// Random JSON is nearly always refused: this one guards against panics
+    /// and odd shapes; the edge property below is the one that checks accepted
+    /// messages in number.
     #[test]
-    fn whatever_json_is_accepted_is_a_valid_product(value in any_json()) {
+    fn any_json_is_decoded_or_refused_without_panicking(value in any_json()) {
         if let Ok(update) = decode(value.to_string().as_bytes()) {
-            prop_assert!(update.id.is_none_or(|id| (1..=MAX_ID).contains(&id)));
-            for text in [&update.name, &update.manufacturer] {
-                prop_assert!(!text.is_empty() && text.trim() == text.as_str());
-                prop_assert!(text.chars().count() <= MAX_NAME_CHARS);
-            }
-            prop_assert!((0..=MAX_PRICE as i64).contains(&update.price));
-            prop_assert!(update.attributes.len() <= MAX_ATTRIBUTES);
+            satisfies_the_contract(&update)?;
         }
     }
 
@@ -249,10 +295,175 @@ proptest! {
     fn one_bad_field_rejects_the_message(message in valid(), spoil in spoil()) {
         let mut object = message.to_json();
         apply(&spoil, &message, &mut object);
-        let result = decode(Value::Object(object).to_string().as_bytes());
-        prop_assert!(
-            matches!(result, Err(DecodeError::Missing { .. } | DecodeError::Invalid { .. }) ),
-            "{:?} was accepted: {:?}", spoil, result
+        // A repeat of a field the message leaves out is no repeat: add it.
+        if let Spoil::RepeatedSameCase(field) | Spoil::RepeatedOtherCase(field) = spoil {
+            object.entry(message.keys[field].clone()).or_insert(Value::Null);
+        }
+        let text = spoiled_text(&spoil, &message, object);
+        let result = decode(text.as_bytes());
+        match spoil {
+            Spoil::RepeatedSameCase(_) | Spoil::RepeatedOtherCase(_) => prop_assert!(
+                matches!(result, Err(DecodeError::Duplicate { .. })),
+                "{:?} was not refused as a repeat: {:?} ({})", spoil, result, text
+            ),
+            _ => prop_assert!(
+                matches!(result, Err(DecodeError::Missing { .. } | DecodeError::Invalid { .. })),
+                "{:?} was accepted: {:?}", spoil, result
+            ),
+        }
+    }
+}
+
+/// The number of messages the edge property decodes.
+const EDGE_CASES: u32 = 1000;
+
+#[test]
+fn messages_at_the_contracts_edges_get_exactly_the_contracts_verdict() {
+    let coverage = RefCell::new(Coverage::default());
+    let mut runner = TestRunner::new(ProptestConfig::with_cases(EDGE_CASES));
+    let result = runner.run(&edges::edged(), |message| {
+        let got = decode(message.text.as_bytes());
+        match (&message.expect, &got) {
+            (Ok(expected), Ok(update)) => {
+                prop_assert_eq!(expected, update, "{}", message.text);
+                satisfies_the_contract(update)?;
+            }
+            (Err(Refusal::Repeated(field)), Err(DecodeError::Duplicate { field: got, .. }))
+            | (Err(Refusal::Field(field)), Err(DecodeError::Missing { field: got }))
+            | (Err(Refusal::Field(field)), Err(DecodeError::Invalid { field: got, .. })) => {
+                prop_assert_eq!(field, got, "{}", message.text);
+            }
+            (expected, got) => {
+                prop_assert!(
+                    false,
+                    "expected {:?}, got {:?}: {}",
+                    expected,
+                    got,
+                    message.text
+                );
+            }
+        }
+        coverage.borrow_mut().count(&message, &got);
+        Ok(())
+    });
+    if let Err(failure) = result {
+        panic!("{failure}");
+    }
+    coverage.into_inner().assert_enough(EDGE_CASES as usize);
+}
+
+/// What the contract says of every accepted message, checked on its own.
+fn satisfies_the_contract(update: &ProductUpdate) -> Result<(), TestCaseError> {
+    prop_assert!(update.id.is_none_or(|id| (1..=MAX_ID).contains(&id)));
+    for text in [&update.name, &update.manufacturer] {
+        prop_assert!(!text.is_empty() && text.trim() == text.as_str());
+        prop_assert!(text.chars().count() <= MAX_NAME_CHARS);
+        prop_assert!(!text.chars().any(char::is_control));
+    }
+    prop_assert!((0..=MAX_PRICE as i64).contains(&update.price));
+    if let Some(description) = &update.description {
+        prop_assert!(!description.is_empty() && description.trim() == description.as_str());
+        prop_assert!(description.chars().count() <= MAX_DESCRIPTION_CHARS);
+        prop_assert!(!description.contains('\0'));
+    }
+    prop_assert!(update.attributes.len() <= MAX_ATTRIBUTES);
+    for (key, value) in &update.attributes {
+        prop_assert!(!key.trim().is_empty() && key.chars().count() <= MAX_ATTRIBUTE_KEY_CHARS);
+        match value {
+            Value::String(s) => prop_assert!(s.chars().count() <= MAX_ATTRIBUTE_VALUE_CHARS),
+            Value::Number(_) | Value::Bool(_) => {}
+            other => prop_assert!(false, "attribute {} is {}", key, other),
+        }
+    }
+    Ok(())
+}
+
+/// What the edge property's generator produced over a run. Without it, a
+/// change to a weight or a range could leave the property checking almost
+/// nothing (as uniform prices once did: nearly all of them above 2^53).
+#[derive(Default, Debug)]
+struct Coverage {
+    accepted: usize,
+    refused_field: BTreeMap<&'static str, usize>,
+    repeated_same_case: usize,
+    repeated_other_case: usize,
+    accepted_max_price: usize,
+    refused_price_over_max: usize,
+    accepted_max_id: usize,
+    accepted_longest_name: usize,
+}
+
+impl Coverage {
+    fn count(&mut self, message: &edges::Edged, got: &Result<ProductUpdate, DecodeError>) {
+        match got {
+            Ok(update) => {
+                self.accepted += 1;
+                self.accepted_max_price += usize::from(update.price == MAX_PRICE as i64);
+                self.accepted_max_id += usize::from(update.id == Some(MAX_ID));
+                self.accepted_longest_name +=
+                    usize::from(update.name.chars().count() == MAX_NAME_CHARS);
+            }
+            Err(DecodeError::Missing { field } | DecodeError::Invalid { field, .. }) => {
+                *self.refused_field.entry(field).or_default() += 1;
+                let over = format!("{}", MAX_PRICE + 1);
+                self.refused_price_over_max += usize::from(
+                    *field == "price" && message.price.json.as_deref() == Some(over.as_str()),
+                );
+            }
+            Err(DecodeError::Duplicate { .. }) => {
+                let repeat = message.repeat.as_ref().expect("a repeat was generated");
+                if edges::FIELDS.contains(&repeat.key.as_str()) {
+                    self.repeated_same_case += 1;
+                } else {
+                    self.repeated_other_case += 1;
+                }
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// Fails unless each interesting case came up often enough. The minimums
+    /// are far below what the weights give (about half the messages are
+    /// accepted), so that a run never fails by chance.
+    fn assert_enough(&self, cases: usize) {
+        let at_least = |what: &str, count: usize, minimum: usize| {
+            assert!(
+                count >= minimum,
+                "the generator produced {what} {count} times in {cases} cases, \
+                 fewer than {minimum}: {self:#?}"
+            );
+        };
+        at_least("accepted messages", self.accepted, cases / 4);
+        at_least("refused messages", cases - self.accepted, cases / 4);
+        for field in edges::FIELDS {
+            let refused = self.refused_field.get(field).copied().unwrap_or(0);
+            at_least(
+                &format!("messages refused for `{field}`"),
+                refused,
+                cases / 100,
+            );
+        }
+        at_least(
+            "a field repeated in the same case",
+            self.repeated_same_case,
+            cases / 100,
+        );
+        at_least(
+            "a field repeated in another case",
+            self.repeated_other_case,
+            cases / 100,
+        );
+        at_least("an accepted price of 2^53", self.accepted_max_price, 3);
+        at_least(
+            "a refused price of 2^53 + 1",
+            self.refused_price_over_max,
+            1,
+        );
+        at_least("an accepted id of 2^53", self.accepted_max_id, 3);
+        at_least(
+            "an accepted name of 256 characters",
+            self.accepted_longest_name,
+            3,
         );
     }
 }

@@ -17,7 +17,10 @@ use products::App;
 use products::secret::SecretUrl;
 use products::settings::Settings;
 use ractor::Actor;
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, Statement,
+    TransactionTrait,
+};
 use std::future::Future;
 use std::sync::Once;
 use std::time::Duration;
@@ -384,6 +387,31 @@ pub async fn connect(database_url: &SecretUrl) -> DatabaseConnection {
     Database::connect(options)
         .await
         .expect("Postgres is running")
+}
+
+/// Holds an exclusive lock on `products` until the returned transaction
+/// ends: every read and write of the table waits, as on a hung Postgres, and
+/// each waiting statement shows in [`statements_waiting_on_locks`].
+pub async fn lock_products(db: &DatabaseConnection) -> DatabaseTransaction {
+    let lock = db.begin().await.unwrap();
+    lock.execute_unprepared("LOCK TABLE products IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    lock
+}
+
+/// Statements of the database `db` is connected to that wait on a lock.
+pub async fn statements_waiting_on_locks(db: &DatabaseConnection) -> i64 {
+    db.query_one_raw(Statement::from_string(
+        db.get_database_backend(),
+        "SELECT count(*) AS n FROM pg_stat_activity \
+         WHERE datname = current_database() AND wait_event_type = 'Lock'",
+    ))
+    .await
+    .unwrap()
+    .unwrap()
+    .try_get::<i64>("", "n")
+    .unwrap()
 }
 
 /// Polls `check` until it holds, failing the test after [`DEADLINE`].

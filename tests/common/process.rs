@@ -10,19 +10,22 @@ use tokio::time::{Instant, sleep};
 pub struct ServiceProcess {
     child: Option<Child>,
     settings: Settings,
-    pub http_port: u16,
+    /// How many times the process was started: the log holds one
+    /// "products is up" line per start that got that far.
+    starts: usize,
     log: PathBuf,
 }
 
 impl ServiceProcess {
-    /// Starts `products serve` with these settings on `127.0.0.1:http_port`;
-    /// its log goes to a file that [`ServiceProcess::log`] reads.
-    pub fn start(settings: &Settings, http_port: u16) -> Self {
+    /// Starts `products serve` with these settings, listening on a port the
+    /// system picks (see [`ServiceProcess::base`]); its log goes to a file
+    /// that [`ServiceProcess::log`] reads.
+    pub fn start(settings: &Settings) -> Self {
         let log = std::env::temp_dir().join(format!("products-{}.log", uuid::Uuid::new_v4()));
         let mut process = Self {
             child: None,
             settings: settings.clone(),
-            http_port,
+            starts: 0,
             log,
         };
         process.restart();
@@ -42,7 +45,7 @@ impl ServiceProcess {
             .arg("serve")
             .env("DATABASE_URL", s.database_url.expose())
             .env("NATS_URL", s.nats_url.expose())
-            .env("HTTP_ADDR", format!("127.0.0.1:{}", self.http_port))
+            .env("HTTP_ADDR", "127.0.0.1:0")
             .env("NATS_STREAM", &s.nats_stream)
             .env("NATS_STREAM_SUBJECTS", s.nats_stream_subjects.join(","))
             .env("NATS_SUBJECT", &s.nats_subject)
@@ -58,10 +61,7 @@ impl ServiceProcess {
             .spawn()
             .expect("the products binary starts");
         self.child = Some(child);
-    }
-
-    pub fn is_running(&self) -> bool {
-        self.child.is_some()
+        self.starts += 1;
     }
 
     /// SIGKILL, and wait for the process to be gone.
@@ -97,8 +97,27 @@ impl ServiceProcess {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    pub fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.http_port)
+    /// `http://127.0.0.1:PORT` of the running process, once it has logged
+    /// that it is up; panics, with the log, if the process has exited.
+    pub async fn base(&mut self) -> String {
+        let mut addr = None;
+        super::wait_until("the service logs the address it serves on", || {
+            let child = self.child.as_mut().expect("the service is running");
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("the service exited ({status}):\n{}", self.log());
+            }
+            addr = self
+                .log()
+                .lines()
+                .filter(|line| line.contains("products is up"))
+                .nth(self.starts - 1)
+                .and_then(|line| line.split("addr=").nth(1))
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(str::to_owned);
+            std::future::ready(addr.is_some())
+        })
+        .await;
+        format!("http://{}", addr.unwrap())
     }
 }
 

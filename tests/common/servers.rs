@@ -2,8 +2,15 @@
 //! of its own (own port, own store directory), and a TCP proxy in front of the
 //! machine's Postgres that can refuse and cut connections. The machine's shared
 //! services are never stopped.
+//!
+//! Ports are never picked "free" and bound later (another process can take
+//! one in between): nats-server picks its own first port and says which in a
+//! ports file, and the proxy binds port 0 itself. A server is only taken as
+//! ready when its own process answers: nats-server's name is checked, and a
+//! child that exits is reported with its log.
 
-use std::net::{SocketAddr, TcpListener as StdListener};
+use std::fs::File;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -13,9 +20,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// A free port on 127.0.0.1 (free when this returns).
+/// A port that was free on 127.0.0.1 when this returned. Racy: another
+/// process can take it before the caller binds it. Only for a child whose
+/// port must be known before it starts (`tests/settings.rs`); the servers
+/// below never use it.
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
+    std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
@@ -24,7 +34,11 @@ pub fn free_port() -> u16 {
 
 /// A nats-server with JetStream that only this test uses.
 pub struct NatsServer {
-    pub port: u16,
+    /// Chosen by the server on its first start, kept for the restarts (the
+    /// app under test has this URL).
+    port: Option<u16>,
+    /// Unique, so that a client can tell this server from any other.
+    name: String,
     /// A user and password the server requires (`--user`, `--pass`), if any.
     credentials: Option<(String, String)>,
     store: PathBuf,
@@ -32,12 +46,14 @@ pub struct NatsServer {
 }
 
 impl NatsServer {
-    /// Picks a port and a store directory; does not start the server yet.
+    /// A store directory and a name; the server is not started yet.
     pub fn new() -> Self {
-        let store = std::env::temp_dir().join(format!("products-nats-{}", uuid::Uuid::new_v4()));
+        let name = format!("products-test-{}", uuid::Uuid::new_v4().simple());
+        let store = std::env::temp_dir().join(&name);
         std::fs::create_dir_all(&store).unwrap();
         Self {
-            port: free_port(),
+            port: None,
+            name,
             credentials: None,
             store,
             process: None,
@@ -51,18 +67,32 @@ impl NatsServer {
         server
     }
 
-    /// The server's URL, with the credentials it requires.
+    /// The server's URL, with the credentials it requires (known once it has
+    /// started).
     pub fn url(&self) -> String {
+        let port = self.port.expect("the nats-server has been started");
         match &self.credentials {
-            Some((user, password)) => format!("nats://{user}:{password}@127.0.0.1:{}", self.port),
-            None => format!("nats://127.0.0.1:{}", self.port),
+            Some((user, password)) => format!("nats://{user}:{password}@127.0.0.1:{port}"),
+            None => format!("nats://127.0.0.1:{port}"),
         }
     }
 
-    /// Starts the server (again, with the same port and store) and waits until it
-    /// accepts connections.
+    /// Its log (stderr, appended over restarts).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.store.join("nats-server.log")).unwrap_or_default()
+    }
+
+    /// Starts the server and waits until it is the one answering on its port.
+    /// The first start lets it choose a free port; a restart takes the same
+    /// port again (and fails, with the server's log, if that is now taken).
     pub async fn start(&mut self) {
         assert!(self.process.is_none(), "already running");
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.store.join("nats-server.log"))
+            .unwrap();
+        let port = self.port.map_or("-1".to_owned(), |p| p.to_string());
         let auth = match &self.credentials {
             Some((user, password)) => vec!["--user", user, "--pass", password],
             None => vec![],
@@ -73,21 +103,57 @@ impl NatsServer {
                 "-a",
                 "127.0.0.1",
                 "-p",
-                &self.port.to_string(),
+                &port,
                 "-js",
-                "-sd",
+                "--server_name",
+                &self.name,
             ])
+            .arg("-sd")
+            .arg(&self.store)
+            .arg("--ports_file_dir")
             .arg(&self.store)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("nats-server is installed (scripts/services installs it)");
+        let ports_file = self
+            .store
+            .join(format!("nats-server_{}.ports", process.id()));
         self.process = Some(process);
-        super::wait_until("the test's nats-server accepts connections", || async {
-            let (options, server) = actors::nats_auth::connect_options(&self.url());
-            options.connect(server).await.is_ok()
+
+        let mut port = None;
+        super::wait_until("the test's nats-server says which port it took", || {
+            self.assert_running();
+            port = read_port(&ports_file);
+            std::future::ready(port.is_some())
         })
         .await;
+        self.port = port;
+        let url = self.url();
+        super::wait_until("the test's nats-server answers, as itself", || {
+            self.assert_running();
+            let (url, name) = (url.clone(), self.name.clone());
+            async move {
+                let (options, server) = actors::nats_auth::connect_options(&url);
+                match options.connect(server).await {
+                    Ok(client) => {
+                        let answering = client.server_info().server_name;
+                        assert_eq!(answering, name, "another server answers on {url}");
+                        true
+                    }
+                    Err(_) => false,
+                }
+            }
+        })
+        .await;
+    }
+
+    /// Panics, with the server's log, if the process has exited.
+    fn assert_running(&mut self) {
+        let process = self.process.as_mut().expect("started");
+        if let Some(status) = process.try_wait().unwrap() {
+            panic!("nats-server exited ({status}):\n{}", self.log());
+        }
     }
 
     /// Kills the server (SIGKILL) and waits for it to exit.
@@ -99,9 +165,21 @@ impl NatsServer {
     }
 }
 
+/// The client port in a ports file (`{"nats":["nats://127.0.0.1:PORT"]}`),
+/// once the server has written it.
+fn read_port(ports_file: &std::path::Path) -> Option<u16> {
+    let text = std::fs::read_to_string(ports_file).ok()?;
+    let ports: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let url = ports["nats"][0].as_str()?;
+    url.rsplit(':').next()?.parse().ok()
+}
+
 impl Drop for NatsServer {
     fn drop(&mut self) {
         self.kill();
+        if std::thread::panicking() {
+            eprintln!("--- nats-server log ---\n{}", self.log());
+        }
         let _ = std::fs::remove_dir_all(&self.store);
     }
 }
@@ -117,10 +195,12 @@ pub struct PgProxy {
 
 impl PgProxy {
     pub async fn start() -> Self {
-        let port = free_port();
+        // Bound here, on a port the system picks: nothing can take it first.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
         let (up, _) = watch::channel(true);
         let listening = Arc::new(AtomicBool::new(false));
-        let task = tokio::spawn(serve(port, up.subscribe(), listening.clone()));
+        let task = tokio::spawn(serve(listener, up.subscribe(), listening.clone()));
         let proxy = Self {
             port,
             up,
@@ -148,7 +228,12 @@ impl PgProxy {
     }
 
     async fn wait_listening(&self, listening: bool) {
-        super::wait_until("the proxy changes state", || async {
+        let what = if listening {
+            format!("the proxy listens on port {} (again)", self.port)
+        } else {
+            "the proxy stops listening".to_owned()
+        };
+        super::wait_until(&what, || async {
             self.listening.load(Ordering::SeqCst) == listening
         })
         .await;
@@ -161,8 +246,9 @@ impl Drop for PgProxy {
     }
 }
 
-async fn serve(port: u16, mut up: watch::Receiver<bool>, listening: Arc<AtomicBool>) {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+async fn serve(first: TcpListener, mut up: watch::Receiver<bool>, listening: Arc<AtomicBool>) {
+    let addr: SocketAddr = first.local_addr().unwrap();
+    let mut bound = Some(first);
     loop {
         // Down: nothing listens, so connections are refused.
         while !*up.borrow_and_update() {
@@ -170,11 +256,16 @@ async fn serve(port: u16, mut up: watch::Receiver<bool>, listening: Arc<AtomicBo
                 return;
             }
         }
-        let listener = loop {
-            match TcpListener::bind(addr).await {
-                Ok(listener) => break listener,
-                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
+        // Up again: the same port (the app has it in its URL). Should another
+        // process have taken it, `up()` times out saying so.
+        let listener = match bound.take() {
+            Some(listener) => listener,
+            None => loop {
+                match TcpListener::bind(addr).await {
+                    Ok(listener) => break listener,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            },
         };
         listening.store(true, Ordering::SeqCst);
         let mut connections = tokio::task::JoinSet::new();
