@@ -1,8 +1,8 @@
 //! The cache actor, driven through its messages, in front of a real database.
 
 use crate::common::{
-    Cleanup, batch, prepared_database, product_message, spawn_persistence, unique_settings,
-    wait_until, wait_until_within,
+    Cleanup, batch, lock_products, prepared_database, product_message, spawn_persistence,
+    statements_waiting_on_locks, unique_settings, wait_until, wait_until_within,
 };
 use actors::cache::{Cache, CacheArgs, CacheMsg, CacheRef, CacheStatus, ProductCache};
 use actors::changes::ChangeSignal;
@@ -225,12 +225,43 @@ async fn an_unknown_id_is_remembered_as_absent_until_it_is_written() {
 }
 
 #[tokio::test]
-async fn concurrent_misses_for_one_id_all_get_the_product() {
+async fn concurrent_misses_for_one_id_share_one_read() {
+    const CLIENTS: usize = 8;
     let fixture = with_two_products().await;
-    let (_cache, products) =
-        spawn_cache(&fixture.names, &fixture.changes, Duration::from_secs(3600)).await;
+    // No signal and no timer: nothing but the misses reads the table.
+    let deaf = ChangeSignal::default();
+    let (_cache, products) = spawn_cache(&fixture.names, &deaf, Duration::from_secs(3600)).await;
     products.clear();
-    let gets = (0..50).map(|_| get(&products, 2));
-    let results = futures::future::join_all(gets).await;
-    assert!(results.iter().all(|p| p.as_ref().unwrap().name == "toy"));
+
+    // Every read of the table waits while the test holds this lock, so the
+    // reads the cache makes can be counted in pg_stat_activity.
+    let db = crate::common::connect(&fixture.database_url.as_str().into()).await;
+    let lock = lock_products(&db).await;
+    let gets: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let products = products.clone();
+            tokio::spawn(async move { products.get(2).await })
+        })
+        .collect();
+    let observer = crate::common::connect(&fixture.database_url.as_str().into()).await;
+    wait_until("a read waits on the lock", || async {
+        statements_waiting_on_locks(&observer).await > 0
+    })
+    .await;
+    // The other misses must wait on that read, not start their own: watch
+    // for one second (within the cache's 3 s wait on Postgres), in which
+    // separate reads would show up at once.
+    let watch_until = tokio::time::Instant::now() + Duration::from_secs(1);
+    while tokio::time::Instant::now() < watch_until {
+        let waiting = statements_waiting_on_locks(&observer).await;
+        assert_eq!(
+            waiting, 1,
+            "{CLIENTS} concurrent misses made {waiting} reads"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    lock.commit().await.unwrap();
+    for get in gets {
+        assert_eq!(get.await.unwrap().unwrap().unwrap().name, "toy");
+    }
 }
