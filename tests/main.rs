@@ -15,6 +15,7 @@ mod faults_nats;
 mod faults_postgres;
 mod faults_slow_store;
 mod http;
+mod openapi;
 mod pipeline;
 mod readiness;
 mod settings;
