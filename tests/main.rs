@@ -19,5 +19,6 @@ mod openapi;
 mod pipeline;
 mod readiness;
 mod settings;
+mod smoke;
 mod stream_recreated;
 mod supervisor;
