@@ -1,8 +1,10 @@
-//! The command line: `products [serve]`, `products produce`, `products migrate`.
+//! The command line: `products [serve]`, `products produce`, `products smoke`,
+//! `products migrate`, `products config`.
 
 use crate::settings::Settings;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -33,6 +35,19 @@ pub enum Command {
         /// Publish this many generated products (for load).
         #[arg(long)]
         count: Option<u64>,
+    },
+    /// Check a running service end to end: publish one product named
+    /// `smoke-<uuid>` (with a random id from 2^52) through JetStream, wait until
+    /// the service at --url serves it as JSON and in its HTML list, and print how
+    /// long that took. Exits non-zero if it is not served within --timeout. The
+    /// product stays (there is no delete message).
+    Smoke {
+        /// The service's address (http://).
+        #[arg(long, env = "PRODUCTS_URL", default_value = "http://localhost:8000")]
+        url: String,
+        /// How long to wait for the product to be served, from its publish.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
     },
     /// Create the database if it is missing and apply the migrations, then exit.
     Migrate,

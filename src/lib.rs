@@ -4,7 +4,8 @@
 //! A map of the repository:
 //! - `src/` (this crate): the binary's edge: [`cli`], [`settings`],
 //!   [`secret`] (URLs that print redacted), [`telemetry`], start-up work on the database ([`database`]), the sample
-//!   publisher ([`produce`]), and [`App`], which wires the actors together.
+//!   publisher ([`produce`]), the end-to-end check of a deployment ([`smoke`]),
+//!   and [`App`], which wires the actors together.
 //! - `actors/`: the supervisor and its four actors (ingest, persistence, cache,
 //!   http) with their typed messages. Its `lib.rs` tells the life of a message.
 //! - `entity/`, `migration/`: the SeaORM entities and the schema migrations.
@@ -18,6 +19,7 @@ pub mod database;
 pub mod produce;
 pub mod secret;
 pub mod settings;
+pub mod smoke;
 pub mod telemetry;
 
 use actors::cache::{CacheArgs, ProductCache};

@@ -23,6 +23,20 @@ async fn main() -> anyhow::Result<()> {
             };
             products::produce::run(&cli.settings, source).await
         }
+        Command::Smoke { url, timeout } => {
+            let served = products::smoke::run(&cli.settings, &url, timeout).await?;
+            println!(
+                "{} (id {}, stream sequence {}) served on {} after {} ms \
+                 and on the list after {} ms",
+                served.name,
+                served.id,
+                served.stream_seq,
+                served.product_url,
+                served.as_json.as_millis(),
+                served.in_list.as_millis()
+            );
+            Ok(())
+        }
         Command::Migrate => products::database::prepare(&cli.settings.database_url).await,
         Command::Config => {
             for (var, value) in cli.settings.to_env() {

@@ -4,7 +4,7 @@
 
 use crate::settings::Settings;
 use anyhow::{Context, bail};
-use async_nats::jetstream::{self, message::PublishMessage};
+use async_nats::jetstream::{self, message::PublishMessage, publish::PublishAck};
 use bytes::Bytes;
 use futures::stream::{self, StreamExt};
 use std::path::PathBuf;
@@ -34,22 +34,16 @@ pub const SAMPLES: [&str; 2] = [
 
 pub async fn run(settings: &Settings, source: Source) -> anyhow::Result<()> {
     let payloads = payloads(source)?;
-    let (options, server) = actors::nats_auth::connect_options(settings.nats_url.expose());
-    let client = options
-        .name("products-produce")
-        .connection_timeout(Duration::from_secs(5))
-        .connect(server)
-        .await
-        .with_context(|| format!("cannot connect to NATS at {}", settings.nats_url))?;
-    let js = jetstream::new(client.clone());
-    js.get_or_create_stream(settings.ingest().stream_config())
-        .await
-        .with_context(|| format!("cannot get or create the stream {}", settings.nats_stream))?;
+    let (client, js) = connect(settings, "products-produce").await?;
 
     let total = payloads.len();
     let subject = settings.nats_subject.clone();
     let failures: Vec<anyhow::Error> = stream::iter(payloads)
-        .map(|payload| publish(&js, subject.clone(), payload))
+        .map(|payload| {
+            let id = uuid::Uuid::new_v4().to_string();
+            let (js, subject) = (&js, subject.clone());
+            async move { publish(js, subject, payload, &id).await }
+        })
         .buffer_unordered(IN_FLIGHT)
         .filter_map(|result| async move { result.err() })
         .collect()
@@ -68,18 +62,44 @@ pub async fn run(settings: &Settings, source: Source) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Publishes one message and waits for JetStream's ack, retrying with the same
-/// message id (so a retry of a publish that did land is dropped as a duplicate).
-async fn publish(js: &jetstream::Context, subject: String, payload: Bytes) -> anyhow::Result<()> {
-    let id = uuid::Uuid::new_v4().to_string();
+/// Connects to NATS as `name` (the name the server shows for the connection)
+/// and makes sure the stream exists: created as the service would create it
+/// when it is missing.
+pub async fn connect(
+    settings: &Settings,
+    name: &str,
+) -> anyhow::Result<(async_nats::Client, jetstream::Context)> {
+    let (options, server) = actors::nats_auth::connect_options(settings.nats_url.expose());
+    let client = options
+        .name(name)
+        .connection_timeout(Duration::from_secs(5))
+        .connect(server)
+        .await
+        .with_context(|| format!("cannot connect to NATS at {}", settings.nats_url))?;
+    let js = jetstream::new(client.clone());
+    js.get_or_create_stream(settings.ingest().stream_config())
+        .await
+        .with_context(|| format!("cannot get or create the stream {}", settings.nats_stream))?;
+    Ok((client, js))
+}
+
+/// Publishes one message with the `Nats-Msg-Id` `message_id` and waits for
+/// JetStream's ack, retrying with the same id (so a retry of a publish that did
+/// land is dropped as a duplicate).
+pub async fn publish(
+    js: &jetstream::Context,
+    subject: String,
+    payload: Bytes,
+    message_id: &str,
+) -> anyhow::Result<PublishAck> {
     let mut last_error = None;
     for _ in 0..ATTEMPTS {
         let message = PublishMessage::build()
             .payload(payload.clone())
-            .message_id(&id);
+            .message_id(message_id);
         match js.send_publish(subject.clone(), message).await {
             Ok(ack) => match ack.await {
-                Ok(_) => return Ok(()),
+                Ok(ack) => return Ok(ack),
                 Err(e) => last_error = Some(anyhow::Error::new(e)),
             },
             Err(e) => last_error = Some(anyhow::Error::new(e)),

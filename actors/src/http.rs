@@ -5,14 +5,18 @@
 //! tests). Stopping the actor stops the server gracefully: requests in flight
 //! finish, new connections are refused.
 //!
-//! The routes live in `http/routes.rs`; the pages and the JSON API beside it.
+//! The routes live in `http/routes.rs`; the pages and the JSON API beside it,
+//! and the API's OpenAPI description (`/openapi.json`) in `http/openapi.rs`.
 
 mod api;
+mod openapi;
 mod pages;
 mod params;
 mod routes;
 mod state;
 mod views;
+
+pub use routes::router;
 
 use crate::cache::ProductCache;
 use crate::health::Health;

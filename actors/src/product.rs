@@ -33,8 +33,10 @@ pub const MAX_PRICE: u64 = 1 << 53;
 /// ones publishers chose can never run out.
 pub const MAX_ID: i64 = 1 << 53;
 
-/// A product as stored and served.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// A product as stored and served (its schema in `/openapi.json` is derived
+/// from this type, serde attributes included).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, salvo::oapi::ToSchema)]
+#[salvo(schema(name = "Product"))]
 pub struct Product {
     pub id: i64,
     pub name: String,

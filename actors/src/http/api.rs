@@ -1,16 +1,20 @@
 //! The JSON API and the health checks.
 
+use super::openapi::{
+    HealthResponses, ListResponses, OneResponses, PagingQuery, ProductIdPath, ReadinessResponses,
+};
 use super::pages::{app_state, next_page};
 use super::params::{self, Paging};
 use super::state::Unavailable;
 use salvo::http::StatusCode;
 use salvo::http::header::LINK;
+use salvo::oapi::endpoint;
 use salvo::prelude::*;
 use serde_json::json;
 
 /// `GET /products`: one page of the list as a JSON array; a `Link: <…>; rel="next"`
 /// header points at the next page when this one is full.
-#[handler]
+#[endpoint(tags("products"), parameters(PagingQuery), responses(ListResponses))]
 pub async fn list(req: &mut Request, depot: &mut Depot, res: &mut Response) {
     let paging = match Paging::from_request(req) {
         Ok(paging) => paging,
@@ -29,7 +33,7 @@ pub async fn list(req: &mut Request, depot: &mut Depot, res: &mut Response) {
 }
 
 /// `GET /products/{id}`: one product as JSON.
-#[handler]
+#[endpoint(tags("products"), parameters(ProductIdPath), responses(OneResponses))]
 pub async fn one(req: &mut Request, depot: &mut Depot, res: &mut Response) {
     let raw = req.param::<String>("id");
     let id = match params::product_id(raw.as_deref()) {
@@ -49,14 +53,14 @@ pub async fn one(req: &mut Request, depot: &mut Depot, res: &mut Response) {
 }
 
 /// `GET /healthz`: the process is up and answering.
-#[handler]
+#[endpoint(tags("health"), responses(HealthResponses))]
 pub async fn healthz(res: &mut Response) {
     res.render(Json(json!({"status": "ok"})));
 }
 
 /// `GET /readyz`: 200 when Postgres and NATS are reachable and the cache is
 /// rebuilt; 503 otherwise, with the part that is not ready and why.
-#[handler]
+#[endpoint(tags("health"), responses(ReadinessResponses))]
 pub async fn readyz(depot: &mut Depot, res: &mut Response) {
     let readiness = app_state(depot).readiness().await;
     if !readiness.is_ready() {

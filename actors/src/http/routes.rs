@@ -3,7 +3,7 @@
 
 use super::state::AppState;
 use super::views::Assets;
-use super::{api, pages};
+use super::{api, openapi, pages};
 use crate::timeouts::REQUEST_TIMEOUT;
 use salvo::affix_state;
 use salvo::catcher::Catcher;
@@ -12,14 +12,31 @@ use salvo::http::header::{self, HeaderValue};
 use salvo::prelude::*;
 use salvo::serve_static::static_embed;
 use salvo::timeout::Timeout;
+use std::sync::Arc;
 
 /// No script at all, styles only from this origin.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
      base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 pub fn service(state: AppState) -> Service {
-    let router = Router::new()
+    let router = router();
+    let description = openapi::describe(&router)
+        .to_json()
+        .expect("the description is plain data: it serializes");
+    Service::new(router)
         .hoop(affix_state::inject(state))
+        .hoop(affix_state::inject(openapi::Description(Arc::new(
+            description,
+        ))))
+        .hoop(security_headers)
+        .hoop(Timeout::new(REQUEST_TIMEOUT))
+        .catcher(Catcher::new(error_response))
+}
+
+/// Every route the service serves. `/openapi.json` describes the JSON ones
+/// (the `#[endpoint]`s) from this very router.
+pub fn router() -> Router {
+    Router::new()
         .get(pages::index)
         .push(Router::with_path("product").get(pages::product_page))
         .push(
@@ -29,11 +46,8 @@ pub fn service(state: AppState) -> Service {
         )
         .push(Router::with_path("healthz").get(api::healthz))
         .push(Router::with_path("readyz").get(api::readyz))
-        .push(Router::with_path("static/{**path}").get(static_embed::<Assets>()));
-    Service::new(router)
-        .hoop(security_headers)
-        .hoop(Timeout::new(REQUEST_TIMEOUT))
-        .catcher(Catcher::new(error_response))
+        .push(Router::with_path(openapi::PATH).get(openapi::serve))
+        .push(Router::with_path("static/{**path}").get(static_embed::<Assets>()))
 }
 
 #[handler]
@@ -66,7 +80,7 @@ async fn error_response(req: &mut Request, res: &mut Response) {
         _ => "The request could not be handled.",
     };
     let path = req.uri().path();
-    if ["/products", "/healthz", "/readyz"]
+    if ["/products", "/healthz", "/readyz", "/openapi.json"]
         .iter()
         .any(|api| path == *api || path.starts_with(&format!("{api}/")))
     {
