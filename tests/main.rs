@@ -11,6 +11,7 @@ mod bad_input;
 mod commands;
 mod consumer_config;
 mod database_rules;
+mod deletion;
 mod faults_kill;
 mod faults_nats;
 mod faults_postgres;

@@ -30,7 +30,7 @@ use crate::names::{Child, Names};
 use crate::persistence::{self, Changes, PersistenceMsg, StoreError};
 use crate::product::Product;
 use crate::timeouts::PERSISTENCE_TIMEOUT;
-pub use products::ProductCache;
+pub use products::{LIVE_BUFFER, LiveEvent, ProductCache};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::sync::Arc;
 use std::time::Duration;
@@ -355,7 +355,7 @@ async fn rebuild(
         after = last.id;
         count += page.len();
         for product in page {
-            products.put(Arc::new(product)).await;
+            products.load(Arc::new(product)).await;
         }
     }
     debug!(products = count, "loaded every product");

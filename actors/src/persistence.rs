@@ -10,6 +10,7 @@
 //! [`STATEMENT_TIMEOUT`].
 
 mod listener;
+mod lookups;
 mod store;
 pub mod writer;
 
@@ -95,6 +96,35 @@ pub struct Changes {
     pub deleted: Vec<Deleted>,
 }
 
+/// One message set aside, as the rejected page shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RejectedMessage {
+    pub id: i64,
+    pub stream_seq: i64,
+    pub subject: String,
+    /// The start of the payload as text (invalid UTF-8 replaced), at most
+    /// [`REJECTED_PREVIEW_CHARS`] characters.
+    pub payload: String,
+    pub payload_len: i64,
+    pub reason: String,
+    /// When, in UTC (`2026-11-26 00:12:03 UTC`).
+    pub rejected_at: String,
+}
+
+/// How much of a rejected payload the rejected page shows.
+pub const REJECTED_PREVIEW_CHARS: usize = 300;
+
+/// What became of one published message, as far as Postgres knows now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageOutcome {
+    /// Not stored nor set aside yet.
+    Waiting,
+    /// Stored (or overtaken by a newer message for the same id).
+    Stored { id: i64, deleted: bool },
+    /// Set aside, for this reason.
+    Rejected { reason: String },
+}
+
 /// A deleted product: `id` is `None` when the whole table was truncated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Deleted {
@@ -131,6 +161,30 @@ pub enum PersistenceMsg {
     ChangesSince {
         since: Option<String>,
         reply: RpcReplyPort<Result<Changes, StoreError>>,
+    },
+    /// From http's search: up to `limit` products after the id `after` whose
+    /// name or manufacturer contains `text` (any case).
+    Search {
+        text: String,
+        after: i64,
+        limit: u64,
+        reply: RpcReplyPort<Result<Vec<Product>, StoreError>>,
+    },
+    /// From http's rejected page: up to `limit` rejected messages, newest
+    /// first, older than the one with the row id `before` (none: the newest).
+    Rejected {
+        before: Option<i64>,
+        limit: u64,
+        reply: RpcReplyPort<Result<Vec<RejectedMessage>, StoreError>>,
+    },
+    /// From http's manage pages: what became of the message `seq` of the
+    /// stream `stream` (its identity), which named the product `id` (none:
+    /// a new product).
+    Outcome {
+        stream: String,
+        seq: i64,
+        id: Option<i64>,
+        reply: RpcReplyPort<Result<MessageOutcome, StoreError>>,
     },
     /// From http's readiness check: can Postgres be read?
     Ping {
@@ -230,6 +284,39 @@ impl Actor for Persistence {
                 let db = state.reads.clone();
                 spawn_reply(reply, async move {
                     store::changes_since(&db, since.as_deref()).await
+                });
+            }
+            PersistenceMsg::Search {
+                text,
+                after,
+                limit,
+                reply,
+            } => {
+                let db = state.reads.clone();
+                spawn_reply(reply, async move {
+                    lookups::search(&db, &text, after, limit).await
+                });
+            }
+            PersistenceMsg::Rejected {
+                before,
+                limit,
+                reply,
+            } => {
+                let db = state.reads.clone();
+                spawn_reply(
+                    reply,
+                    async move { lookups::rejected(&db, before, limit).await },
+                );
+            }
+            PersistenceMsg::Outcome {
+                stream,
+                seq,
+                id,
+                reply,
+            } => {
+                let db = state.reads.clone();
+                spawn_reply(reply, async move {
+                    lookups::outcome(&db, &stream, seq, id).await
                 });
             }
             PersistenceMsg::Ping { reply } => {

@@ -51,6 +51,14 @@ pub struct Product {
     /// every later version of a row. Not served.
     #[serde(skip)]
     pub revision: i64,
+    /// The stream sequence of the message that set this version (shown on
+    /// the detail page, not served as JSON).
+    #[serde(skip)]
+    pub stream_seq: i64,
+    /// When this version was stored, in UTC (`2026-11-26 00:12:03`; shown on
+    /// the detail page, not served as JSON).
+    #[serde(skip)]
+    pub updated_at: String,
 }
 
 /// A decoded, valid message: a product to create or replace.
@@ -63,6 +71,18 @@ pub struct ProductUpdate {
     pub manufacturer: String,
     pub description: Option<String>,
     pub attributes: Map<String, Value>,
+    /// A deletion (`{"id": N, "deleted": true}`): the id is required, the
+    /// other fields are ignored (and left empty here).
+    pub deleted: bool,
+}
+
+/// A problem with one field, for a form to show next to that field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldProblem {
+    /// The field's lower-case name, as in [`FIELDS`].
+    pub field: &'static str,
+    /// What is wrong, for a person: "must not be empty".
+    pub problem: String,
 }
 
 /// Why a message is not a product. Its `Display` is stored in `rejected_messages`
@@ -96,14 +116,32 @@ pub enum DecodeError {
     },
 }
 
+impl DecodeError {
+    /// The field at fault and what is wrong with it, if one field is.
+    pub fn field_problem(&self) -> Option<FieldProblem> {
+        match self {
+            DecodeError::Missing { field } => Some(FieldProblem {
+                field,
+                problem: "is required".to_owned(),
+            }),
+            DecodeError::Invalid { field, problem } => Some(FieldProblem {
+                field,
+                problem: problem.clone(),
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// The fields of the wire format, by their lower-case name.
-const FIELDS: [&str; 6] = [
+pub const FIELDS: [&str; 7] = [
     "id",
     "name",
     "price",
     "manufacturer",
     "description",
     "attributes",
+    "deleted",
 ];
 
 /// Decodes one message payload into a product update, or says why it is not one.
@@ -129,16 +167,99 @@ pub fn decode(payload: &[u8]) -> Result<ProductUpdate, DecodeError> {
             second: repeat.second,
         });
     }
-    let [id, name, price, manufacturer, description, attributes] = fields.values;
+    decode_fields(fields.values).map_err(|mut errors| errors.swap_remove(0))
+}
 
-    Ok(ProductUpdate {
-        id: decode_id(id)?,
-        name: decode_name("name", name)?,
-        price: decode_price(price)?,
-        manufacturer: decode_name("manufacturer", manufacturer)?,
-        description: decode_description(description)?,
-        attributes: decode_attributes(attributes)?,
+/// Checks the fields of a product as a form gives them (keys in lower case,
+/// values as they would be in a message), with the decoder's own rules, and
+/// says what is wrong with each field, not only the first.
+pub fn check_fields(fields: &Map<String, Value>) -> Result<ProductUpdate, Vec<FieldProblem>> {
+    let values = FIELDS.map(|field| fields.get(field).cloned());
+    decode_fields(values).map_err(|errors| {
+        errors
+            .iter()
+            .filter_map(DecodeError::field_problem)
+            .collect()
     })
+}
+
+/// The fields' values in the order of [`FIELDS`] into an update; every
+/// problem found, in that order.
+fn decode_fields(values: [Option<Value>; FIELDS.len()]) -> Result<ProductUpdate, Vec<DecodeError>> {
+    let [
+        id,
+        name,
+        price,
+        manufacturer,
+        description,
+        attributes,
+        deleted,
+    ] = values;
+    let deleted = decode_deleted(deleted);
+    if deleted == Ok(true) {
+        return match decode_id(id) {
+            Ok(Some(id)) => Ok(ProductUpdate {
+                id: Some(id),
+                name: String::new(),
+                price: 0,
+                manufacturer: String::new(),
+                description: None,
+                attributes: Map::new(),
+                deleted: true,
+            }),
+            Ok(None) => Err(vec![DecodeError::Invalid {
+                field: "id",
+                problem: "is required to delete a product".to_owned(),
+            }]),
+            Err(error) => Err(vec![error]),
+        };
+    }
+    fn keep<T>(errors: &mut Vec<DecodeError>, result: Result<T, DecodeError>) -> Option<T> {
+        result.map_err(|e| errors.push(e)).ok()
+    }
+    let mut errors = Vec::new();
+    let update = (
+        keep(&mut errors, decode_id(id)),
+        keep(&mut errors, decode_name("name", name)),
+        keep(&mut errors, decode_price(price)),
+        keep(&mut errors, decode_name("manufacturer", manufacturer)),
+        keep(&mut errors, decode_description(description)),
+        keep(&mut errors, decode_attributes(attributes)),
+    );
+    // `deleted` comes last, after the fields the Go service knew.
+    if let Err(error) = deleted {
+        errors.push(error);
+    }
+    match update {
+        (
+            Some(id),
+            Some(name),
+            Some(price),
+            Some(manufacturer),
+            Some(description),
+            Some(attributes),
+        ) if errors.is_empty() => Ok(ProductUpdate {
+            id,
+            name,
+            price,
+            manufacturer,
+            description,
+            attributes,
+            deleted: false,
+        }),
+        _ => Err(errors),
+    }
+}
+
+fn decode_deleted(value: Option<Value>) -> Result<bool, DecodeError> {
+    match value {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(deleted)) => Ok(deleted),
+        Some(other) => Err(DecodeError::Invalid {
+            field: "deleted",
+            problem: format!("must be true or false, found {}", kind_of(&other)),
+        }),
+    }
 }
 
 /// A payload as the decoder reads it. serde_json's `Value` keeps only the last
@@ -433,6 +554,7 @@ mod tests {
                 manufacturer: "bic".into(),
                 description: None,
                 attributes: Map::new(),
+                deleted: false,
             }
         );
     }
@@ -579,6 +701,56 @@ mod tests {
                 "{payload}"
             );
         }
+    }
+
+    #[test]
+    fn a_deletion_names_an_id_and_needs_nothing_else() {
+        let update = decode(br#"{"id":7,"deleted":true}"#).unwrap();
+        assert!(update.deleted);
+        assert_eq!(update.id, Some(7));
+        // The other fields are not needed, and not read.
+        assert!(
+            decode(br#"{"ID":7,"Deleted":true,"price":"x"}"#)
+                .unwrap()
+                .deleted
+        );
+        // `false` is an ordinary update, with every rule.
+        assert!(
+            !decode(br#"{"id":7,"deleted":false,"name":"a","price":1,"manufacturer":"m"}"#)
+                .unwrap()
+                .deleted
+        );
+        assert!(reason(br#"{"deleted":true}"#).contains("`id` is required to delete"));
+        assert!(reason(br#"{"id":0,"deleted":true}"#).contains("`id` is required to delete"));
+        assert!(reason(br#"{"id":-1,"deleted":true}"#).contains("must not be negative"));
+        assert!(
+            reason(br#"{"id":1,"deleted":"yes","name":"a","price":1,"manufacturer":"m"}"#)
+                .contains("`deleted` must be true or false, found a string")
+        );
+    }
+
+    #[test]
+    fn a_form_learns_every_field_at_fault_with_the_decoders_words() {
+        let fields = json!({"name": " ", "price": "ten", "manufacturer": "bic"});
+        let problems = check_fields(fields.as_object().unwrap()).unwrap_err();
+        assert_eq!(
+            problems,
+            vec![
+                FieldProblem {
+                    field: "name",
+                    problem: "must not be empty".into()
+                },
+                FieldProblem {
+                    field: "price",
+                    problem: "must be a number, found a string".into()
+                },
+            ]
+        );
+        let fields = json!({"name": "pen", "price": 10, "manufacturer": "bic"});
+        assert_eq!(
+            check_fields(fields.as_object().unwrap()).unwrap().name,
+            "pen"
+        );
     }
 
     #[test]

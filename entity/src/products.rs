@@ -26,6 +26,10 @@ pub struct Model {
     /// later version of a row has the higher revision. (The row also holds
     /// `changed_by`, the writing transaction's id, read only by raw SQL.)
     pub revision: i64,
+    /// Deleted by a deletion message: kept (with the stream sequence of that
+    /// message) so that an older update redelivered later does not bring it
+    /// back; reads skip it.
+    pub deleted: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

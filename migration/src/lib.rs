@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261125_000001_create_products;
 mod m20261125_000002_create_rejected_messages;
 mod m20261126_000003_add_product_revisions;
+mod m20261126_000004_add_product_deletion_and_search;
 
 pub struct Migrator;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_create_products::Migration),
             Box::new(m20261125_000002_create_rejected_messages::Migration),
             Box::new(m20261126_000003_add_product_revisions::Migration),
+            Box::new(m20261126_000004_add_product_deletion_and_search::Migration),
         ]
     }
 }

@@ -342,6 +342,7 @@ pub fn product_message(stream_seq: u64, id: Option<i64>, name: &str, price: i64)
         manufacturer: "acme".into(),
         description: None,
         attributes: Default::default(),
+        deleted: false,
     };
     Incoming {
         stream_seq,

@@ -12,6 +12,12 @@
 //! - An index of every id (with its revision) in order serves the list pages
 //!   from memory, once a rebuild has filled it; until then lists are read
 //!   from Postgres. It holds ids only (about 30 bytes each), never evicted.
+//! - Every change that reaches it from a write (`put`, `delete`, which ingest
+//!   and the change feed call) and actually changes what it holds is announced
+//!   on a bounded broadcast ([`LiveEvent`]), which the live pages follow. So
+//!   every replica announces every committed write, whoever stored it. Loads
+//!   that only fill it (a rebuild, a read-through) are not changes, and are
+//!   not announced.
 
 use super::CacheError;
 use crate::call::Peer;
@@ -24,8 +30,10 @@ use moka::future::Cache as Moka;
 use moka::ops::compute::{CompResult, Op};
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
+use tokio::sync::broadcast;
 
 /// How long "there is no product with this id" is remembered (a product
 /// written in the meantime replaces it at once).
@@ -34,6 +42,36 @@ pub const ABSENT_TTL: Duration = Duration::from_secs(5);
 /// What moka keeps per entry besides the product itself (its key, its
 /// bookkeeping, the `Arc`), counted in each entry's weight.
 const ENTRY_OVERHEAD: usize = 160;
+
+/// Changes kept for each live follower that has not read them yet: a
+/// follower further behind loses them and is told so (it reloads), so a slow
+/// browser costs at most this many events' worth of memory.
+pub const LIVE_BUFFER: usize = 256;
+
+/// A change to the products, as the live pages are told of it.
+#[derive(Clone, Debug)]
+pub enum LiveEvent {
+    /// Created or changed: the new version.
+    Changed(Arc<Product>),
+    /// Deleted, by the write with this revision.
+    Deleted { id: i64, revision: i64 },
+}
+
+impl LiveEvent {
+    pub fn id(&self) -> i64 {
+        match self {
+            LiveEvent::Changed(product) => product.id,
+            LiveEvent::Deleted { id, .. } => *id,
+        }
+    }
+
+    pub fn revision(&self) -> i64 {
+        match self {
+            LiveEvent::Changed(product) => product.revision,
+            LiveEvent::Deleted { revision, .. } => *revision,
+        }
+    }
+}
 
 #[derive(Clone)]
 enum Entry {
@@ -64,6 +102,9 @@ pub struct ProductCache {
     // A std lock: held only to read or change the map, never across an await.
     index: Arc<RwLock<Index>>,
     persistence: Peer<PersistenceMsg>,
+    live: broadcast::Sender<LiveEvent>,
+    /// The highest revision announced (or loaded): where a live page starts.
+    latest: Arc<AtomicI64>,
 }
 
 #[derive(Default)]
@@ -86,6 +127,8 @@ impl ProductCache {
             entries,
             index: Arc::default(),
             persistence: persistence::peer(names),
+            live: broadcast::Sender::new(LIVE_BUFFER),
+            latest: Arc::default(),
         }
     }
 
@@ -170,7 +213,7 @@ impl ProductCache {
                 .map(|product| (product.id, Arc::new(product)))
                 .collect();
             for product in loaded.values() {
-                self.put(Arc::clone(product)).await;
+                self.load(Arc::clone(product)).await;
             }
             for (id, slot) in &mut slots {
                 if slot.is_none() {
@@ -185,10 +228,25 @@ impl ProductCache {
             .collect())
     }
 
-    /// Keeps `product` unless a newer version of it is cached already.
+    /// A write: keeps `product` unless a newer version of it is cached
+    /// already, and announces it to the live pages if it was kept.
     pub async fn put(&self, product: Arc<Product>) {
-        self.index_put(&product);
-        self.entries
+        if self.keep(Arc::clone(&product)).await {
+            self.announce(LiveEvent::Changed(product));
+        }
+    }
+
+    /// A load (a rebuild, a read-through): as [`Self::put`], unannounced.
+    pub async fn load(&self, product: Arc<Product>) {
+        self.latest.fetch_max(product.revision, Ordering::Relaxed);
+        self.keep(product).await;
+    }
+
+    /// Keeps `product` unless a newer version is cached; says whether it did.
+    async fn keep(&self, product: Arc<Product>) -> bool {
+        let newer_than_index = self.index_put(&product);
+        let result = self
+            .entries
             .entry(product.id)
             .and_compute_with(|entry| async move {
                 let newer = entry
@@ -201,6 +259,34 @@ impl ProductCache {
                 }
             })
             .await;
+        // An entry evicted (or absent) but listed with an older revision is
+        // a change too.
+        matches!(result, CompResult::ReplacedWith(_))
+            || (matches!(result, CompResult::Inserted(_)) && newer_than_index)
+    }
+
+    /// A receiver of every change announced from now on (at most
+    /// [`LIVE_BUFFER`] unread), and the latest revision announced so far.
+    pub fn follow(&self) -> (broadcast::Receiver<LiveEvent>, i64) {
+        let receiver = self.live.subscribe();
+        (receiver, self.latest.load(Ordering::Relaxed))
+    }
+
+    /// The latest revision announced or loaded.
+    pub fn latest_revision(&self) -> i64 {
+        self.latest.load(Ordering::Relaxed)
+    }
+
+    /// How many products there are, once the index holds every id.
+    pub fn count(&self) -> Option<u64> {
+        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+        index.complete.then(|| index.ids.len() as u64)
+    }
+
+    fn announce(&self, event: LiveEvent) {
+        self.latest.fetch_max(event.revision(), Ordering::Relaxed);
+        // No follower: nobody to tell.
+        let _ = self.live.send(event);
     }
 
     /// Forgets a deleted product, unless the cache holds a version written
@@ -208,13 +294,16 @@ impl ProductCache {
     /// the caller, who rebuilds.
     pub async fn delete(&self, deleted: Deleted) {
         let Some(id) = deleted.id else { return };
-        {
+        let listed = {
             let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
-            if index.ids.get(&id).is_some_and(|&r| r < deleted.revision) {
+            let listed = index.ids.get(&id).is_some_and(|&r| r < deleted.revision);
+            if listed {
                 index.ids.remove(&id);
             }
-        }
-        self.entries
+            listed
+        };
+        let result = self
+            .entries
             .entry(id)
             .and_compute_with(|entry| async move {
                 match entry.and_then(|entry| entry.value().revision()) {
@@ -223,6 +312,12 @@ impl ProductCache {
                 }
             })
             .await;
+        if listed || matches!(result, CompResult::ReplacedWith(_)) {
+            self.announce(LiveEvent::Deleted {
+                id,
+                revision: deleted.revision,
+            });
+        }
     }
 
     /// Forgets everything (on a cache restart, or after a TRUNCATE): reads go
@@ -260,10 +355,22 @@ impl ProductCache {
         })
     }
 
-    fn index_put(&self, product: &Product) {
+    /// Lists `product`; says whether the index had no newer revision of it.
+    fn index_put(&self, product: &Product) -> bool {
         let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
-        let revision = index.ids.entry(product.id).or_insert(product.revision);
-        *revision = (*revision).max(product.revision);
+        match index.ids.entry(product.id) {
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                slot.insert(product.revision);
+                true
+            }
+            std::collections::btree_map::Entry::Occupied(mut slot) => {
+                let newer = product.revision > *slot.get();
+                if newer {
+                    slot.insert(product.revision);
+                }
+                newer
+            }
+        }
     }
 }
 

@@ -121,7 +121,12 @@ async fn write_products(
     current.extend(insert_new(&savepoint, stream, id_less).await?);
     current.extend(read_unchanged(&savepoint, &current, ids, created_by).await?);
     savepoint.commit().await?;
-    Ok(current.into_iter().map(Product::from).collect())
+    // A deletion reaches the cache through the change feed, as a deletion.
+    Ok(current
+        .into_iter()
+        .filter(|row| !row.deleted)
+        .map(Product::from)
+        .collect())
 }
 
 /// An update with the stream sequence of its message.
@@ -190,6 +195,7 @@ async fn upsert_by_id(
             products::Column::Stream,
             products::Column::StreamSeq,
             products::Column::UpdatedAt,
+            products::Column::Deleted,
         ])
         .action_and_where(newer)
         .to_owned();
@@ -321,6 +327,7 @@ async fn set_aside(
 /// One product by id.
 pub async fn find(db: &DatabaseConnection, id: i64) -> Result<Option<Product>, StoreError> {
     Ok(products::Entity::find_by_id(id)
+        .filter(products::Column::Deleted.eq(false))
         .one(db)
         .await?
         .map(Product::from))
@@ -334,6 +341,7 @@ pub async fn page(
 ) -> Result<Vec<Product>, StoreError> {
     Ok(products::Entity::find()
         .filter(products::Column::Id.gt(after))
+        .filter(products::Column::Deleted.eq(false))
         .order_by_asc(products::Column::Id)
         .limit(limit)
         .all(db)
@@ -347,6 +355,7 @@ pub async fn page(
 pub async fn find_many(db: &DatabaseConnection, ids: Vec<i64>) -> Result<Vec<Product>, StoreError> {
     Ok(products::Entity::find()
         .filter(products::Column::Id.is_in(ids))
+        .filter(products::Column::Deleted.eq(false))
         .order_by_asc(products::Column::Id)
         .all(db)
         .await?
@@ -388,7 +397,7 @@ pub async fn changes_since(
     if let Some(since) = since {
         const UNSEEN: &str = "changed_by >= pg_snapshot_xmin($1::pg_snapshot) \
              AND NOT pg_visible_in_snapshot(changed_by, $1::pg_snapshot)";
-        changes.products = products::Entity::find()
+        for row in products::Entity::find()
             .from_raw_sql(Statement::from_sql_and_values(
                 backend,
                 format!("SELECT * FROM products WHERE {UNSEEN}"),
@@ -396,9 +405,16 @@ pub async fn changes_since(
             ))
             .all(&txn)
             .await?
-            .into_iter()
-            .map(Product::from)
-            .collect();
+        {
+            if row.deleted {
+                changes.deleted.push(Deleted {
+                    id: Some(row.id),
+                    revision: row.revision,
+                });
+            } else {
+                changes.products.push(Product::from(row));
+            }
+        }
         for row in txn
             .query_all_raw(Statement::from_sql_and_values(
                 backend,
@@ -418,7 +434,7 @@ pub async fn changes_since(
 }
 
 /// What identifies the product an id-less message created.
-fn creation_key(stream: &str, seq: u64) -> String {
+pub(super) fn creation_key(stream: &str, seq: u64) -> String {
     format!("{stream}#{seq}")
 }
 
@@ -440,6 +456,7 @@ fn row(
         created_by: Set(created_by),
         updated_at: NotSet,
         revision: NotSet,
+        deleted: Set(update.deleted),
     }
 }
 
@@ -462,6 +479,12 @@ impl From<products::Model> for Product {
             description: row.description,
             attributes,
             revision: row.revision,
+            stream_seq: row.stream_seq,
+            updated_at: row
+                .updated_at
+                .naive_utc()
+                .format("%Y-%m-%d %H:%M:%S UTC")
+                .to_string(),
         }
     }
 }

@@ -429,6 +429,7 @@ pub fn edged() -> impl Strategy<Value = Edged> {
                                 manufacturer: manufacturer.expect.clone().unwrap(),
                                 description: description.expect.clone().unwrap(),
                                 attributes: attributes.expect.clone().unwrap(),
+                                deleted: false,
                             }),
                         }
                     }

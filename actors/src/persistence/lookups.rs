@@ -1,0 +1,130 @@
+//! Reads for the web UI's pages, apart from the ingest path's queries in
+//! `store.rs`: search, the rejected messages, and what became of a message
+//! a form published.
+
+use super::store::creation_key;
+use super::{MessageOutcome, REJECTED_PREVIEW_CHARS, RejectedMessage, StoreError};
+use crate::product::Product;
+use entity::{products, rejected_messages};
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
+};
+
+/// Up to `limit` products after the id `after`, in id order, whose name or
+/// manufacturer contains `text`, in any case (the `pg_trgm` indexes of
+/// `lower(name)` and `lower(manufacturer)` serve it).
+pub async fn search(
+    db: &DatabaseConnection,
+    text: &str,
+    after: i64,
+    limit: u64,
+) -> Result<Vec<Product>, StoreError> {
+    let pattern = format!("%{}%", like_escaped(&text.to_lowercase()));
+    Ok(products::Entity::find()
+        .from_raw_sql(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "SELECT * FROM products \
+             WHERE NOT deleted AND id > $2 \
+               AND (lower(name) LIKE $1 OR lower(manufacturer) LIKE $1) \
+             ORDER BY id LIMIT $3",
+            [
+                pattern.into(),
+                after.into(),
+                i64::try_from(limit).unwrap_or(i64::MAX).into(),
+            ],
+        ))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(Product::from)
+        .collect())
+}
+
+/// `text` matched literally by `LIKE` (whose escape character is `\`).
+fn like_escaped(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+/// Up to `limit` rejected messages, newest first, older than `before`.
+pub async fn rejected(
+    db: &DatabaseConnection,
+    before: Option<i64>,
+    limit: u64,
+) -> Result<Vec<RejectedMessage>, StoreError> {
+    let mut query = rejected_messages::Entity::find();
+    if let Some(before) = before {
+        query = query.filter(rejected_messages::Column::Id.lt(before));
+    }
+    Ok(query
+        .order_by_desc(rejected_messages::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|row| RejectedMessage {
+            id: row.id,
+            stream_seq: row.stream_seq,
+            subject: row.subject,
+            payload: String::from_utf8_lossy(&row.payload)
+                .chars()
+                .take(REJECTED_PREVIEW_CHARS)
+                .collect(),
+            payload_len: row.payload_len,
+            reason: row.reason,
+            rejected_at: row
+                .rejected_at
+                .naive_utc()
+                .format("%Y-%m-%d %H:%M:%S UTC")
+                .to_string(),
+        })
+        .collect())
+}
+
+/// What became of the message `seq` of `stream`, which named the product
+/// `id` (none: it created one).
+pub async fn outcome(
+    db: &DatabaseConnection,
+    stream: &str,
+    seq: i64,
+    id: Option<i64>,
+) -> Result<MessageOutcome, StoreError> {
+    if let Some(rejected) = rejected_messages::Entity::find()
+        .filter(rejected_messages::Column::Stream.eq(stream))
+        .filter(rejected_messages::Column::StreamSeq.eq(seq))
+        .one(db)
+        .await?
+    {
+        return Ok(MessageOutcome::Rejected {
+            reason: rejected.reason,
+        });
+    }
+    let row = match id {
+        Some(id) => {
+            products::Entity::find_by_id(id)
+                .filter(products::Column::Stream.eq(stream))
+                .filter(products::Column::StreamSeq.gte(seq))
+                .one(db)
+                .await?
+        }
+        None => {
+            products::Entity::find()
+                .filter(products::Column::CreatedBy.eq(creation_key(stream, seq as u64)))
+                .one(db)
+                .await?
+        }
+    };
+    Ok(match row {
+        Some(row) => MessageOutcome::Stored {
+            id: row.id,
+            deleted: row.deleted,
+        },
+        None => MessageOutcome::Waiting,
+    })
+}

@@ -1,0 +1,243 @@
+//! Deletion as a message (`{"id": N, "deleted": true}`), search and the
+//! outcome of a published message, against a real database and the whole
+//! pipeline.
+
+use crate::common::{
+    Cleanup, TestApp, batch, prepared_database, product_message as message, spawn_persistence,
+    unique_settings, wait_until,
+};
+use actors::batch::{Batch, Incoming};
+use actors::persistence::{MessageOutcome, PersistenceMsg, PersistenceRef};
+use actors::product::{Product, ProductUpdate};
+use bytes::Bytes;
+use std::time::Duration;
+
+struct Fixture {
+    persistence: PersistenceRef,
+    _cleanup: Cleanup,
+}
+
+async fn fixture() -> Fixture {
+    let settings = unique_settings();
+    let cleanup = prepared_database(&settings).await;
+    Fixture {
+        persistence: spawn_persistence(None, &settings, &Default::default()).await,
+        _cleanup: cleanup,
+    }
+}
+
+/// The deletion of `id`, as persistence gets it.
+fn deletion(stream_seq: u64, id: i64) -> Incoming {
+    let payload = format!(r#"{{"id":{id},"deleted":true}}"#);
+    Incoming {
+        stream_seq,
+        subject: "test.products".into(),
+        decoded: actors::product::decode(payload.as_bytes()).map_err(|e| e.to_string()),
+        payload: Bytes::from(payload),
+    }
+}
+
+impl Fixture {
+    async fn store(&self, batch: Batch) -> Vec<Product> {
+        self.persistence
+            .call(
+                |reply| PersistenceMsg::StoreBatch { batch, reply },
+                Some(Duration::from_secs(10)),
+            )
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("the batch is stored")
+            .current
+    }
+
+    async fn get(&self, id: i64) -> Option<Product> {
+        self.persistence
+            .call(
+                |reply| PersistenceMsg::Get { id, reply },
+                Some(Duration::from_secs(10)),
+            )
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+    }
+
+    async fn page(&self) -> Vec<i64> {
+        self.persistence
+            .call(
+                |reply| PersistenceMsg::Page {
+                    after: 0,
+                    limit: 100,
+                    reply,
+                },
+                Some(Duration::from_secs(10)),
+            )
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+            .iter()
+            .map(|p| p.id)
+            .collect()
+    }
+
+    async fn search(&self, text: &str) -> Vec<String> {
+        let text = text.to_owned();
+        self.persistence
+            .call(
+                |reply| PersistenceMsg::Search {
+                    text,
+                    after: 0,
+                    limit: 100,
+                    reply,
+                },
+                Some(Duration::from_secs(10)),
+            )
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+            .into_iter()
+            .map(|p| p.name)
+            .collect()
+    }
+
+    async fn outcome(&self, seq: i64, id: Option<i64>) -> MessageOutcome {
+        self.persistence
+            .call(
+                |reply| PersistenceMsg::Outcome {
+                    stream: "S@1".into(),
+                    seq,
+                    id,
+                    reply,
+                },
+                Some(Duration::from_secs(10)),
+            )
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn a_deleted_product_is_gone_and_an_older_redelivered_update_does_not_bring_it_back() {
+    let fixture = fixture().await;
+    fixture
+        .store(batch("S@1", vec![message(1, Some(5), "pen", 10)]))
+        .await;
+    let current = fixture.store(batch("S@1", vec![deletion(3, 5)])).await;
+    assert!(current.is_empty(), "a deletion is no product: {current:?}");
+    assert_eq!(fixture.get(5).await, None);
+    assert!(fixture.page().await.is_empty());
+
+    // The update of sequence 2 comes again, after the deletion of sequence 3.
+    fixture
+        .store(batch("S@1", vec![message(2, Some(5), "old pen", 9)]))
+        .await;
+    assert_eq!(
+        fixture.get(5).await,
+        None,
+        "an older update brought it back"
+    );
+    assert_eq!(
+        fixture.outcome(3, Some(5)).await,
+        MessageOutcome::Stored {
+            id: 5,
+            deleted: true
+        }
+    );
+
+    // A newer update creates it again.
+    fixture
+        .store(batch("S@1", vec![message(4, Some(5), "new pen", 11)]))
+        .await;
+    assert_eq!(fixture.get(5).await.unwrap().name, "new pen");
+    assert_eq!(fixture.page().await, vec![5]);
+}
+
+#[tokio::test]
+async fn deleting_an_id_never_stored_keeps_it_deleted_against_older_creations() {
+    let fixture = fixture().await;
+    fixture.store(batch("S@1", vec![deletion(7, 8)])).await;
+    fixture
+        .store(batch("S@1", vec![message(6, Some(8), "late", 1)]))
+        .await;
+    assert_eq!(fixture.get(8).await, None);
+}
+
+#[tokio::test]
+async fn search_finds_a_part_of_the_name_or_manufacturer_in_any_case_and_skips_the_deleted() {
+    let fixture = fixture().await;
+    let mut messages = vec![
+        message(1, Some(1), "Blue PEN", 10),
+        message(2, Some(2), "toy", 10),
+        message(3, Some(3), "pencil", 10),
+        message(4, Some(4), "100% cotton", 10),
+        message(5, Some(5), "100 cotton", 10),
+    ];
+    // Its manufacturer matches: "acme" for every message but this one.
+    if let Ok(update) = &mut messages[1].decoded {
+        *update = ProductUpdate {
+            manufacturer: "Penguin toys".into(),
+            ..update.clone()
+        };
+    }
+    fixture.store(batch("S@1", messages)).await;
+    assert_eq!(
+        fixture.search("pen").await,
+        ["Blue PEN", "toy", "pencil"],
+        "by name and manufacturer, in id order"
+    );
+    assert_eq!(
+        fixture.search("0% c").await,
+        ["100% cotton"],
+        "% is literal"
+    );
+    assert!(fixture.search("_").await.is_empty(), "_ is literal");
+
+    fixture.store(batch("S@1", vec![deletion(6, 3)])).await;
+    assert_eq!(fixture.search("pen").await, ["Blue PEN", "toy"]);
+}
+
+#[tokio::test]
+async fn the_outcome_of_a_message_is_waiting_then_stored_or_rejected() {
+    let fixture = fixture().await;
+    assert_eq!(fixture.outcome(1, None).await, MessageOutcome::Waiting);
+    fixture
+        .store(batch("S@1", vec![message(1, None, "pen", 10)]))
+        .await;
+    assert!(matches!(
+        fixture.outcome(1, None).await,
+        MessageOutcome::Stored { deleted: false, .. }
+    ));
+    let invalid = Incoming {
+        stream_seq: 2,
+        subject: "test.products".into(),
+        payload: Bytes::from_static(b"{}"),
+        decoded: Err("the field `name` is missing".into()),
+    };
+    fixture.store(batch("S@1", vec![invalid])).await;
+    assert_eq!(
+        fixture.outcome(2, Some(3)).await,
+        MessageOutcome::Rejected {
+            reason: "the field `name` is missing".into()
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_deletion_published_to_the_stream_makes_the_product_a_404_everywhere() {
+    let app = TestApp::spawn().await;
+    app.publish(r#"{"id":40,"name":"pen","price":1,"manufacturer":"bic"}"#)
+        .await;
+    app.wait_for_product(40).await;
+    app.publish(r#"{"id":40,"deleted":true}"#).await;
+    wait_until("product 40 is a 404", || async {
+        app.get("/products/40").await.status() == 404
+    })
+    .await;
+    assert_eq!(app.get("/product?id=40").await.status(), 404);
+    assert!(app.wait_for_list_len(0).await.is_empty());
+}
