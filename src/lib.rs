@@ -104,6 +104,7 @@ impl App {
                 health: health.clone(),
                 products,
                 listener: Arc::new(listener),
+                manage: settings.manage(),
             },
             ingest: IngestArgs {
                 names: names.clone(),

@@ -146,6 +146,12 @@ pub struct Settings {
           value_parser = duration_in(bounds::SHUTDOWN_TIMEOUT))]
     pub shutdown_timeout: Duration,
 
+    /// Whether the web UI offers forms to add, edit and delete products (each
+    /// publishes a message to NATS_SUBJECT); `false` for a read-only deployment.
+    #[arg(long, env = "UI_MANAGE", global = true, default_value_t = true,
+          action = clap::ArgAction::Set)]
+    pub ui_manage: bool,
+
     /// Log format: `pretty` for people, `json` for log collectors.
     /// Levels come from RUST_LOG [default: info].
     #[arg(long, env = "LOG_FORMAT", global = true, default_value = "pretty")]
@@ -289,6 +295,7 @@ impl Settings {
             ),
             ("CACHE_MAX_BYTES", self.cache_max_bytes.to_string()),
             ("SHUTDOWN_TIMEOUT", show_duration(self.shutdown_timeout)),
+            ("UI_MANAGE", self.ui_manage.to_string()),
             (
                 "LOG_FORMAT",
                 match self.log_format {
@@ -303,6 +310,15 @@ impl Settings {
     /// `database_url`'s `Display`).
     pub fn database_url_redacted(&self) -> String {
         self.database_url.redacted()
+    }
+
+    /// Where the web UI's forms publish, if managing is on.
+    pub fn manage(&self) -> Option<actors::http::ManageArgs> {
+        self.ui_manage.then(|| actors::http::ManageArgs {
+            nats_url: self.nats_url.expose().to_owned(),
+            subject: self.nats_subject.clone(),
+            stream: self.nats_stream.clone(),
+        })
     }
 
     pub fn ingest(&self) -> IngestConfig {

@@ -60,6 +60,7 @@ fn every_setting_is_read_from_its_environment_variable() {
         ("CACHE_INVALIDATE_EVERY", "1m 30s", "1m 30s"),
         ("CACHE_MAX_BYTES", "2000000", "2000000"),
         ("SHUTDOWN_TIMEOUT", "40s", "40s"),
+        ("UI_MANAGE", "false", "false"),
         ("LOG_FORMAT", "json", "json"),
     ];
     let tested: BTreeSet<String> = cases.iter().map(|(var, ..)| var.to_string()).collect();
@@ -113,6 +114,7 @@ fn each_value_out_of_range_is_refused_with_the_setting_the_value_and_the_range()
         ("NATS_DURABLE", "event-*", "'*'"),
         ("NATS_DURABLE", "event processor", "no spaces"),
         ("NATS_RECREATE_CONSUMER", "maybe", "true, false"),
+        ("UI_MANAGE", "yes", "true, false"),
         ("NATS_ACK_WAIT", "0s", "1s to 1h"),
         ("NATS_ACK_WAIT", "2h", "1s to 1h"),
         ("NATS_DUPLICATE_WINDOW", "500ms", "1s to 1day"),

@@ -9,6 +9,8 @@
 //! and the API's OpenAPI description (`/openapi.json`) in `http/openapi.rs`.
 
 mod api;
+mod live;
+mod manage;
 mod openapi;
 mod pages;
 mod params;
@@ -16,6 +18,7 @@ mod routes;
 mod state;
 mod views;
 
+pub use manage::ManageArgs;
 pub use routes::router;
 
 use crate::cache::ProductCache;
@@ -30,6 +33,7 @@ use salvo::server::ServerHandle;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
@@ -58,12 +62,17 @@ pub struct HttpArgs {
     pub products: ProductCache,
     /// The bound socket; each (re)start serves a clone of it.
     pub listener: Arc<TcpListener>,
+    /// Where the manage forms publish; `None` switches managing off
+    /// (`UI_MANAGE=false`).
+    pub manage: Option<ManageArgs>,
 }
 
 pub struct Http;
 
 pub struct HttpState {
     server: RunningServer,
+    /// Tells the live feeds to end when the server stops.
+    closing: watch::Sender<bool>,
 }
 
 /// The server task, stopped at once if the actor goes away without `post_stop`
@@ -102,10 +111,17 @@ impl Actor for Http {
                     .with_write_stall_timeout(WRITE_STALL_TIMEOUT),
             );
         let handle = server.handle();
+        let publisher = match &args.manage {
+            Some(manage) => Some(manage::Publisher::connect(manage).await?),
+            None => None,
+        };
+        let (closing, closing_now) = watch::channel(false);
         let service = routes::service(state::AppState {
             names: args.names,
             health: args.health,
             products: args.products,
+            publisher,
+            closing: closing_now,
         });
         let task = tokio::spawn(async move {
             let error = server.try_serve(service).await.err().map(|e| e.to_string());
@@ -117,6 +133,7 @@ impl Actor for Http {
                 handle,
                 task: Some(task),
             },
+            closing,
         })
     }
 
@@ -140,6 +157,7 @@ impl Actor for Http {
         _myself: HttpRef,
         state: &mut HttpState,
     ) -> Result<(), ActorProcessingErr> {
+        state.closing.send_replace(true);
         state.server.handle.stop_graceful(HTTP_GRACE);
         if let Some(task) = state.server.task.take()
             && tokio::time::timeout(HTTP_GRACE + Duration::from_secs(1), task)

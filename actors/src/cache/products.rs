@@ -277,6 +277,20 @@ impl ProductCache {
         self.latest.load(Ordering::Relaxed)
     }
 
+    /// The `after` of the page of `limit` products that ends just before the
+    /// id `before` (0: the first page), once the index holds every id.
+    pub fn previous_after(&self, before: i64, limit: u64) -> Option<i64> {
+        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+        index.complete.then(|| {
+            index
+                .ids
+                .range(..before)
+                .rev()
+                .nth(usize::try_from(limit).unwrap_or(usize::MAX))
+                .map_or(0, |(&id, _)| id)
+        })
+    }
+
     /// How many products there are, once the index holds every id.
     pub fn count(&self) -> Option<u64> {
         let index = self.index.read().unwrap_or_else(|e| e.into_inner());

@@ -1,5 +1,7 @@
-//! The HTML pages: the product list, a product's detail, and the error pages.
+//! The HTML pages: the product list (and search), a product's detail, the
+//! rejected messages, and the error pages. The manage forms are in `manage.rs`.
 
+use super::manage;
 use super::params::{self, Paging};
 use super::state::{AppState, Unavailable};
 use super::views;
@@ -10,25 +12,73 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-/// `GET /`: one page of the list, in id order, each id a link to its detail page.
+/// The longest search text taken, in characters.
+const MAX_SEARCH_CHARS: usize = 256;
+/// Rejected messages a page shows.
+const REJECTED_PAGE: u64 = 50;
+
+/// `GET /`: one page of the list, in id order, each id a link to its detail
+/// page; with `?q=`, the products whose name or manufacturer contains it.
 #[handler]
 pub async fn index(req: &mut Request, depot: &mut Depot, res: &mut Response) {
     let paging = match Paging::from_request(req) {
         Ok(paging) => paging,
         Err(message) => return error_page(res, StatusCode::BAD_REQUEST, &message),
     };
-    match app_state(depot).page(paging.after, paging.limit).await {
-        Ok(products) => {
-            let next = next_page(&products, &paging).map(|query| format!("/?{query}"));
-            let data = json!({
-                "products": products,
-                "next": next,
-                "first_page": paging.after == 0,
-            });
-            render(res, StatusCode::OK, "index", &data);
+    let search: String = req
+        .queries()
+        .get("q")
+        .map(|q| q.trim().chars().take(MAX_SEARCH_CHARS).collect())
+        .unwrap_or_default();
+    let state = app_state(depot);
+    let revision = state.products.latest_revision();
+    let found = if search.is_empty() {
+        state.page(paging.after, paging.limit).await
+    } else {
+        state
+            .search(&search, paging.after, paging.limit)
+            .await
+            .map(|found| found.into_iter().map(Arc::new).collect())
+    };
+    let products = match found {
+        Ok(products) => products,
+        Err(Unavailable(reason)) => return unavailable(res, &reason),
+    };
+    let query = |paging: &str| {
+        if search.is_empty() {
+            format!("/?{paging}")
+        } else {
+            format!("/?q={}&{paging}", encode(&search))
         }
-        Err(Unavailable(reason)) => unavailable(res, &reason),
-    }
+    };
+    let next = next_page(&products, &paging).map(|paging| query(&paging));
+    let previous = if paging.after == 0 || !search.is_empty() {
+        None
+    } else {
+        let before = products
+            .first()
+            .map_or(paging.after.saturating_add(1), |p| p.id);
+        state
+            .products
+            .previous_after(before, paging.limit)
+            .map(|after| query(&format!("after={after}&limit={}", paging.limit)))
+    };
+    let data = json!({
+        "products": products,
+        "next": next,
+        "previous": previous,
+        "first_page": paging.after == 0,
+        "count": if search.is_empty() { state.products.count() } else { None },
+        "q": search,
+        "searching": !search.is_empty(),
+        "revision": revision,
+        "after": paging.after,
+        // The page shows every id up to the end when it is not full: new
+        // products may appear at its end.
+        "until": next.as_ref().and(products.last().map(|p| p.id)),
+        "manage": state.publisher.is_some(),
+    });
+    render(res, StatusCode::OK, "index", &data);
 }
 
 /// `GET /product?id=N`: one product. No id: a page that explains how to give one.
@@ -39,11 +89,21 @@ pub async fn product_page(req: &mut Request, depot: &mut Depot, res: &mut Respon
         Ok(None) => return render(res, StatusCode::OK, "missing_id", &json!({})),
         Err(message) => return error_page(res, StatusCode::BAD_REQUEST, &message),
     };
-    match app_state(depot).product(id).await {
+    let state = app_state(depot);
+    let revision = state.products.latest_revision();
+    match state.product(id).await {
         Ok(Some(product)) => {
+            let manage = state.publisher.is_some();
+            let csrf = manage.then(|| manage::csrf_token(req, res));
             let data = json!({
                 "product": &*product,
+                "stream_seq": product.stream_seq,
+                "updated_at": product.updated_at,
                 "attributes": attribute_rows(&product),
+                "revision": revision.max(product.revision),
+                "manage": manage,
+                "csrf": csrf,
+                "message_id": manage::new_message_id(),
             });
             render(res, StatusCode::OK, "product", &data);
         }
@@ -54,6 +114,50 @@ pub async fn product_page(req: &mut Request, depot: &mut Depot, res: &mut Respon
         ),
         Err(Unavailable(reason)) => unavailable(res, &reason),
     }
+}
+
+/// `GET /rejected`: the newest messages set aside, with their reasons, 50 a
+/// page (`?before=` the last row seen).
+#[handler]
+pub async fn rejected(req: &mut Request, depot: &mut Depot, res: &mut Response) {
+    let before = match req.queries().get("before") {
+        None => None,
+        Some(raw) => match raw.trim().parse::<i64>() {
+            Ok(before) if before > 0 => Some(before),
+            _ => {
+                return error_page(
+                    res,
+                    StatusCode::BAD_REQUEST,
+                    "`before` must be the last row seen (a positive whole number).",
+                );
+            }
+        },
+    };
+    let state = app_state(depot);
+    match state.rejected(before, REJECTED_PAGE).await {
+        Ok(messages) => {
+            let next = (messages.len() as u64 == REJECTED_PAGE)
+                .then(|| {
+                    messages
+                        .last()
+                        .map(|m| format!("/rejected?before={}", m.id))
+                })
+                .flatten();
+            let data = json!({
+                "messages": messages,
+                "next": next,
+                "first_page": before.is_none(),
+                "manage": state.publisher.is_some(),
+            });
+            render(res, StatusCode::OK, "rejected", &data);
+        }
+        Err(Unavailable(reason)) => unavailable(res, &reason),
+    }
+}
+
+/// `text` as a query string value.
+fn encode(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 /// The query string of the next page, if this one was full.
@@ -81,7 +185,7 @@ fn unavailable(res: &mut Response, reason: &str) {
     );
 }
 
-fn render(res: &mut Response, status: StatusCode, template: &str, data: &impl Serialize) {
+pub fn render(res: &mut Response, status: StatusCode, template: &str, data: &impl Serialize) {
     match views::render(template, data) {
         Ok(html) => {
             res.status_code(status);

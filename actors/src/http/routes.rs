@@ -3,7 +3,7 @@
 
 use super::state::AppState;
 use super::views::Assets;
-use super::{api, openapi, pages};
+use super::{api, live, manage, openapi, pages};
 use crate::timeouts::REQUEST_TIMEOUT;
 use salvo::affix_state;
 use salvo::catcher::Catcher;
@@ -14,9 +14,11 @@ use salvo::serve_static::static_embed;
 use salvo::timeout::Timeout;
 use std::sync::Arc;
 
-/// No script at all, styles only from this origin.
-const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
-     base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+/// Scripts, styles and the live feed only from this origin, never inline;
+/// forms post only here.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+     style-src 'self'; img-src 'self'; connect-src 'self'; base-uri 'none'; \
+     form-action 'self'; frame-ancestors 'none'";
 
 pub fn service(state: AppState) -> Service {
     let router = router();
@@ -39,6 +41,16 @@ pub fn router() -> Router {
     Router::new()
         .get(pages::index)
         .push(Router::with_path("product").get(pages::product_page))
+        .push(Router::with_path("rejected").get(pages::rejected))
+        .push(Router::with_path("events").get(live::events))
+        .push(
+            Router::with_path("manage")
+                .push(Router::with_path("new").get(manage::new_form))
+                .push(Router::with_path("edit").get(manage::edit_form))
+                .push(Router::with_path("save").post(manage::save))
+                .push(Router::with_path("delete").post(manage::delete))
+                .push(Router::with_path("sent").get(manage::sent)),
+        )
         .push(
             Router::with_path("products")
                 .get(api::list)

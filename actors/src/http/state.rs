@@ -1,14 +1,16 @@
 //! What the handlers ask of the other actors, each call with a deadline, and
 //! what they read of the others' health without asking.
 
+use super::manage::Publisher;
 use crate::cache::ProductCache;
 use crate::health::{Health, IngestHealth};
 use crate::names::Names;
-use crate::persistence::{self, PersistenceMsg};
+use crate::persistence::{self, MessageOutcome, PersistenceMsg, RejectedMessage};
 use crate::product::Product;
-use crate::timeouts::PROBE_TIMEOUT;
+use crate::timeouts::{PERSISTENCE_TIMEOUT, PROBE_TIMEOUT};
 use serde::Serialize;
 use std::sync::Arc;
+use tokio::sync::watch;
 
 /// Shared by every handler (injected into the depot by the router).
 #[derive(Clone)]
@@ -17,6 +19,11 @@ pub struct AppState {
     pub health: Health,
     /// The cached products, read here directly, not through the cache actor.
     pub products: ProductCache,
+    /// Where the manage forms publish; `None` when managing is switched off.
+    pub publisher: Option<Publisher>,
+    /// Becomes `true` when the server stops: the live feeds end, so that a
+    /// graceful stop does not wait for them.
+    pub closing: watch::Receiver<bool>,
 }
 
 /// The service cannot answer now (a dependency is away); not the client's fault.
@@ -39,6 +46,68 @@ impl AppState {
             .page(after, limit)
             .await
             .map_err(|e| Unavailable(e.to_string()))
+    }
+
+    /// Up to `limit` products after `after` whose name or manufacturer
+    /// contains `text`, from Postgres.
+    pub async fn search(
+        &self,
+        text: &str,
+        after: i64,
+        limit: u64,
+    ) -> Result<Vec<Product>, Unavailable> {
+        let text = text.to_owned();
+        self.persistence(|reply| PersistenceMsg::Search {
+            text,
+            after,
+            limit,
+            reply,
+        })
+        .await
+    }
+
+    /// The newest rejected messages older than `before`, from Postgres.
+    pub async fn rejected(
+        &self,
+        before: Option<i64>,
+        limit: u64,
+    ) -> Result<Vec<RejectedMessage>, Unavailable> {
+        self.persistence(|reply| PersistenceMsg::Rejected {
+            before,
+            limit,
+            reply,
+        })
+        .await
+    }
+
+    /// What became of a message a form published.
+    pub async fn outcome(
+        &self,
+        stream: String,
+        seq: i64,
+        id: Option<i64>,
+    ) -> Result<MessageOutcome, Unavailable> {
+        self.persistence(|reply| PersistenceMsg::Outcome {
+            stream,
+            seq,
+            id,
+            reply,
+        })
+        .await
+    }
+
+    async fn persistence<T: Send + 'static>(
+        &self,
+        message: impl FnOnce(ractor::RpcReplyPort<Result<T, persistence::StoreError>>) -> PersistenceMsg,
+    ) -> Result<T, Unavailable> {
+        match persistence::peer(&self.names)
+            .ask(message, PERSISTENCE_TIMEOUT)
+            .await
+        {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(e)) => Err(Unavailable(e.to_string())),
+            Err(e) => Err(Unavailable(e.to_string())),
+        }
     }
 
     /// Whether each part can do its job now. Postgres is pinged (reads); the
