@@ -8,6 +8,7 @@ mod actors_cache;
 mod actors_ingest;
 mod actors_persistence;
 mod bad_input;
+mod browser;
 mod commands;
 mod consumer_config;
 mod database_rules;

@@ -2,6 +2,7 @@
 //! database and with its own stream, subject and durable names, removed again
 //! when the test ends (even when it fails).
 
+pub mod browser;
 pub mod process;
 pub mod servers;
 

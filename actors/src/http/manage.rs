@@ -405,7 +405,10 @@ fn publisher(depot: &Depot, res: &mut Response) -> Option<Publisher> {
 /// The posted form's fields, once the request is shown to come from this
 /// site (same-origin `Origin` if any, and the CSRF token matching the cookie).
 async fn checked_form(req: &mut Request, res: &mut Response) -> Option<HashMap<String, String>> {
-    let cross_site = match (req.header::<String>("origin"), req.header::<String>("host")) {
+    // Under `Referrer-Policy: no-referrer` a browser sends `Origin: null`
+    // with a form: that says nothing, and the token decides.
+    let origin = req.header::<String>("origin").filter(|o| o != "null");
+    let cross_site = match (origin, req.header::<String>("host")) {
         (Some(origin), Some(host)) => {
             let origin_host = origin.split_once("://").map(|(_, rest)| rest);
             origin_host != Some(host.as_str())
