@@ -26,3 +26,4 @@ mod smoke;
 mod stream_recreated;
 mod supervisor;
 mod test_servers;
+mod ui;

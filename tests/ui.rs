@@ -1,0 +1,327 @@
+//! The web UI over HTTP: the live feed (`/events`), the manage forms'
+//! protections, `UI_MANAGE=false`, and the list page's size.
+
+use crate::common::{DEADLINE, TestApp, unique_settings};
+use actors::cache::{LIVE_BUFFER, LiveEvent, ProductCache};
+use actors::names::Names;
+use actors::product::Product;
+use actors::supervisor::RestartBudget;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::broadcast::error::TryRecvError;
+
+/// One Server-Sent Events stream, read event by event.
+struct Feed {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+#[derive(Debug)]
+struct Event {
+    name: String,
+    id: String,
+    data: Value,
+}
+
+impl Feed {
+    async fn open(app: &TestApp, path: &str, last_event_id: Option<&str>) -> Feed {
+        let mut request = reqwest::Client::new().get(format!("{}{path}", app.base));
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id);
+        }
+        let response = request.send().await.expect("the feed answers");
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        Feed {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event (comments skipped), within [`DEADLINE`].
+    async fn next(&mut self) -> Event {
+        tokio::time::timeout(DEADLINE, async {
+            loop {
+                if let Some(end) = self.buffer.find("\n\n") {
+                    let block: String = self.buffer.drain(..end + 2).collect();
+                    let field = |name: &str| {
+                        block
+                            .lines()
+                            .find_map(|line| line.strip_prefix(&format!("{name}:")))
+                            .map(|value| value.trim().to_owned())
+                    };
+                    let Some(name) = field("event") else { continue };
+                    return Event {
+                        name,
+                        id: field("id").unwrap_or_default(),
+                        data: serde_json::from_str(&field("data").unwrap_or_default())
+                            .unwrap_or(Value::Null),
+                    };
+                }
+                let chunk = self
+                    .response
+                    .chunk()
+                    .await
+                    .unwrap()
+                    .expect("the feed stays open");
+                self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+            }
+        })
+        .await
+        .expect("an event comes in time")
+    }
+}
+
+#[tokio::test]
+async fn the_feed_streams_each_write_even_one_made_by_another_writer_in_sql() {
+    let app = TestApp::spawn().await;
+    app.publish(r#"{"id":1,"name":"pen","price":10,"manufacturer":"bic"}"#)
+        .await;
+    app.wait_for_product(1).await;
+    let mut feed = Feed::open(&app, "/events", None).await;
+    let hello = feed.next().await;
+    assert_eq!(hello.name, "hello");
+
+    // Not through this app's ingest: what another replica (or a person)
+    // stores reaches the feed through Postgres's change feed.
+    app.sql(
+        "INSERT INTO products (id, name, price, manufacturer, stream, stream_seq) \
+         VALUES (9, 'by hand', 1234, 'psql', 'elsewhere', 1)",
+    )
+    .await;
+    let event = feed.next().await;
+    assert_eq!(event.name, "product");
+    assert_eq!(event.data["id"], 9);
+    assert_eq!(event.data["name"], "by hand");
+    assert_eq!(event.data["count"], 2);
+    let revision: i64 = event.id.parse().unwrap();
+    assert!(revision > hello.id.parse::<i64>().unwrap());
+
+    app.publish(r#"{"id":9,"deleted":true}"#).await;
+    let event = feed.next().await;
+    assert_eq!(
+        (event.data["id"].clone(), event.data["deleted"].clone()),
+        (json!(9), json!(true))
+    );
+    assert_eq!(event.data["count"], 1);
+    assert!(event.id.parse::<i64>().unwrap() > revision);
+}
+
+#[tokio::test]
+async fn a_follower_that_comes_back_behind_is_told_to_reload_and_one_up_to_date_is_not() {
+    let app = TestApp::spawn().await;
+    app.publish(r#"{"id":1,"name":"pen","price":10,"manufacturer":"bic"}"#)
+        .await;
+    app.wait_for_product(1).await;
+    let mut feed = Feed::open(&app, "/events", None).await;
+    let latest = feed.next().await.id;
+    drop(feed);
+
+    let mut up_to_date = Feed::open(&app, "/events", Some(&latest)).await;
+    assert_eq!(up_to_date.next().await.name, "hello");
+    let mut behind = Feed::open(&app, "/events", Some("1")).await;
+    let told = behind.next().await;
+    assert_eq!(told.name, "reload");
+    assert_eq!(told.id, latest, "the next reconnect starts from now");
+    // The page's own revision (`?since=`) works the same way.
+    assert_eq!(
+        Feed::open(&app, "/events?since=0", None)
+            .await
+            .next()
+            .await
+            .name,
+        "reload"
+    );
+}
+
+#[tokio::test]
+async fn a_follower_that_does_not_read_keeps_at_most_the_buffer_and_learns_it_lost_some() {
+    let products = ProductCache::new(&Names::new(uuid::Uuid::new_v4().to_string()), 1 << 20);
+    let (mut follower, _) = products.follow();
+    let count = LIVE_BUFFER as i64 + 50;
+    for id in 1..=count {
+        products
+            .put(Arc::new(Product {
+                id,
+                name: format!("p{id}"),
+                price: id,
+                manufacturer: "m".into(),
+                description: None,
+                attributes: Default::default(),
+                revision: id,
+                stream_seq: id,
+                updated_at: String::new(),
+            }))
+            .await;
+    }
+    // The oldest were dropped for it: it is told how many, which the feed
+    // turns into `reload`.
+    match follower.try_recv() {
+        Err(TryRecvError::Lagged(lost)) => assert_eq!(lost, 50),
+        other => panic!("expected a lag, got {other:?}"),
+    }
+    let mut kept = 0;
+    while let Ok(event) = follower.try_recv() {
+        assert!(matches!(event, LiveEvent::Changed(_)));
+        kept += 1;
+    }
+    assert_eq!(kept, LIVE_BUFFER);
+}
+
+#[tokio::test]
+async fn a_repeated_write_of_the_same_version_is_not_announced_again() {
+    let products = ProductCache::new(&Names::new(uuid::Uuid::new_v4().to_string()), 1 << 20);
+    let (mut follower, _) = products.follow();
+    let product = Arc::new(Product {
+        id: 1,
+        name: "pen".into(),
+        price: 1,
+        manufacturer: "m".into(),
+        description: None,
+        attributes: Default::default(),
+        revision: 5,
+        stream_seq: 1,
+        updated_at: String::new(),
+    });
+    products.put(Arc::clone(&product)).await;
+    // Ingest's own write, then the change feed's: one change.
+    products.put(Arc::clone(&product)).await;
+    assert!(follower.try_recv().is_ok());
+    assert!(matches!(follower.try_recv(), Err(TryRecvError::Empty)));
+}
+
+/// A form page's CSRF cookie and token.
+async fn form_token(app: &TestApp) -> (String, String) {
+    let response = app.get("/manage/new").await;
+    assert_eq!(response.status(), 200);
+    let cookie = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        cookie.contains("SameSite=Strict") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+    let token = cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .strip_prefix("csrf=")
+        .unwrap()
+        .to_owned();
+    let page = response.text().await.unwrap();
+    assert!(page.contains(&format!("name=\"csrf\" value=\"{token}\"")));
+    (format!("csrf={token}"), token)
+}
+
+#[tokio::test]
+async fn a_form_is_refused_without_its_token_or_from_another_site_and_stored_with_it() {
+    let app = TestApp::spawn().await;
+    let (cookie, token) = form_token(&app).await;
+    let no_redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let post = |cookie: Option<&str>, token: &str, origin: Option<&str>| {
+        let mut request = no_redirect
+            .post(format!("{}/manage/save", app.base))
+            .form(&[
+                ("csrf", token),
+                ("id", "31"),
+                ("name", "forged"),
+                ("price", "1"),
+                ("manufacturer", "m"),
+            ]);
+        if let Some(cookie) = cookie {
+            request = request.header("Cookie", cookie);
+        }
+        if let Some(origin) = origin {
+            request = request.header("Origin", origin);
+        }
+        request.send()
+    };
+    // A forged form: no cookie (a cross-site POST under SameSite=Strict),
+    // the wrong token, or another site's origin.
+    assert_eq!(post(None, &token, None).await.unwrap().status(), 403);
+    assert_eq!(
+        post(Some(&cookie), "0123456789abcdef0123456789abcdef", None)
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(
+        post(Some(&cookie), &token, Some("http://evil.example"))
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(app.get("/products/31").await.status(), 404);
+    assert_eq!(app.rejected_count().await, 0, "nothing was published");
+
+    let origin = app.base.clone();
+    let sent = post(Some(&cookie), &token, Some(&origin)).await.unwrap();
+    assert_eq!(sent.status(), 303);
+    let waiting = sent.headers()["location"].to_str().unwrap().to_owned();
+    assert!(waiting.starts_with("/manage/sent?stream="), "{waiting}");
+    assert_eq!(app.wait_for_product(31).await["name"], "forged");
+    let (_, page) = app.get_text(&waiting).await;
+    assert!(page.contains("Product 31 is stored"), "{page}");
+}
+
+#[tokio::test]
+async fn with_ui_manage_false_there_is_no_form_and_nothing_can_be_posted() {
+    let mut settings = unique_settings();
+    settings.ui_manage = false;
+    let app = TestApp::spawn_with(settings, RestartBudget::default()).await;
+    app.publish(r#"{"id":1,"name":"pen","price":10,"manufacturer":"bic"}"#)
+        .await;
+    app.wait_for_product(1).await;
+    for path in ["/manage/new", "/manage/edit?id=1"] {
+        let (status, page) = app.get_text(path).await;
+        assert_eq!(status, 404, "{path}");
+        assert!(page.contains("UI_MANAGE=false"), "{page}");
+    }
+    let posted = app
+        .http
+        .post(format!("{}/manage/delete", app.base))
+        .form(&[("id", "1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 404);
+    for path in ["/", "/product?id=1"] {
+        let (_, page) = app.get_text(path).await;
+        assert!(!page.contains("/manage/"), "{path} offers no form: {page}");
+    }
+}
+
+#[tokio::test]
+async fn the_list_page_of_100_products_is_under_50_kb() {
+    let app = TestApp::spawn().await;
+    for id in 1..=100 {
+        app.publish(
+            json!({"id": id, "name": format!("Stainless steel water bottle {id:03}"),
+                   "price": 1_234_567 + id, "manufacturer": "Northern Outfitters Ltd",
+                   "description": "x".repeat(500)})
+            .to_string(),
+        )
+        .await;
+    }
+    app.wait_for_list_len(100).await;
+    // Warm: the first request after start fills nothing the second needs.
+    let _ = app.get_text("/").await;
+    let started = Instant::now();
+    let response = app.get("/").await;
+    let first_byte = started.elapsed();
+    let page = response.text().await.unwrap();
+    assert_eq!(page.matches("<tr data-id=").count(), 100);
+    println!(
+        "list of 100 products: {} bytes, headers after {:?}",
+        page.len(),
+        first_byte
+    );
+    assert!(page.len() < 50 * 1024, "{} bytes", page.len());
+}
