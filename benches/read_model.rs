@@ -87,13 +87,7 @@ async fn run(
     })
     .await;
     let first_served = started.elapsed();
-    wait_for(|| async {
-        http.get(format!("{base}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-    })
-    .await;
+    wait_ready(&http, &base).await;
     let warm = started.elapsed();
     let status = cache_status(&app).await?;
     let rss = resident_bytes().saturating_sub(rss_before);
@@ -177,13 +171,7 @@ async fn run(
     // Freshness across replicas.
     let other = App::start(settings, "bench-b", RestartBudget::default()).await?;
     let other_base = format!("http://{}", other.http_addr());
-    wait_for(|| async {
-        http.get(format!("{other_base}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-    })
-    .await;
+    wait_ready(&http, &other_base).await;
     let freshness = freshness(settings, &[&base, &other_base], updates).await?;
 
     println!();
@@ -277,15 +265,7 @@ impl BareServer {
             let Some(last) = page.last() else { break };
             after = last.id;
             for row in page {
-                let product = Product {
-                    id: row.id,
-                    name: row.name,
-                    price: row.price,
-                    manufacturer: row.manufacturer,
-                    description: row.description,
-                    attributes: row.attributes.as_object().cloned().unwrap_or_default(),
-                    revision: row.revision,
-                };
+                let product = Product::from(row);
                 products.insert(product.id, Arc::new(product)).await;
             }
         }
@@ -329,18 +309,7 @@ async fn bare_page(req: &mut Request, depot: &mut Depot, res: &mut Response) {
         .all(&bare.db)
         .await
         .unwrap_or_default();
-    let page: Vec<Product> = page
-        .into_iter()
-        .map(|row| Product {
-            id: row.id,
-            name: row.name,
-            price: row.price,
-            manufacturer: row.manufacturer,
-            description: row.description,
-            attributes: row.attributes.as_object().cloned().unwrap_or_default(),
-            revision: row.revision,
-        })
-        .collect();
+    let page: Vec<Product> = page.into_iter().map(Product::from).collect();
     res.render(Json(page));
 }
 
@@ -458,6 +427,17 @@ async fn freshness(
     }
     latencies.sort();
     Ok(Latencies(latencies))
+}
+
+/// Waits until `base` answers `/readyz` with 200 (its cache rebuilt).
+async fn wait_ready(http: &reqwest::Client, base: &str) {
+    wait_for(|| async {
+        http.get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
 }
 
 /// Polls `check` until it holds (a minute at most).
