@@ -16,6 +16,8 @@
 //! message as the [`batch::Outcome`] says (ack, terminate, or redeliver later).
 //! `http` answers a product page from `cache` (`Get`, which reads through to
 //! `persistence` on a miss) and the lists from `persistence` (`Page`).
+//! It also streams the cache's changes to the open pages (`GET /events`), and
+//! its forms publish messages to the stream (never to Postgres).
 //! Actors find each other by name ([`call::Peer`]); what they report about
 //! themselves (`/readyz` reads it) is in [`health::Health`].
 //!
