@@ -95,8 +95,8 @@
       article.classList.add('gone');
       return;
     }
+    article.querySelector('h1').textContent = product.name;
     var fields = {
-      name: product.name,
       price: formatter.format(product.price),
       manufacturer: product.manufacturer,
       description: product.description || 'none',
