@@ -6,7 +6,9 @@
 //!    all-new backlog upserted by `psql` (100 rows a statement, one connection,
 //!    each statement its own transaction), and by a bare sqlx loop (`UNNEST` of
 //!    arrays, batches of `INGEST_BATCH_SIZE`, a transaction each, one
-//!    connection) as sqlx 0.9.0 connects, without `TCP_NODELAY`.
+//!    connection) as sqlx 0.9.0 connects, without `TCP_NODELAY`, and the
+//!    same loop through the relay that gives the service's connections
+//!    `TCP_NODELAY` (`actors/src/persistence/nodelay.rs`; over TCP only).
 //! 2. **Bare pull + ack**, the ceiling NATS sets: the backlog pulled and acked
 //!    by a consumer that stores nothing.
 //! 3. **Ingest, all new**: a backlog of `messages` products with ids,
@@ -23,6 +25,7 @@
 //!    serves it (polled every millisecond).
 //! 6. **Reads**: `GET /products/{id}` from the cache beside `GET /healthz`.
 
+use actors::persistence::nodelay::Relay;
 use actors::supervisor::RestartBudget;
 use anyhow::{Context, bail, ensure};
 use async_nats::jetstream::{self, consumer::pull, stream::Stream};
@@ -88,6 +91,7 @@ pub struct Report {
     pub batch_size: u16,
     pub psql: Option<Rate>,
     pub raw_sqlx: Rate,
+    pub raw_sqlx_nodelay: Option<Rate>,
     pub pull_ack: Rate,
     pub ingest_new: Rate,
     pub ingest_updates: Rate,
@@ -130,6 +134,17 @@ async fn measure(plan: &Plan, settings: &Settings) -> anyhow::Result<Report> {
     let rows: Vec<i64> = (1..=plan.messages as i64).collect();
     let psql = psql_upsert(settings.database_url.expose(), &mut pg, &rows).await?;
     let raw_sqlx = raw_upsert(&mut pg, &rows, batch).await?;
+    // The same loop, its connection carried with TCP_NODELAY by the relay
+    // the service uses (over TCP only).
+    let raw_sqlx_nodelay = match &plan.pg_socket {
+        Some(_) => None,
+        None => {
+            let relay = Relay::start(options.get_host(), options.get_port())?;
+            let relayed = options.clone().socket(relay.socket_dir());
+            let mut pg = PgConnection::connect_with(&relayed).await?;
+            Some(raw_upsert(&mut pg, &rows, batch).await?)
+        }
+    };
 
     let new = (1..=plan.messages as i64).map(|id| payload(id, id % 10_000));
     publish_all(&js, &settings.nats_subject, new).await?;
@@ -149,9 +164,12 @@ async fn measure(plan: &Plan, settings: &Settings) -> anyhow::Result<Report> {
 
     // Many updates per id, drained by a restarted service.
     let updates = plan.ids * plan.versions;
-    let versions = (1..=plan.versions as i64)
-        .flat_map(|version| (1..=plan.ids as i64).map(move |i| payload(UPDATED_IDS + i, version)));
-    publish_all(&js, &settings.nats_subject, versions).await?;
+    // One version after the other: publishes in flight may land in any
+    // order, and the last version must be the newest in the stream.
+    for version in 1..=plan.versions as i64 {
+        let round = (1..=plan.ids as i64).map(|i| payload(UPDATED_IDS + i, version));
+        publish_all(&js, &settings.nats_subject, round).await?;
+    }
     let ingest_updates = drain(settings, &stream, updates, plan.messages + updates).await?;
     let newest: i64 =
         sqlx::query_scalar("SELECT count(*) FROM products WHERE id > $1 AND price = $2")
@@ -187,6 +205,7 @@ async fn measure(plan: &Plan, settings: &Settings) -> anyhow::Result<Report> {
         batch_size: settings.ingest_batch_size,
         psql,
         raw_sqlx,
+        raw_sqlx_nodelay,
         pull_ack,
         ingest_new,
         ingest_updates,
@@ -586,6 +605,12 @@ impl Report {
             "| the same vs a bare sqlx loop (`UNNEST`, batches of {}), sqlx 0.9.0 as it connects (no `TCP_NODELAY`) | {} | {} | {} |\n",
             self.batch_size, rate(&self.raw_sqlx), rate(new), ratio(new, &self.raw_sqlx)
         ));
+        if let Some(relayed) = &self.raw_sqlx_nodelay {
+            out.push_str(&format!(
+                "| the same vs the same sqlx loop with `TCP_NODELAY` (through the relay the service uses) | {} | {} | {} |\n",
+                rate(relayed), rate(new), ratio(new, relayed)
+            ));
+        }
         out.push_str(&format!(
             "| the same vs a bare pull + ack, nothing stored | {} | {} | {} |\n",
             rate(&self.pull_ack),
