@@ -19,8 +19,8 @@
 //!    version of every id after the other (so that no batch holds two versions
 //!    of one id), drained by a restarted service; checked: every id at its
 //!    last version.
-//! 5. **Freshness**: while the service runs, products are published at half
-//!    the all-new rate for `freshness_seconds`; for one message in each 10 ms,
+//! 5. **Freshness**: once the service is ready (its cache rebuilt), products
+//!    are published at half the all-new rate for `freshness_seconds`; for one message in each 10 ms,
 //!    the time from its publish ack to the first `GET /products/{id}` that
 //!    serves it (polled every millisecond).
 //! 6. **Reads**: `GET /products/{id}` from the cache beside `GET /healthz`.
@@ -96,6 +96,9 @@ pub struct Report {
     pub ingest_new: Rate,
     pub ingest_updates: Rate,
     pub freshness: Freshness,
+    /// Postgres checkpoints (by anyone: a `CREATE` or `DROP DATABASE` forces
+    /// one) while freshness was measured; each can hold commits up for a while.
+    pub checkpoints_while_fresh: i64,
     pub healthz: Rate,
     pub reads: Rate,
 }
@@ -186,7 +189,11 @@ async fn measure(plan: &Plan, settings: &Settings) -> anyhow::Result<Report> {
     // Freshness and reads, with the service running.
     let app = App::start(settings, "bench", RestartBudget::default()).await?;
     let base = format!("http://{}", app.http_addr());
+    // Steady state: the cache has rebuilt itself from Postgres (`/readyz`).
+    ready(&base).await?;
     let rate = (ingest_new.per_second() / 2.0).max(100.0);
+    let checkpoints = "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter";
+    let checkpoints_before: i64 = sqlx::query_scalar(checkpoints).fetch_one(&mut pg).await?;
     let freshness = freshness(
         &js,
         &client,
@@ -197,6 +204,7 @@ async fn measure(plan: &Plan, settings: &Settings) -> anyhow::Result<Report> {
         rate,
     )
     .await;
+    let checkpoints_after: i64 = sqlx::query_scalar(checkpoints).fetch_one(&mut pg).await?;
     let healthz = http_load(&base, plan.read_seconds, |_| "/healthz".to_owned()).await;
     let ids = plan.messages.max(1);
     let reads = http_load(&base, plan.read_seconds, move |i| {
@@ -219,6 +227,7 @@ async fn measure(plan: &Plan, settings: &Settings) -> anyhow::Result<Report> {
         ingest_new,
         ingest_updates,
         freshness: freshness?,
+        checkpoints_while_fresh: checkpoints_after - checkpoints_before,
         healthz: healthz?,
         reads: reads?,
     })
@@ -485,6 +494,24 @@ async fn freshness(
     })
 }
 
+/// Waits until `/readyz` answers 200: Postgres and NATS reachable, the cache rebuilt.
+async fn ready(base: &str) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        if http
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|response| response.status() == 200)
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bail!("the service was not ready within 2 minutes")
+}
+
 /// From the publish ack to the first answer of `url` with a price of at
 /// least `price` (a later message of the same id serves it too).
 async fn served_after(
@@ -635,9 +662,10 @@ impl Report {
         ));
         let f = &self.freshness;
         out.push_str(&format!(
-            "| freshness, publish ack → served by `GET /products/{{id}}`, at {:.0} msg/s (half the all-new drain), {} samples | | p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms | |\n",
+            "| freshness, publish ack → served by `GET /products/{{id}}`, at {:.0} msg/s (half the all-new drain), {} samples; Postgres checkpoints meanwhile: {} | | p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms | |\n",
             f.published_per_second,
             f.samples.len(),
+            self.checkpoints_while_fresh,
             ms(f.percentile(50.0)),
             ms(f.percentile(99.0)),
             ms(f.percentile(100.0)),
