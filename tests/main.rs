@@ -8,6 +8,7 @@ mod actors_cache;
 mod actors_ingest;
 mod actors_persistence;
 mod bad_input;
+mod bench_smoke;
 mod commands;
 mod consumer_config;
 mod database_rules;

@@ -3,14 +3,12 @@
 use super::{Changes, Deleted, StoreError};
 use crate::batch::{Batch, Incoming, KEPT_PAYLOAD_BYTES, Outcome, Rejection, Stored};
 use crate::product::{Product, ProductUpdate};
-use entity::{products, rejected_messages};
-use sea_orm::sea_query::{Alias, Expr, OnConflict};
+use entity::products;
+use sea_orm::sea_query::ArrayType;
 use sea_orm::{
-    AccessMode,
-    ActiveValue::{NotSet, Set},
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
-    EntityTrait, ExprTrait, IsolationLevel, QueryFilter, QueryOrder, QuerySelect, Statement,
-    TransactionTrait,
+    AccessMode, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
+    EntityTrait, IsolationLevel, QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
+    Value,
 };
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashSet};
@@ -161,6 +159,10 @@ fn newest_per_id<'a>(
 
 /// Creates or replaces the products by id, where the message is newer than the
 /// one last applied. Returns the rows it wrote.
+///
+/// The rows go as one array per column (`UNNEST`), so that the statement's
+/// text is the same whatever the batch's size and each connection prepares it
+/// once; a `VALUES` list would be a new statement for every size.
 async fn upsert_by_id(
     txn: &DatabaseTransaction,
     stream: &str,
@@ -169,33 +171,102 @@ async fn upsert_by_id(
     if by_id.is_empty() {
         return Ok(Vec::new());
     }
-    let rows = by_id
-        .into_iter()
-        .map(|(id, (seq, update))| products::ActiveModel {
-            id: Set(id),
-            ..row(stream, seq, update, None)
-        });
-    let excluded = |column: products::Column| Expr::col((Alias::new("excluded"), column));
-    let newer = Expr::col((products::Entity, products::Column::Stream))
-        .ne(excluded(products::Column::Stream))
-        .or(Expr::col((products::Entity, products::Column::StreamSeq))
-            .lt(excluded(products::Column::StreamSeq)));
-    let upsert = OnConflict::column(products::Column::Id)
-        .update_columns([
-            products::Column::Name,
-            products::Column::Price,
-            products::Column::Manufacturer,
-            products::Column::Description,
-            products::Column::Attributes,
-            products::Column::Stream,
-            products::Column::StreamSeq,
-            products::Column::UpdatedAt,
-        ])
-        .action_and_where(newer)
-        .to_owned();
-    Ok(products::Entity::insert_many(rows)
-        .on_conflict(upsert)
-        .exec_with_returning(txn)
+    let ids = by_id.keys().copied();
+    let columns = Columns::of(by_id.values().copied());
+    let sql = "INSERT INTO products \
+             (id, name, price, manufacturer, description, attributes, stream, stream_seq) \
+         SELECT u.id, u.name, u.price, u.manufacturer, \
+                CASE WHEN u.has_description THEN u.description END, u.attributes, $1, u.stream_seq \
+         FROM UNNEST($2::bigint[], $3::text[], $4::bigint[], $5::text[], $6::text[], \
+                     $7::bool[], $8::jsonb[], $9::bigint[]) \
+              AS u(id, name, price, manufacturer, description, has_description, attributes, stream_seq) \
+         ON CONFLICT (id) DO UPDATE SET \
+             name = excluded.name, price = excluded.price, manufacturer = excluded.manufacturer, \
+             description = excluded.description, attributes = excluded.attributes, \
+             stream = excluded.stream, stream_seq = excluded.stream_seq, \
+             updated_at = excluded.updated_at \
+         WHERE products.stream <> excluded.stream OR products.stream_seq < excluded.stream_seq \
+         RETURNING *";
+    let mut values = vec![stream.into(), array(ArrayType::BigInt, ids)];
+    values.extend(columns.into_values());
+    rows(txn, sql, values).await
+}
+
+/// The columns of a product's update, one array each, in the order of
+/// `$2`... of the statements that take them after their own first arrays.
+struct Columns {
+    name: Vec<String>,
+    price: Vec<i64>,
+    manufacturer: Vec<String>,
+    /// A text array cannot carry a NULL here (sea-query binds `Vec<String>`):
+    /// an absent description is an empty string with `has_description` false.
+    description: Vec<String>,
+    has_description: Vec<bool>,
+    attributes: Vec<serde_json::Value>,
+    stream_seq: Vec<i64>,
+}
+
+impl Columns {
+    fn of<'a>(updates: impl Iterator<Item = Sequenced<'a>>) -> Columns {
+        let mut columns = Columns {
+            name: Vec::new(),
+            price: Vec::new(),
+            manufacturer: Vec::new(),
+            description: Vec::new(),
+            has_description: Vec::new(),
+            attributes: Vec::new(),
+            stream_seq: Vec::new(),
+        };
+        for (seq, update) in updates {
+            columns.name.push(update.name.clone());
+            columns.price.push(update.price);
+            columns.manufacturer.push(update.manufacturer.clone());
+            columns
+                .description
+                .push(update.description.clone().unwrap_or_default());
+            columns.has_description.push(update.description.is_some());
+            columns
+                .attributes
+                .push(serde_json::Value::Object(update.attributes.clone()));
+            columns.stream_seq.push(seq_to_i64(seq));
+        }
+        columns
+    }
+
+    fn into_values(self) -> [Value; 7] {
+        [
+            array(ArrayType::String, self.name),
+            array(ArrayType::BigInt, self.price),
+            array(ArrayType::String, self.manufacturer),
+            array(ArrayType::String, self.description),
+            array(ArrayType::Bool, self.has_description),
+            array(ArrayType::Json, self.attributes),
+            array(ArrayType::BigInt, self.stream_seq),
+        ]
+    }
+}
+
+/// A Postgres array parameter.
+fn array<T: Into<Value>>(kind: ArrayType, items: impl IntoIterator<Item = T>) -> Value {
+    Value::Array(
+        kind,
+        Some(Box::new(items.into_iter().map(Into::into).collect())),
+    )
+}
+
+/// Runs a statement that returns product rows.
+async fn rows(
+    txn: &DatabaseTransaction,
+    sql: &str,
+    values: Vec<Value>,
+) -> Result<Vec<products::Model>, StoreError> {
+    Ok(products::Entity::find()
+        .from_raw_sql(Statement::from_sql_and_values(
+            txn.get_database_backend(),
+            sql,
+            values,
+        ))
+        .all(txn)
         .await?)
 }
 
@@ -219,7 +290,7 @@ async fn advance_id_sequence(
 }
 
 /// Creates the id-less products, each once: a redelivered message finds its
-/// `created_by` key taken and writes nothing.
+/// `created_by` key taken and writes nothing. Ids are given in stream order.
 async fn insert_new(
     txn: &DatabaseTransaction,
     stream: &str,
@@ -228,17 +299,24 @@ async fn insert_new(
     if id_less.is_empty() {
         return Ok(Vec::new());
     }
-    let rows = id_less
-        .into_iter()
-        .map(|(seq, update)| row(stream, seq, update, Some(creation_key(stream, seq))));
-    Ok(products::Entity::insert_many(rows)
-        .on_conflict(
-            OnConflict::column(products::Column::CreatedBy)
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec_with_returning(txn)
-        .await?)
+    let keys = id_less.iter().map(|(seq, _)| creation_key(stream, *seq));
+    let keys = array(ArrayType::String, keys);
+    let columns = Columns::of(id_less.iter().copied());
+    let sql = "INSERT INTO products \
+             (name, price, manufacturer, description, attributes, stream, stream_seq, created_by) \
+         SELECT u.name, u.price, u.manufacturer, \
+                CASE WHEN u.has_description THEN u.description END, u.attributes, $1, \
+                u.stream_seq, u.created_by \
+         FROM UNNEST($2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], \
+                     $7::bool[], $8::jsonb[], $9::bigint[]) WITH ORDINALITY \
+              AS u(created_by, name, price, manufacturer, description, has_description, \
+                   attributes, stream_seq, n) \
+         ORDER BY u.n \
+         ON CONFLICT (created_by) DO NOTHING \
+         RETURNING *";
+    let mut values = vec![stream.into(), keys];
+    values.extend(columns.into_values());
+    rows(txn, sql, values).await
 }
 
 /// Reads the rows the statements before left alone (older or redelivered
@@ -265,14 +343,12 @@ async fn read_unchanged(
     if ids.is_empty() && keys.is_empty() {
         return Ok(Vec::new());
     }
-    Ok(products::Entity::find()
-        .filter(
-            Condition::any()
-                .add(products::Column::Id.is_in(ids))
-                .add(products::Column::CreatedBy.is_in(keys)),
-        )
-        .all(txn)
-        .await?)
+    let sql = "SELECT * FROM products WHERE id = ANY($1::bigint[]) OR created_by = ANY($2::text[])";
+    let values = vec![
+        array(ArrayType::BigInt, ids),
+        array(ArrayType::String, keys),
+    ];
+    rows(txn, sql, values).await
 }
 
 /// Keeps the messages set aside in `rejected_messages`, once each.
@@ -281,40 +357,38 @@ async fn set_aside(
     batch: &Batch,
     outcomes: &[Outcome],
 ) -> Result<(), StoreError> {
-    let rows: Vec<_> = batch
-        .messages
-        .iter()
-        .zip(outcomes)
-        .filter_map(|(message, outcome)| match outcome {
-            Outcome::SetAside(rejection) => Some(rejected_messages::ActiveModel {
-                id: NotSet,
-                stream: Set(batch.stream.clone()),
-                stream_seq: Set(seq_to_i64(message.stream_seq)),
-                subject: Set(message.subject.clone()),
-                payload: Set(
-                    message.payload[..message.payload.len().min(KEPT_PAYLOAD_BYTES)].to_vec(),
-                ),
-                payload_len: Set(message.payload.len() as i64),
-                reason: Set(rejection.to_string()),
-                rejected_at: NotSet,
-            }),
-            _ => None,
-        })
-        .collect();
-    if rows.is_empty() {
+    let (mut seq, mut subject, mut payload, mut payload_len, mut reason) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (message, outcome) in batch.messages.iter().zip(outcomes) {
+        let Outcome::SetAside(rejection) = outcome else {
+            continue;
+        };
+        seq.push(seq_to_i64(message.stream_seq));
+        subject.push(message.subject.clone());
+        payload.push(message.payload[..message.payload.len().min(KEPT_PAYLOAD_BYTES)].to_vec());
+        payload_len.push(message.payload.len() as i64);
+        reason.push(rejection.to_string());
+    }
+    if seq.is_empty() {
         return Ok(());
     }
-    rejected_messages::Entity::insert_many(rows)
-        .on_conflict(
-            OnConflict::columns([
-                rejected_messages::Column::Stream,
-                rejected_messages::Column::StreamSeq,
-            ])
-            .do_nothing()
-            .to_owned(),
-        )
-        .exec_without_returning(txn)
-        .await?;
+    txn.execute_raw(Statement::from_sql_and_values(
+        txn.get_database_backend(),
+        "INSERT INTO rejected_messages (stream, stream_seq, subject, payload, payload_len, reason) \
+         SELECT $1, u.stream_seq, u.subject, u.payload, u.payload_len, u.reason \
+         FROM UNNEST($2::bigint[], $3::text[], $4::bytea[], $5::bigint[], $6::text[]) \
+              AS u(stream_seq, subject, payload, payload_len, reason) \
+         ON CONFLICT (stream, stream_seq) DO NOTHING",
+        [
+            batch.stream.as_str().into(),
+            array(ArrayType::BigInt, seq),
+            array(ArrayType::String, subject),
+            array(ArrayType::Bytes, payload),
+            array(ArrayType::BigInt, payload_len),
+            array(ArrayType::String, reason),
+        ],
+    ))
+    .await?;
     Ok(())
 }
 
@@ -420,27 +494,6 @@ pub async fn changes_since(
 /// What identifies the product an id-less message created.
 fn creation_key(stream: &str, seq: u64) -> String {
     format!("{stream}#{seq}")
-}
-
-fn row(
-    stream: &str,
-    stream_seq: u64,
-    update: &ProductUpdate,
-    created_by: Option<String>,
-) -> products::ActiveModel {
-    products::ActiveModel {
-        id: NotSet,
-        name: Set(update.name.clone()),
-        price: Set(update.price),
-        manufacturer: Set(update.manufacturer.clone()),
-        description: Set(update.description.clone()),
-        attributes: Set(serde_json::Value::Object(update.attributes.clone())),
-        stream: Set(stream.to_owned()),
-        stream_seq: Set(seq_to_i64(stream_seq)),
-        created_by: Set(created_by),
-        updated_at: NotSet,
-        revision: NotSet,
-    }
 }
 
 /// JetStream sequences are u64 but stay far below i64::MAX in practice.
