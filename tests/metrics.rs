@@ -2,7 +2,7 @@
 //! Every series carries the app's instance name (`app`); each test reads its
 //! own app's series only.
 
-use crate::common::{TestApp, instance_name, unique_settings, wait_until};
+use crate::common::{TestApp, instance_name, lock_products, unique_settings, wait_until};
 use actors::supervisor::RestartBudget;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -135,15 +135,38 @@ async fn the_message_counters_and_histograms_match_a_known_workload() {
             .is_some_and(|count| count >= 1.0)
     })
     .await;
-    wait_until("the consumer's lag is sampled at 0", || async {
+    let m = Scrape::of(&app).await;
+    assert!(m.value("products_cache_entries", &[]) >= 3.0);
+    assert!(m.value("products_cache_bytes", &[]) > 0.0);
+}
+
+#[tokio::test]
+async fn the_consumer_lag_is_sampled_while_messages_wait() {
+    let mut settings = unique_settings();
+    settings.ingest_batch_size = 1;
+    let app = TestApp::spawn_with(settings, RestartBudget::default()).await;
+    let lock = lock_products(&app.db().await).await;
+    for id in 1..=3 {
+        app.publish(format!(
+            r#"{{"id":{id},"name":"pen","price":10,"manufacturer":"bic"}}"#
+        ))
+        .await;
+    }
+    // One message is being stored (and waits on the lock), two wait their turn.
+    wait_until("the lag is sampled: 2 pending, 1 in flight", || async {
+        let m = Scrape::of(&app).await;
+        m.get("products_consumer_pending_messages", &[]) == Some(2.0)
+            && m.get("products_consumer_ack_pending_messages", &[]) == Some(1.0)
+    })
+    .await;
+    drop(lock);
+    app.wait_for_list_len(3).await;
+    wait_until("the lag is sampled at 0", || async {
         let m = Scrape::of(&app).await;
         m.get("products_consumer_pending_messages", &[]) == Some(0.0)
             && m.get("products_consumer_ack_pending_messages", &[]) == Some(0.0)
     })
     .await;
-    let m = Scrape::of(&app).await;
-    assert!(m.value("products_cache_entries", &[]) >= 3.0);
-    assert!(m.value("products_cache_bytes", &[]) > 0.0);
 }
 
 #[tokio::test]
