@@ -176,6 +176,9 @@ async fn cache_reads_and_http_requests_are_counted_by_route_and_status() {
         .await;
     app.wait_for_product(1).await;
 
+    // The list page reads the cache too: before the counts start.
+    assert_eq!(app.get("/").await.status(), 200);
+    assert_eq!(app.get("/static/style.css").await.status(), 200);
     let before = Scrape::of(&app).await;
     // Two hits, then a miss for an unknown id, then a hit (absence is remembered).
     for path in [
@@ -202,6 +205,11 @@ async fn cache_reads_and_http_requests_are_counted_by_route_and_status() {
     assert_eq!(after.value(requests, &route("/product", "400")), 1.0);
     // Paths no route serves make one series, whatever the paths.
     assert_eq!(after.value(requests, &route("unmatched", "404")), 2.0);
+    assert_eq!(after.value(requests, &route("/", "200")), 1.0);
+    assert_eq!(
+        after.value(requests, &route("/static/{**path}", "200")),
+        1.0
+    );
     assert_eq!(
         after.value(
             "products_http_request_duration_seconds_count",
@@ -269,7 +277,10 @@ async fn a_restarted_actor_is_counted_by_name() {
     let app = TestApp::spawn().await;
     let names = app.app().names().clone();
     let m = Scrape::of(&app).await;
-    assert_eq!(m.get("products_actor_restarts_total", &[]), None);
+    let restarts = "products_actor_restarts_total";
+    for actor in ["persistence", "cache", "http", "ingest"] {
+        assert_eq!(m.get(restarts, &[("actor", actor)]), Some(0.0), "{actor}");
+    }
 
     actors::cache::peer(&names).get().unwrap().kill();
     wait_until("the cache's restart is counted", || async {

@@ -13,7 +13,7 @@
 //! A [`Metrics`] is cheap to make from the app's [`Names`] wherever an actor
 //! needs one: handles on the same series are shared, whoever registered them.
 
-use crate::names::Names;
+use crate::names::{Child, Names};
 use metrics::{
     Counter, Gauge, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram,
     gauge, histogram,
@@ -194,6 +194,9 @@ impl Metrics {
     pub fn new(names: &Names) -> Self {
         handle();
         let app = names.instance().to_owned();
+        for child in Child::ALL {
+            counter!(ACTOR_RESTARTS, APP => app.clone(), "actor" => child.as_str());
+        }
         let a = || [(APP, app.clone())];
         Self {
             consumed: counter!(MESSAGES_CONSUMED, &a()),
@@ -229,8 +232,8 @@ impl Metrics {
         histogram!(HTTP_DURATION, &labels).record(took);
     }
 
-    /// The supervisor restarted `actor`.
-    pub fn actor_restarted(&self, actor: &'static str) {
-        counter!(ACTOR_RESTARTS, APP => self.app.clone(), "actor" => actor).increment(1);
+    /// The supervisor restarted `child`.
+    pub fn actor_restarted(&self, child: Child) {
+        counter!(ACTOR_RESTARTS, APP => self.app.clone(), "actor" => child.as_str()).increment(1);
     }
 }

@@ -150,7 +150,7 @@ impl Actor for Supervisor {
             return Ok(());
         };
         error!(actor = child.as_str(), %cause, "actor stopped; restarting it");
-        state.metrics.actor_restarted(child.as_str());
+        state.metrics.actor_restarted(child);
         state.restart(&myself, child).await;
         Ok(())
     }
