@@ -192,6 +192,9 @@ async fn cache_reads_and_http_requests_are_counted_by_route_and_status() {
     assert_eq!(app.get("/product?id=abc").await.status(), 400);
     assert_eq!(app.get("/no/such/path").await.status(), 404);
     assert_eq!(app.get("/no-such-page").await.status(), 404);
+    let brew = reqwest::Method::from_bytes(b"BREW").unwrap();
+    let url = format!("{}/no/such/path", app.base);
+    app.http.request(brew, url).send().await.unwrap();
     let after = Scrape::of(&app).await;
 
     let delta = |name: &str| after.value(name, &[]) - before.value(name, &[]);
@@ -206,6 +209,9 @@ async fn cache_reads_and_http_requests_are_counted_by_route_and_status() {
     // Paths no route serves make one series, whatever the paths.
     assert_eq!(after.value(requests, &route("unmatched", "404")), 2.0);
     assert_eq!(after.value(requests, &route("/", "200")), 1.0);
+    // Methods are as few as the standard ones, whatever clients send.
+    let other = [("route", "unmatched"), ("method", "other")];
+    assert_eq!(after.value(requests, &other), 1.0);
     assert_eq!(
         after.value(requests, &route("/static/{**path}", "200")),
         1.0

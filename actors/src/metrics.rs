@@ -221,7 +221,7 @@ impl Metrics {
 
     /// One HTTP request answered. `route` is the router's pattern (never the
     /// raw path), so the series stay few.
-    pub fn http_request(&self, route: String, method: &str, status: u16, took: Duration) {
+    pub fn http_request(&self, route: String, method: &'static str, status: u16, took: Duration) {
         let labels = [
             (APP, self.app.clone()),
             ("route", route),

@@ -9,7 +9,8 @@
 //!   the method, the route and the path); one DEBUG line says how it ended.
 //! - Metrics are labelled by the route's pattern (`/products/{id}`), never by
 //!   the raw path, so that the series stay as few as the routes; a path no
-//!   route serves counts as `unmatched`.
+//!   route serves counts as `unmatched`, and a method that is not a standard
+//!   one as `other`.
 
 use super::pages::app_state;
 use crate::metrics::{self, Metrics};
@@ -49,9 +50,8 @@ impl Handler for Observe {
         let started = Instant::now();
         let id = request_id(req);
         let route = route(req);
-        let method = req.method().as_str().to_owned();
-        let span =
-            info_span!("request", request_id = %id, %method, %route, path = %req.uri().path());
+        let method = method(req);
+        let span = info_span!("request", request_id = %id, method = %req.method(), %route, path = %req.uri().path());
         if let Ok(value) = HeaderValue::from_str(&id) {
             res.headers_mut().insert(REQUEST_ID, value);
         }
@@ -61,8 +61,20 @@ impl Handler for Observe {
         let status = res.status_code.unwrap_or(StatusCode::OK).as_u16();
         let took = started.elapsed();
         span.in_scope(|| debug!(status, took_ms = took.as_secs_f64() * 1000.0, "request"));
-        self.metrics.http_request(route, &method, status, took);
+        self.metrics.http_request(route, method, status, took);
     }
+}
+
+/// The request's method for a label: one of the standard ones, or `other`
+/// (a client may send any token as a method).
+fn method(req: &Request) -> &'static str {
+    const STANDARD: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+    ];
+    STANDARD
+        .into_iter()
+        .find(|m| *m == req.method().as_str())
+        .unwrap_or("other")
 }
 
 /// The client's request id if it is well formed, else a new one.
