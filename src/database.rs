@@ -3,6 +3,7 @@
 //! persistence actor.
 
 use crate::secret::SecretUrl;
+use actors::persistence::sqlstate;
 use anyhow::{Context, bail};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, Statement};
@@ -10,6 +11,10 @@ use std::time::Duration;
 use tokio::time::{Instant, sleep};
 use tracing::{info, warn};
 use url::Url;
+
+/// The advisory lock that serializes migrations across replicas (any fixed
+/// number no other code of this database uses).
+const MIGRATION_LOCK: i64 = 0x7072_6f64_7563_7473; // "products"
 
 /// How long start-up waits for Postgres to accept connections.
 const WAIT_FOR_POSTGRES: Duration = Duration::from_secs(30);
@@ -35,9 +40,17 @@ pub async fn prepare(database_url: &SecretUrl) -> anyhow::Result<()> {
     let db = connect(database_url.expose())
         .await
         .with_context(|| format!("cannot connect to the database {name}"))?;
+    // Replicas starting together migrate one at a time: the others wait on
+    // this lock, then find nothing left to apply. (The pool has one
+    // connection, so the lock and the migrations share a session.)
+    db.execute_unprepared(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
+        .await
+        .context("cannot take the migration lock")?;
     Migrator::up(&db, None)
         .await
         .context("cannot apply the migrations")?;
+    db.execute_unprepared(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))
+        .await?;
     db.close().await?;
     info!(database = %name, "database ready");
     Ok(())
@@ -77,8 +90,9 @@ async fn create_database_if_missing(admin: &DatabaseConnection, name: &str) -> a
             info!(database = %name, "database created");
             Ok(())
         }
-        // Another instance created it in the meantime.
-        Err(e) if e.to_string().contains("already exists") => Ok(()),
+        // Another instance created it in the meantime: 42P04 once it has
+        // committed, 23505 (on pg_database's unique name) while it commits.
+        Err(e) if matches!(sqlstate(&e).as_deref(), Some("42P04" | "23505")) => Ok(()),
         Err(e) => Err(e).with_context(|| format!("cannot create the database {name}")),
     }
 }

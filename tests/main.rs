@@ -21,6 +21,7 @@ mod metrics;
 mod openapi;
 mod pipeline;
 mod readiness;
+mod scale_out;
 mod settings;
 mod smoke;
 mod stream_recreated;

@@ -51,17 +51,24 @@ pub enum StoreError {
     Cancelled(Duration),
 }
 
+/// Postgres's SQLSTATE, if Postgres answered with an error (match on these,
+/// never on an error's text).
+pub fn sqlstate(error: &DbErr) -> Option<String> {
+    let (DbErr::Exec(RuntimeErr::SqlxError(error)) | DbErr::Query(RuntimeErr::SqlxError(error))) =
+        error
+    else {
+        return None;
+    };
+    match error.as_ref() {
+        sea_orm::sqlx::Error::Database(error) => error.code().map(|code| code.into_owned()),
+        _ => None,
+    }
+}
+
 impl StoreError {
-    /// Postgres's SQLSTATE, if Postgres answered with an error.
     fn sqlstate(&self) -> Option<String> {
-        let StoreError::Database(
-            DbErr::Exec(RuntimeErr::SqlxError(error)) | DbErr::Query(RuntimeErr::SqlxError(error)),
-        ) = self
-        else {
-            return None;
-        };
-        match error.as_ref() {
-            sea_orm::sqlx::Error::Database(error) => error.code().map(|code| code.into_owned()),
+        match self {
+            StoreError::Database(error) => sqlstate(error),
             _ => None,
         }
     }

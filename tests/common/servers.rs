@@ -41,6 +41,8 @@ pub struct NatsServer {
     name: String,
     /// A user and password the server requires (`--user`, `--pass`), if any.
     credentials: Option<(String, String)>,
+    /// The cluster it belongs to, if any.
+    cluster: Option<ClusterMembership>,
     store: PathBuf,
     process: Option<Child>,
 }
@@ -55,6 +57,7 @@ impl NatsServer {
             port: None,
             name,
             credentials: None,
+            cluster: None,
             store,
             process: None,
         }
@@ -97,8 +100,13 @@ impl NatsServer {
             Some((user, password)) => vec!["--user", user, "--pass", password],
             None => vec![],
         };
+        let cluster = match &self.cluster {
+            Some(cluster) => cluster.args(),
+            None => vec![],
+        };
         let process = Command::new("nats-server")
             .args(auth)
+            .args(cluster)
             .args([
                 "-a",
                 "127.0.0.1",
@@ -124,11 +132,18 @@ impl NatsServer {
         let mut port = None;
         super::wait_until("the test's nats-server says which port it took", || {
             self.assert_running();
-            port = read_port(&ports_file);
+            port = read_port(&ports_file, "nats");
             std::future::ready(port.is_some())
         })
         .await;
         self.port = port;
+        if let Some(cluster) = &mut self.cluster {
+            cluster.port = read_port(&ports_file, "cluster");
+            assert!(
+                cluster.port.is_some(),
+                "the ports file names the cluster port"
+            );
+        }
         let url = self.url();
         super::wait_until("the test's nats-server answers, as itself", || {
             self.assert_running();
@@ -165,13 +180,84 @@ impl NatsServer {
     }
 }
 
-/// The client port in a ports file (`{"nats":["nats://127.0.0.1:PORT"]}`),
-/// once the server has written it.
-fn read_port(ports_file: &std::path::Path) -> Option<u16> {
+/// A port in a ports file (`{"nats":["nats://127.0.0.1:PORT"],"cluster":[…]}`),
+/// once the server has written it: `kind` is `nats` (clients) or `cluster` (routes).
+fn read_port(ports_file: &std::path::Path, kind: &str) -> Option<u16> {
     let text = std::fs::read_to_string(ports_file).ok()?;
     let ports: serde_json::Value = serde_json::from_str(&text).ok()?;
-    let url = ports["nats"][0].as_str()?;
+    let url = ports[kind][0].as_str()?;
     url.rsplit(':').next()?.parse().ok()
+}
+
+/// How one node joins a cluster: its name, its route port, and the routes
+/// to every node.
+struct ClusterMembership {
+    name: String,
+    port: Option<u16>,
+    routes: Vec<String>,
+}
+
+impl ClusterMembership {
+    fn args(&self) -> Vec<String> {
+        let port = self.port.map_or("-1".to_owned(), |p| p.to_string());
+        let mut args = vec![
+            "--cluster_name".to_owned(),
+            self.name.clone(),
+            "--cluster".to_owned(),
+            format!("nats://127.0.0.1:{port}"),
+        ];
+        if !self.routes.is_empty() {
+            args.extend(["--routes".to_owned(), self.routes.join(",")]);
+        }
+        args
+    }
+}
+
+/// A JetStream cluster of nats-servers on loopback, each with its own store
+/// directory, each routing to all.
+pub struct NatsCluster {
+    pub nodes: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    /// JetStream in a cluster wants its routes configured before it starts,
+    /// so the route ports are picked free beforehand (a port taken by another
+    /// process in between makes a node exit, and the test fail with its log).
+    pub async fn start(size: usize) -> Self {
+        let name = format!("products-test-{}", uuid::Uuid::new_v4().simple());
+        let ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
+        let routes: Vec<String> = ports
+            .iter()
+            .map(|port| format!("nats://127.0.0.1:{port}"))
+            .collect();
+        let mut nodes: Vec<NatsServer> = ports
+            .iter()
+            .map(|&port| {
+                let mut node = NatsServer::new();
+                node.cluster = Some(ClusterMembership {
+                    name: name.clone(),
+                    port: Some(port),
+                    routes: routes.clone(),
+                });
+                node
+            })
+            .collect();
+        // Each node waits for its own start only: started together, the
+        // cluster forms as the routes connect.
+        for node in &mut nodes {
+            node.start().await;
+        }
+        Self { nodes }
+    }
+
+    /// Every node's client URL, comma-separated (as `NATS_URL` takes them).
+    pub fn urls(&self) -> String {
+        self.nodes
+            .iter()
+            .map(NatsServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
 }
 
 impl Drop for NatsServer {

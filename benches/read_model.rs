@@ -1,0 +1,500 @@
+//! The read model, each figure beside a baseline measured in the same run, on
+//! a catalogue of `BENCH_PRODUCTS` products (default 1,000,000) written
+//! straight into Postgres:
+//!
+//! - restart to warm: from `App::start` to the first product served, and to
+//!   the cache rebuilt (`/readyz` 200); memory per cached product (the
+//!   cache's own weight, and the process's resident memory) beside the size
+//!   of the stored row;
+//! - `GET /products/{id}` and `GET /product?id=N` on random ids, beside a bare
+//!   salvo handler reading a moka map of the same products (no actors, no
+//!   Postgres); the same during invalidations, with rows changing;
+//! - list pages (`/products?limit=100`, `/?limit=100`) at random places,
+//!   beside a bare salvo handler reading each page from Postgres with SeaORM
+//!   (what every list request did before the index);
+//! - freshness across replicas: a second app on the same database and durable;
+//!   for each of `BENCH_UPDATES` updates, publish-ack to served by both.
+//!
+//! Run: `cargo bench --bench read_model` (needs the Postgres and NATS of
+//! `scripts/services`). `BENCH_SECONDS` sets each load's length (default 5).
+//! The HTTP load comes from this same process, on the same cores, for the
+//! baselines too.
+
+use actors::cache::{CacheMsg, CacheStatus};
+use actors::product::Product;
+use actors::supervisor::RestartBudget;
+use anyhow::Context;
+use async_nats::jetstream;
+use entity::products as rows;
+use moka::future::Cache as Moka;
+use products::App;
+use products::settings::Settings;
+use rand::Rng;
+use salvo::prelude::*;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, Database, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Statement,
+};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const HTTP_CLIENTS: usize = 32;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let count: i64 = env_or("BENCH_PRODUCTS", 1_000_000);
+    let seconds: u64 = env_or("BENCH_SECONDS", 5);
+    let updates: usize = env_or("BENCH_UPDATES", 200);
+    let settings = bench_settings();
+    let result = run(&settings, count, Duration::from_secs(seconds), updates).await;
+    products::database::drop_database(&settings.database_url).await?;
+    let client = async_nats::connect(settings.nats_url.expose()).await?;
+    let _ = jetstream::new(client)
+        .delete_stream(&settings.nats_stream)
+        .await;
+    result
+}
+
+async fn run(
+    settings: &Settings,
+    count: i64,
+    seconds: Duration,
+    updates: usize,
+) -> anyhow::Result<()> {
+    println!(
+        "read model, {count} products, {HTTP_CLIENTS} clients x {seconds:?} per load, {} cores, {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        chrono_now()
+    );
+    products::database::prepare(&settings.database_url).await?;
+    let db = Database::connect(settings.database_url.expose()).await?;
+    let started = Instant::now();
+    fill(&db, count).await?;
+    println!("filled Postgres in {:.1?}", started.elapsed());
+    let row_bytes = average_row_bytes(&db).await?;
+
+    // Restart to warm.
+    let rss_before = resident_bytes();
+    let started = Instant::now();
+    let app = App::start(settings, "bench-a", RestartBudget::default()).await?;
+    let base = format!("http://{}", app.http_addr());
+    let http = reqwest::Client::new();
+    wait_for(|| async {
+        http.get(format!("{base}/products/{}", count / 2))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    let first_served = started.elapsed();
+    wait_ready(&http, &base).await;
+    let warm = started.elapsed();
+    let status = cache_status(&app).await?;
+    let rss = resident_bytes().saturating_sub(rss_before);
+
+    let bare = BareServer::start(&db, count).await?;
+    let mut rows = Vec::new();
+    let random_id = move |_: u64| rand::rng().random_range(1..=count);
+
+    let baseline = http_load(&bare.base, seconds, move |i| {
+        format!("/products/{}", random_id(i))
+    })
+    .await?;
+    let json = http_load(&base, seconds, move |i| {
+        format!("/products/{}", random_id(i))
+    })
+    .await?;
+    rows.push(row("GET /products/{id}, random ids", &baseline, &json));
+    let html = http_load(&base, seconds, move |i| {
+        format!("/product?id={}", random_id(i))
+    })
+    .await?;
+    rows.push(row(
+        "GET /product?id=N (HTML), random ids",
+        &baseline,
+        &html,
+    ));
+
+    // During invalidations: one every 200 ms, with 100 rows changed before each.
+    let churn = {
+        let (db, names) = (db.clone(), app.names().clone());
+        tokio::spawn(async move {
+            loop {
+                let _ = db
+                    .execute_unprepared(&format!(
+                        "UPDATE products SET price = price + 1 WHERE id IN \
+                         (SELECT (random() * {count})::bigint + 1 FROM generate_series(1, 100))"
+                    ))
+                    .await;
+                let _ = actors::cache::peer(&names)
+                    .get()
+                    .map(|cache| cache.cast(CacheMsg::Invalidate));
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    let during = http_load(&base, seconds, move |i| {
+        format!("/products/{}", random_id(i))
+    })
+    .await?;
+    churn.abort();
+    rows.push(row(
+        "GET /products/{id} during invalidations (5/s, 100 rows changed each)",
+        &baseline,
+        &during,
+    ));
+
+    let random_after = move |_: u64| rand::rng().random_range(0..count.saturating_sub(100).max(1));
+    let pages_baseline = http_load(&bare.base, seconds, move |i| {
+        format!("/page?after={}", random_after(i))
+    })
+    .await?;
+    let pages = http_load(&base, seconds, move |i| {
+        format!("/products?limit=100&after={}", random_after(i))
+    })
+    .await?;
+    rows.push(row(
+        "GET /products?limit=100 (JSON list), random pages; baseline: the page read from Postgres",
+        &pages_baseline,
+        &pages,
+    ));
+    let html_pages = http_load(&base, seconds, move |i| {
+        format!("/?limit=100&after={}", random_after(i))
+    })
+    .await?;
+    rows.push(row(
+        "GET /?limit=100 (HTML list), random pages; baseline as above",
+        &pages_baseline,
+        &html_pages,
+    ));
+
+    // Freshness across replicas.
+    let other = App::start(settings, "bench-b", RestartBudget::default()).await?;
+    let other_base = format!("http://{}", other.http_addr());
+    wait_ready(&http, &other_base).await;
+    let freshness = freshness(settings, &[&base, &other_base], updates).await?;
+
+    println!();
+    println!("| what | baseline, same run | products | ratio |");
+    println!("|---|---|---|---|");
+    for line in rows {
+        println!("{line}");
+    }
+    println!(
+        "| restart to warm, {count} products | | first product served after {first_served:.2?}; \
+         cache rebuilt (/readyz 200) after {warm:.2?} | |"
+    );
+    println!(
+        "| memory per cached product | stored row: {row_bytes:.0} B (pg_column_size) | \
+         cache weight {:.0} B ({} entries, {} MiB); process resident memory {:.0} B | {:.2} |",
+        status.bytes as f64 / status.entries.max(1) as f64,
+        status.entries,
+        status.bytes >> 20,
+        rss as f64 / count as f64,
+        rss as f64 / count as f64 / row_bytes
+    );
+    println!(
+        "| publish-ack to served by both replicas, {updates} updates | | p50 {:.1?}, p99 {:.1?}, max {:.1?} | |",
+        freshness.percentile(0.50),
+        freshness.percentile(0.99),
+        freshness.percentile(1.0)
+    );
+    println!();
+    println!("command: cargo bench --bench read_model (BENCH_PRODUCTS={count})");
+    other.shutdown().await?;
+    app.shutdown().await?;
+    Ok(())
+}
+
+/// `count` products written straight into Postgres (ids 1..=count).
+async fn fill(db: &DatabaseConnection, count: i64) -> anyhow::Result<()> {
+    db.execute_unprepared(&format!(
+        "INSERT INTO products (id, name, price, manufacturer, description, attributes, stream, stream_seq) \
+         SELECT g, 'product ' || g, g % 100000, 'maker ' || (g % 1000), \
+                'a product of the read-model benchmark', \
+                jsonb_build_object('color', 'red', 'size', g % 10), 'bench', g \
+         FROM generate_series(1, {count}) AS g; \
+         SELECT setval('products_id_seq', {count}); ANALYZE products;"
+    ))
+    .await
+    .context("cannot fill the products")?;
+    Ok(())
+}
+
+async fn average_row_bytes(db: &DatabaseConnection) -> anyhow::Result<f64> {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT avg(pg_column_size(p.*))::float8 AS bytes FROM products p",
+        ))
+        .await?
+        .context("no row")?;
+    Ok(row.try_get("", "bytes")?)
+}
+
+async fn cache_status(app: &App) -> anyhow::Result<CacheStatus> {
+    Ok(actors::cache::peer(app.names())
+        .ask(|reply| CacheMsg::Status { reply }, Duration::from_secs(30))
+        .await?)
+}
+
+/// The baselines: a bare salvo server with the same products in a moka map
+/// (`/products/{id}`), and the list page read from Postgres (`/page?after=`).
+struct BareServer {
+    base: String,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Clone)]
+struct Bare {
+    products: Moka<i64, Arc<Product>>,
+    db: DatabaseConnection,
+}
+
+impl BareServer {
+    async fn start(db: &DatabaseConnection, count: i64) -> anyhow::Result<Self> {
+        let products = Moka::builder().max_capacity(count as u64).build();
+        let mut after = 0;
+        loop {
+            let page = rows::Entity::find()
+                .filter(rows::Column::Id.gt(after))
+                .order_by_asc(rows::Column::Id)
+                .limit(10_000)
+                .all(db)
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = last.id;
+            for row in page {
+                let product = Product::from(row);
+                products.insert(product.id, Arc::new(product)).await;
+            }
+        }
+        let router = Router::new()
+            .hoop(salvo::affix_state::inject(Bare {
+                products,
+                db: db.clone(),
+            }))
+            .push(Router::with_path("products/{id}").get(bare_product))
+            .push(Router::with_path("page").get(bare_page));
+        let acceptor = TcpListener::new("127.0.0.1:0").bind().await;
+        let addr = acceptor.local_addr()?;
+        let server = tokio::spawn(Server::new(acceptor).serve(router));
+        Ok(Self {
+            base: format!("http://{addr}"),
+            _server: server,
+        })
+    }
+}
+
+#[handler]
+async fn bare_product(req: &mut Request, depot: &mut Depot, res: &mut Response) {
+    let bare = depot.get_typed::<Bare>().expect("injected");
+    let id: i64 = req.param("id").unwrap_or_default();
+    match bare.products.get(&id).await {
+        Some(product) => res.render(Json(&*product)),
+        None => res
+            .status_code(StatusCode::NOT_FOUND)
+            .render("no such product"),
+    };
+}
+
+#[handler]
+async fn bare_page(req: &mut Request, depot: &mut Depot, res: &mut Response) {
+    let bare = depot.get_typed::<Bare>().expect("injected");
+    let after: i64 = req.query("after").unwrap_or_default();
+    let page = rows::Entity::find()
+        .filter(rows::Column::Id.gt(after))
+        .order_by_asc(rows::Column::Id)
+        .limit(100)
+        .all(&bare.db)
+        .await
+        .unwrap_or_default();
+    let page: Vec<Product> = page.into_iter().map(Product::from).collect();
+    res.render(Json(page));
+}
+
+/// Requests a second and latencies of one load.
+struct Load {
+    requests: u64,
+    took: Duration,
+    latencies: Latencies,
+}
+
+impl Load {
+    fn per_second(&self) -> f64 {
+        self.requests as f64 / self.took.as_secs_f64()
+    }
+}
+
+struct Latencies(Vec<Duration>);
+
+impl Latencies {
+    fn percentile(&self, p: f64) -> Duration {
+        let index = ((self.0.len() as f64 - 1.0) * p).round() as usize;
+        self.0.get(index).copied().unwrap_or_default()
+    }
+}
+
+fn row(what: &str, baseline: &Load, load: &Load) -> String {
+    format!(
+        "| {what} | {:.0} /s, p99 {:.1?} | {:.0} /s, p99 {:.1?} | {:.2} |",
+        baseline.per_second(),
+        baseline.latencies.percentile(0.99),
+        load.per_second(),
+        load.latencies.percentile(0.99),
+        load.per_second() / baseline.per_second()
+    )
+}
+
+/// `HTTP_CLIENTS` clients asking for `path(i)` for `length`; every answer must be 200.
+async fn http_load(
+    base: &str,
+    length: Duration,
+    path: impl Fn(u64) -> String + Send + Sync + 'static,
+) -> anyhow::Result<Load> {
+    let path = Arc::new(path);
+    let started = Instant::now();
+    let until = started + length;
+    let mut clients = Vec::new();
+    for client in 0..HTTP_CLIENTS {
+        let (path, base) = (path.clone(), base.to_owned());
+        clients.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let mut latencies = Vec::new();
+            let mut i = client as u64;
+            while Instant::now() < until {
+                let asked = Instant::now();
+                let response = http.get(format!("{base}{}", path(i))).send().await?;
+                anyhow::ensure!(
+                    response.status() == 200,
+                    "{} answered {}",
+                    path(i),
+                    response.status()
+                );
+                response.bytes().await?;
+                latencies.push(asked.elapsed());
+                i += HTTP_CLIENTS as u64;
+            }
+            Ok(latencies)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for client in clients {
+        latencies.extend(client.await.context("a client panicked")??);
+    }
+    let took = started.elapsed();
+    latencies.sort();
+    Ok(Load {
+        requests: latencies.len() as u64,
+        took,
+        latencies: Latencies(latencies),
+    })
+}
+
+/// For each update: publish (wait for JetStream's ack), then the time until
+/// every base serves the new price.
+async fn freshness(
+    settings: &Settings,
+    bases: &[&str],
+    updates: usize,
+) -> anyhow::Result<Latencies> {
+    let client = async_nats::connect(settings.nats_url.expose()).await?;
+    let js = jetstream::new(client);
+    let http = reqwest::Client::new();
+    let mut latencies = Vec::with_capacity(updates);
+    for n in 0..updates {
+        let id = rand::rng().random_range(1..=1000);
+        let price = 1_000_000 + n as i64;
+        let body = serde_json::json!({"id": id, "name": format!("product {id}"), "price": price, "manufacturer": "m"});
+        js.publish(settings.nats_subject.clone(), body.to_string().into())
+            .await?
+            .await?;
+        let acked = Instant::now();
+        for base in bases {
+            let url = format!("{base}/products/{id}");
+            wait_for(|| async {
+                match http.get(&url).send().await {
+                    Ok(response) => response
+                        .json::<serde_json::Value>()
+                        .await
+                        .is_ok_and(|p| p["price"] == price),
+                    Err(_) => false,
+                }
+            })
+            .await;
+        }
+        latencies.push(acked.elapsed());
+    }
+    latencies.sort();
+    Ok(Latencies(latencies))
+}
+
+/// Waits until `base` answers `/readyz` with 200 (its cache rebuilt).
+async fn wait_ready(http: &reqwest::Client, base: &str) {
+    wait_for(|| async {
+        http.get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+}
+
+/// Polls `check` until it holds (a minute at most).
+async fn wait_for<F, Fut>(mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let until = Instant::now() + Duration::from_secs(60);
+    while !check().await {
+        assert!(Instant::now() < until, "timed out");
+        tokio::task::yield_now().await;
+    }
+}
+
+/// This process's resident memory, from /proc (0 where there is none).
+fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with("VmRSS:"))
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn chrono_now() -> String {
+    std::process::Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d %H:%M UTC")
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
+fn bench_settings() -> Settings {
+    let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let mut settings = Settings::defaults();
+    settings.database_url =
+        format!("postgres://postgres@127.0.0.1:5432/products_bench_{id}").into();
+    settings.nats_url = "nats://127.0.0.1:4222".into();
+    settings.http_addr = "127.0.0.1:0".parse().unwrap();
+    settings.nats_stream = format!("BENCH_{id}");
+    settings.nats_stream_subjects = vec![format!("bench_{id}.>")];
+    settings.nats_subject = format!("bench_{id}.products");
+    settings.nats_durable = format!("bench_{id}");
+    settings.cache_invalidate_every = Duration::from_secs(3600);
+    settings.cache_max_bytes = 4 << 30;
+    settings
+}
