@@ -195,7 +195,7 @@ impl Metrics {
         handle();
         let app = names.instance().to_owned();
         for child in Child::ALL {
-            counter!(ACTOR_RESTARTS, APP => app.clone(), "actor" => child.as_str());
+            counter!(ACTOR_RESTARTS, APP => app.clone(), "actor" => child.as_str()).increment(0);
         }
         let a = || [(APP, app.clone())];
         Self {
