@@ -17,6 +17,8 @@ mod faults_nats;
 mod faults_postgres;
 mod faults_slow_store;
 mod http;
+mod logs;
+mod metrics;
 mod openapi;
 mod pipeline;
 mod readiness;

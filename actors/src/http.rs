@@ -6,9 +6,11 @@
 //! finish, new connections are refused.
 //!
 //! The routes live in `http/routes.rs`; the pages and the JSON API beside it,
-//! and the API's OpenAPI description (`/openapi.json`) in `http/openapi.rs`.
+//! and the API's OpenAPI description (`/openapi.json`) in `http/openapi.rs`;
+//! request ids, request metrics and `/metrics` in `http/observe.rs`.
 
 mod api;
+mod observe;
 mod openapi;
 mod pages;
 mod params;

@@ -103,6 +103,10 @@ pub struct Changes {
     pub products: Vec<Product>,
     /// The products deleted since.
     pub deleted: Vec<Deleted>,
+    /// How long before this read (by Postgres's clock) the newest of these
+    /// changes was written (its `updated_at`, or `deleted_at`); `None` when
+    /// there are none. For the change feed's lag.
+    pub age: Option<Duration>,
 }
 
 /// A deleted product: `id` is `None` when the whole table was truncated.

@@ -15,6 +15,7 @@
 
 use super::CacheError;
 use crate::call::Peer;
+use crate::metrics::Metrics;
 use crate::names::Names;
 use crate::persistence::{self, Deleted, PersistenceMsg};
 use crate::product::Product;
@@ -64,6 +65,7 @@ pub struct ProductCache {
     // A std lock: held only to read or change the map, never across an await.
     index: Arc<RwLock<Index>>,
     persistence: Peer<PersistenceMsg>,
+    metrics: Metrics,
 }
 
 #[derive(Default)]
@@ -86,6 +88,7 @@ impl ProductCache {
             entries,
             index: Arc::default(),
             persistence: persistence::peer(names),
+            metrics: Metrics::new(names),
         }
     }
 
@@ -93,8 +96,10 @@ impl ProductCache {
     /// through to Postgres once: concurrent misses for one id wait for that read.
     pub async fn get(&self, id: i64) -> Result<Option<Arc<Product>>, CacheError> {
         if let Some(entry) = self.entries.get(&id).await {
+            self.metrics.cache_hits.increment(1);
             return Ok(entry.product());
         }
+        self.metrics.cache_misses.increment(1);
         let persistence = &self.persistence;
         let read = self
             .entries
@@ -149,7 +154,10 @@ impl ProductCache {
         let mut missing = Vec::new();
         for &id in &ids {
             let cached = self.entries.get(&id).await.and_then(Entry::product);
-            if cached.is_none() {
+            if cached.is_some() {
+                self.metrics.cache_hits.increment(1);
+            } else {
+                self.metrics.cache_misses.increment(1);
                 missing.push(id);
             }
             slots.push((id, cached));

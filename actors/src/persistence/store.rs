@@ -4,6 +4,7 @@ use super::{Changes, Deleted, StoreError};
 use crate::batch::{Batch, Incoming, KEPT_PAYLOAD_BYTES, Outcome, Rejection, Stored};
 use crate::product::{Product, ProductUpdate};
 use entity::products;
+use sea_orm::prelude::DateTimeWithTimeZone;
 use sea_orm::sea_query::ArrayType;
 use sea_orm::{
     AccessMode, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
@@ -446,19 +447,22 @@ pub async fn changes_since(
         )
         .await?;
     let backend = txn.get_database_backend();
-    let snapshot: String = txn
+    let read = txn
         .query_one_raw(Statement::from_string(
             backend,
-            "SELECT pg_current_snapshot()::text AS snapshot",
+            "SELECT pg_current_snapshot()::text AS snapshot, clock_timestamp() AS read_at",
         ))
         .await?
-        .ok_or_else(|| DbErr::RecordNotFound("pg_current_snapshot()".into()))?
-        .try_get("", "snapshot")?;
+        .ok_or_else(|| DbErr::RecordNotFound("pg_current_snapshot()".into()))?;
+    let read_at: DateTimeWithTimeZone = read.try_get("", "read_at")?;
     let mut changes = Changes {
-        snapshot,
+        snapshot: read.try_get("", "snapshot")?,
         products: Vec::new(),
         deleted: Vec::new(),
+        age: None,
     };
+    // The newest change's time (Postgres's clock, as `read_at`).
+    let mut newest: Option<DateTimeWithTimeZone> = None;
     if let Some(since) = since {
         const UNSEEN: &str = "changed_by >= pg_snapshot_xmin($1::pg_snapshot) \
              AND NOT pg_visible_in_snapshot(changed_by, $1::pg_snapshot)";
@@ -471,16 +475,19 @@ pub async fn changes_since(
             .all(&txn)
             .await?
             .into_iter()
+            .inspect(|row| newest = Ord::max(newest, Some(row.updated_at)))
             .map(Product::from)
             .collect();
         for row in txn
             .query_all_raw(Statement::from_sql_and_values(
                 backend,
-                format!("SELECT id, revision FROM product_tombstones WHERE {UNSEEN}"),
+                format!("SELECT id, revision, deleted_at FROM product_tombstones WHERE {UNSEEN}"),
                 [since.into()],
             ))
             .await?
         {
+            let deleted_at: DateTimeWithTimeZone = row.try_get("", "deleted_at")?;
+            newest = Ord::max(newest, Some(deleted_at));
             changes.deleted.push(Deleted {
                 id: row.try_get("", "id")?,
                 revision: row.try_get("", "revision")?,
@@ -488,6 +495,7 @@ pub async fn changes_since(
         }
     }
     txn.commit().await?;
+    changes.age = newest.map(|at| (read_at - at).to_std().unwrap_or_default());
     Ok(changes)
 }
 
