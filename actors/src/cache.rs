@@ -19,6 +19,13 @@
 //! - On start (and so on every restart) the cache is emptied and rebuilt from
 //!   Postgres: a snapshot to catch up from, then every product in id order.
 //!   Reads go through to Postgres meanwhile.
+//! - The change feed's lag (`products_change_feed_lag_seconds`) is measured
+//!   by each catch-up that applies changes: Postgres's clock at its read less
+//!   the newest change's `updated_at` (or `deleted_at`), plus the time to
+//!   apply them. One clock for every replica (no skew), and a change whose
+//!   signal was lost shows as the timer's delay, as it should. It counts from
+//!   the writing transaction's start (`now()`), so a long write adds its own
+//!   time; a row changed by hand without setting `updated_at` shows as old.
 
 pub mod products;
 
@@ -26,6 +33,7 @@ use crate::backoff::Backoff;
 use crate::call::{CallError, Peer};
 use crate::changes::ChangeSignal;
 use crate::health::Health;
+use crate::metrics::Metrics;
 use crate::names::{Child, Names};
 use crate::persistence::{self, Changes, PersistenceMsg, StoreError};
 use crate::product::Product;
@@ -33,7 +41,7 @@ use crate::timeouts::PERSISTENCE_TIMEOUT;
 pub use products::{LIVE_BUFFER, LiveEvent, ProductCache};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
@@ -122,6 +130,7 @@ pub struct CacheState {
     invalidations: u64,
     rebuild_backoff: Backoff,
     tasks: [JoinHandle<()>; 2],
+    metrics: Metrics,
 }
 
 impl Actor for Cache {
@@ -140,6 +149,7 @@ impl Actor for Cache {
         let watcher = tokio::spawn(watch_changes(args.changes.clone(), myself.clone()));
         myself.cast(CacheMsg::Rebuild)?;
         Ok(CacheState {
+            metrics: Metrics::new(&args.names),
             names: args.names,
             health: args.health,
             products: args.products,
@@ -163,6 +173,7 @@ impl Actor for Cache {
             CacheMsg::Changed => state.catch_up(myself),
             CacheMsg::Invalidate => {
                 state.invalidations += 1;
+                state.metrics.cache_invalidations.increment(1);
                 info!("invalidate cache");
                 state.catch_up(myself);
             }
@@ -231,8 +242,9 @@ impl CacheState {
         self.catching_up = true;
         let persistence = persistence::peer(&self.names);
         let products = self.products.clone();
+        let metrics = self.metrics.clone();
         tokio::spawn(async move {
-            let result = catch_up(&persistence, &products, since).await;
+            let result = catch_up(&persistence, &products, since, &metrics).await;
             let _ = myself.cast(CacheMsg::CaughtUp { result });
         });
     }
@@ -294,11 +306,13 @@ async fn catch_up(
     persistence: &Peer<PersistenceMsg>,
     products: &ProductCache,
     since: String,
+    metrics: &Metrics,
 ) -> Result<CatchUp, CacheError> {
     let Changes {
         snapshot,
         products: changed,
         deleted,
+        age,
     } = persistence
         .ask(
             |reply| PersistenceMsg::ChangesSince {
@@ -321,8 +335,12 @@ async fn catch_up(
     for deleted in deleted {
         products.delete(deleted).await;
     }
+    let read = Instant::now();
     for product in changed {
         products.put(Arc::new(product)).await;
+    }
+    if let Some(age) = age {
+        metrics.change_feed_lag.record(age + read.elapsed());
     }
     Ok(CatchUp::Applied(snapshot))
 }

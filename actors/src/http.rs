@@ -7,13 +7,15 @@
 //!
 //! The routes live in `http/routes.rs`; the pages and the JSON API beside it,
 //! and the API's OpenAPI description (`/openapi.json`) in `http/openapi.rs`;
-//! the live feed in `http/live.rs` and the manage forms in `http/manage.rs`.
+//! the live feed in `http/live.rs`, the manage forms in `http/manage.rs`;
+//! request ids, request metrics and `/metrics` in `http/observe.rs`.
 //! When the server stops, the live feeds end first, so that a graceful stop
 //! does not wait on browsers that keep them open.
 
 mod api;
 mod live;
 mod manage;
+mod observe;
 mod openapi;
 mod pages;
 mod params;

@@ -20,15 +20,20 @@
 //! batch cannot be stored at all, every message of it is nak'ed with a delay.
 //!
 //! What ingest knows of its job (NATS connected, consumer set up, last store)
-//! it writes to [`Health`], where `/readyz` reads it without asking.
+//! it writes to [`Health`], where `/readyz` reads it without asking. What it
+//! counts (messages, batches, store latency, the consumer's lag, sampled by a
+//! task of its own) goes to [`Metrics`]. Its log lines about a batch carry the
+//! batch's first and last stream sequence, and those about one message its
+//! stream sequence and product id (a span each).
 
 pub mod source;
 
 use crate::backoff::Backoff;
-use crate::batch::{Batch, Incoming, Outcome, Stored};
+use crate::batch::{Batch, Incoming, Outcome, Rejection, Stored};
 use crate::cache::{self, CacheMsg};
 use crate::call::CallError;
 use crate::health::Health;
+use crate::metrics::Metrics;
 use crate::names::Names;
 use crate::persistence::{self, PersistenceMsg, StoreError};
 use crate::product::decode;
@@ -37,9 +42,13 @@ use async_nats::jetstream::{self, AckKind, stream};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 pub use source::IngestConfig;
 use source::{PullConsumer, SourceError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
 use tokio::time::timeout;
-use tracing::{debug, error, info, warn};
+use tracing::{Instrument, debug, error, info, info_span, warn};
+
+/// How often the consumer's lag is asked of JetStream (one round trip each).
+const LAG_SAMPLE_EVERY: Duration = Duration::from_secs(2);
 
 pub type IngestRef = ActorRef<IngestMsg>;
 
@@ -66,6 +75,42 @@ pub struct IngestState {
     client: async_nats::Client,
     source: Option<(stream::Stream, PullConsumer)>,
     backoff: Backoff,
+    metrics: Metrics,
+    /// Samples the consumer's lag while `source` is set up.
+    lag_sampler: Option<LagSampler>,
+}
+
+/// The task that samples the consumer's lag; dropping it stops the task (also
+/// when the actor fails and its state is dropped without `post_stop`).
+struct LagSampler(JoinHandle<()>);
+
+impl Drop for LagSampler {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl LagSampler {
+    fn spawn(consumer: PullConsumer, metrics: Metrics) -> Self {
+        Self(tokio::spawn(
+            async move {
+                let mut every = tokio::time::interval(LAG_SAMPLE_EVERY);
+                loop {
+                    every.tick().await;
+                    match consumer.get_info().await {
+                        Ok(info) => {
+                            metrics.consumer_pending.set(info.num_pending as f64);
+                            metrics
+                                .consumer_ack_pending
+                                .set(info.num_ack_pending as f64);
+                        }
+                        Err(error) => debug!(%error, "cannot sample the consumer's lag"),
+                    }
+                }
+            }
+            .in_current_span(),
+        ))
+    }
 }
 
 /// Why a batch could not be stored.
@@ -112,6 +157,8 @@ impl Actor for Ingest {
             .await?;
         myself.cast(IngestMsg::Connect)?;
         Ok(IngestState {
+            metrics: Metrics::new(&args.names),
+            lag_sampler: None,
             names: args.names,
             config: args.config,
             health: args.health,
@@ -164,6 +211,7 @@ impl IngestState {
                     durable = %self.config.durable,
                     "consuming"
                 );
+                self.lag_sampler = Some(LagSampler::spawn(source.1.clone(), self.metrics.clone()));
                 self.source = Some(source);
                 self.health.update_ingest(|h| h.consumer_problem = None);
                 self.backoff.reset();
@@ -207,13 +255,34 @@ impl IngestState {
                 myself.cast(IngestMsg::Pull)?;
                 Ok(())
             }
-            Ok((stream_id, messages)) => self.store_and_answer(myself, stream_id, messages).await,
+            Ok((stream_id, messages)) => {
+                self.metrics.consumed.increment(messages.len() as u64);
+                let seqs = messages
+                    .iter()
+                    .filter_map(|m| m.info().ok())
+                    .map(|i| i.stream_sequence);
+                let (first_seq, last_seq) = (seqs.clone().min(), seqs.max());
+                let span = info_span!("batch", first_seq, last_seq, messages = messages.len());
+                let delay = self
+                    .store_and_answer(stream_id, messages)
+                    .instrument(span)
+                    .await;
+                // Sent outside the batch's span: ractor hands a message's span
+                // on to its handling, and each batch would nest in the last.
+                if delay.is_zero() {
+                    myself.cast(IngestMsg::Pull)?;
+                } else {
+                    myself.send_after(delay, || IngestMsg::Pull);
+                }
+                Ok(())
+            }
             Err(error) => {
                 // The consumer may be gone, or NATS: set up again after a pause.
                 let error: async_nats::Error = error;
                 let delay = self.backoff.next_delay();
                 warn!(%error, retry_in = ?delay, "cannot pull from the consumer");
                 self.source = None;
+                self.lag_sampler = None;
                 self.health
                     .update_ingest(|h| h.consumer_problem = Some(error.to_string()));
                 myself.send_after(delay, || IngestMsg::Connect);
@@ -222,14 +291,23 @@ impl IngestState {
         }
     }
 
+    /// Returns how long to wait before the next pull.
     async fn store_and_answer(
         &mut self,
-        myself: IngestRef,
         stream_id: String,
         messages: Vec<jetstream::Message>,
-    ) -> Result<(), ActorProcessingErr> {
-        let (messages, batch) = to_batch(stream_id, messages);
-        match self.store(batch, &messages).await {
+    ) -> Duration {
+        let (messages, batch) = to_batch(stream_id, messages, &self.metrics);
+        let ids: Vec<Option<i64>> = batch
+            .messages
+            .iter()
+            .map(|m| m.decoded.as_ref().ok().and_then(|update| update.id))
+            .collect();
+        self.metrics.batch_size.record(batch.messages.len() as f64);
+        let started = Instant::now();
+        let stored = self.store(batch, &messages).await;
+        self.metrics.store_duration.record(started.elapsed());
+        match stored {
             Ok(Stored { current, outcomes }) => {
                 self.put_in_cache(current).await;
                 let retry = outcomes.iter().find_map(|outcome| match outcome {
@@ -243,33 +321,43 @@ impl IngestState {
                         Duration::ZERO
                     }
                 };
-                for ((message, seq), outcome) in messages.iter().zip(&outcomes) {
-                    answer(message, *seq, outcome, delay).await;
+                for (((message, seq), outcome), id) in messages.iter().zip(&outcomes).zip(ids) {
+                    self.count(outcome);
+                    answer(message, outcome, delay)
+                        .instrument(info_span!("message", stream_seq = *seq, product_id = id))
+                        .await;
                 }
                 self.health.update_ingest(|h| {
                     h.store_problem =
                         retry.map(|reason| format!("cannot store a message: {reason}"))
                 });
                 debug!(messages = messages.len(), "batch stored");
-                if delay.is_zero() {
-                    myself.cast(IngestMsg::Pull)?;
-                } else {
-                    myself.send_after(delay, || IngestMsg::Pull);
-                }
+                delay
             }
             Err(failure) => {
                 let delay = self.backoff.next_delay();
                 warn!(error = %failure, messages = messages.len(), retry_in = ?delay, "cannot store batch; it will be redelivered");
+                self.metrics.retried.increment(messages.len() as u64);
                 for (message, _) in &messages {
                     let _ = message.ack_with(AckKind::Nak(Some(delay))).await;
                 }
                 self.health.update_ingest(|h| {
                     h.store_problem = Some(format!("cannot store messages: {failure}"))
                 });
-                myself.send_after(delay, || IngestMsg::Pull);
+                delay
             }
         }
-        Ok(())
+    }
+
+    fn count(&self, outcome: &Outcome) {
+        match outcome {
+            Outcome::Stored => self.metrics.stored.increment(1),
+            Outcome::SetAside(Rejection::Invalid(_)) => self.metrics.set_aside_invalid.increment(1),
+            Outcome::SetAside(Rejection::RefusedByPostgres(_)) => {
+                self.metrics.set_aside_by_postgres.increment(1)
+            }
+            Outcome::Retry { .. } => self.metrics.retried.increment(1),
+        }
     }
 
     /// Has persistence store the batch, telling JetStream meanwhile that its
@@ -317,6 +405,7 @@ impl IngestState {
 fn to_batch(
     stream: String,
     messages: Vec<jetstream::Message>,
+    metrics: &Metrics,
 ) -> (Vec<(jetstream::Message, u64)>, Batch) {
     let mut kept = Vec::with_capacity(messages.len());
     let mut incoming = Vec::with_capacity(messages.len());
@@ -329,6 +418,9 @@ fn to_batch(
             continue;
         };
         let stream_seq = info.stream_sequence;
+        if info.delivered > 1 {
+            metrics.redelivered.increment(1);
+        }
         incoming.push(Incoming {
             stream_seq,
             subject: message.subject.to_string(),
@@ -344,21 +436,22 @@ fn to_batch(
     (kept, batch)
 }
 
-/// Tells JetStream what became of one message.
-async fn answer(message: &jetstream::Message, stream_seq: u64, outcome: &Outcome, delay: Duration) {
+/// Tells JetStream what became of one message (in the span of that message,
+/// which names its stream sequence and product id).
+async fn answer(message: &jetstream::Message, outcome: &Outcome, delay: Duration) {
     let answered = match outcome {
         Outcome::Stored => message.ack().await,
         Outcome::SetAside(rejection) => {
-            warn!(stream_seq, subject = %message.subject, reason = %rejection, "message set aside");
+            warn!(subject = %message.subject, reason = %rejection, "message set aside");
             message.ack_with(AckKind::Term).await
         }
         Outcome::Retry { reason } => {
-            warn!(stream_seq, subject = %message.subject, %reason, retry_in = ?delay, "message not stored; it will be redelivered");
+            warn!(subject = %message.subject, %reason, retry_in = ?delay, "message not stored; it will be redelivered");
             message.ack_with(AckKind::Nak(Some(delay))).await
         }
     };
     if let Err(error) = answered {
         // The batch is stored: a redelivery will change nothing.
-        debug!(stream_seq, %error, "ack failed");
+        debug!(%error, "ack failed");
     }
 }

@@ -32,6 +32,7 @@
 //!   `ingest/source.rs`)
 //! - restarts and shutdown order: [`supervisor`]
 //! - any deadline that must agree with another: [`timeouts`]
+//! - what `/metrics` shows, each name defined once: [`metrics`]
 
 pub mod backoff;
 pub mod batch;
@@ -41,6 +42,7 @@ pub mod changes;
 pub mod health;
 pub mod http;
 pub mod ingest;
+pub mod metrics;
 pub mod names;
 pub mod nats_auth;
 pub mod persistence;

@@ -18,6 +18,12 @@ impl Names {
         }
     }
 
+    /// The app's instance name, the prefix of every name (and the `app`
+    /// label of its metrics).
+    pub fn instance(&self) -> &str {
+        &self.prefix
+    }
+
     pub fn supervisor(&self) -> String {
         format!("{}.supervisor", self.prefix)
     }

@@ -11,6 +11,8 @@
 
 mod listener;
 mod lookups;
+#[cfg(unix)]
+pub mod nodelay;
 mod store;
 pub mod writer;
 
@@ -19,14 +21,15 @@ use crate::call::Peer;
 use crate::changes::ChangeSignal;
 use crate::names::{Child, Names};
 use crate::product::Product;
-use crate::timeouts::STATEMENT_TIMEOUT;
+use crate::timeouts::{POSTGRES_CONNECT_TIMEOUT, STATEMENT_TIMEOUT};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, RuntimeErr};
 use std::future::Future;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
-use tracing::Instrument;
+use tracing::{Instrument, warn};
 use writer::{Writer, WriterMsg, WriterRef};
 
 pub type PersistenceRef = ActorRef<PersistenceMsg>;
@@ -101,6 +104,10 @@ pub struct Changes {
     pub products: Vec<Product>,
     /// The products deleted since.
     pub deleted: Vec<Deleted>,
+    /// How long before this read (by Postgres's clock) the newest of these
+    /// changes was written (its `updated_at`, or `deleted_at`); `None` when
+    /// there are none. For the change feed's lag.
+    pub age: Option<Duration>,
 }
 
 /// One message set aside, as the rejected page shows it.
@@ -217,6 +224,10 @@ pub struct PersistenceState {
     writer: WriterRef,
     write_queue: Arc<Semaphore>,
     _listening: listener::Listening,
+    /// Carries both pools' connections to Postgres with `TCP_NODELAY`, while
+    /// this actor lives (see `persistence/nodelay.rs`).
+    #[cfg(unix)]
+    _relay: Option<nodelay::Relay>,
 }
 
 impl Actor for Persistence {
@@ -229,14 +240,21 @@ impl Actor for Persistence {
         myself: PersistenceRef,
         args: PersistenceArgs,
     ) -> Result<PersistenceState, ActorProcessingErr> {
+        #[cfg(unix)]
+        let relay = start_relay(&args.database_url);
+        #[cfg(unix)]
+        let socket_dir = relay.as_ref().map(nodelay::Relay::socket_dir);
+        #[cfg(not(unix))]
+        let socket_dir = None;
         let reads = pool(
             &args.database_url,
             args.max_connections
                 .saturating_sub(WRITE_CONNECTIONS)
                 .max(1),
+            socket_dir,
         )
         .await?;
-        let writes = pool(&args.database_url, WRITE_CONNECTIONS).await?;
+        let writes = pool(&args.database_url, WRITE_CONNECTIONS, socket_dir).await?;
         // A persistence actor that failed or was killed did not stop its
         // writer (ractor stops children only when asked): end that one first.
         if let Some(orphan) = ractor::registry::where_is(args.names.writer()) {
@@ -250,6 +268,8 @@ impl Actor for Persistence {
             writer,
             write_queue: Arc::new(Semaphore::new(WRITE_QUEUE)),
             _listening: listener::spawn(args.database_url, args.changes),
+            #[cfg(unix)]
+            _relay: relay,
         })
     }
 
@@ -370,18 +390,49 @@ impl Actor for Persistence {
     }
 }
 
+/// Starts the relay that gives the connections `TCP_NODELAY`, when
+/// `database_url` names Postgres by host and port; `None` for a Unix socket
+/// (no Nagle there), or if the relay cannot listen: then the pools connect as
+/// sqlx does, slower but working. Remove with `persistence/nodelay.rs` once
+/// sqlx sets `TCP_NODELAY` itself again.
+#[cfg(unix)]
+fn start_relay(database_url: &str) -> Option<nodelay::Relay> {
+    use sea_orm::sqlx::postgres::PgConnectOptions;
+    let options: PgConnectOptions = database_url.parse().ok()?;
+    if options.get_socket().is_some() || options.get_host().starts_with('/') {
+        return None;
+    }
+    match nodelay::Relay::start(options.get_host(), options.get_port()) {
+        Ok(relay) => Some(relay),
+        Err(error) => {
+            warn!(%error, "cannot start the relay that sets TCP_NODELAY; connecting to Postgres directly, which makes large statements wait up to 40 ms");
+            None
+        }
+    }
+}
+
 /// A lazy pool: the actor starts (and restarts) even while Postgres is away,
-/// and each query connects as needed.
-async fn pool(database_url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
+/// and each query connects as needed; through the relay's socket in
+/// `socket_dir`, if given.
+async fn pool(
+    database_url: &str,
+    max_connections: u32,
+    socket_dir: Option<&Path>,
+) -> Result<DatabaseConnection, DbErr> {
     let mut options = ConnectOptions::new(database_url);
     options
         .max_connections(max_connections)
         .min_connections(0)
-        .connect_timeout(Duration::from_secs(3))
-        .acquire_timeout(Duration::from_secs(3))
+        .connect_timeout(POSTGRES_CONNECT_TIMEOUT)
+        .acquire_timeout(POSTGRES_CONNECT_TIMEOUT)
         .connect_lazy(true)
         .statement_timeout(STATEMENT_TIMEOUT)
         .sqlx_logging(false);
+    if let Some(dir) = socket_dir.map(Path::to_owned) {
+        // The host stays in the options: TLS still checks the certificate
+        // against it, through the relay.
+        options.map_sqlx_postgres_opts(move |options| options.socket(&dir));
+    }
     Database::connect(options).await
 }
 

@@ -5,6 +5,7 @@
 //! - A child that fails or stops on its own is started again with the same
 //!   arguments; the restart and its cause are logged at ERROR. A restarted cache
 //!   rebuilds itself from Postgres. Siblings find the new actor by name.
+//!   Each restart is counted (`products_actor_restarts_total`, by actor).
 //! - Restarts are bounded: more than `max_restarts` within `within` and the
 //!   supervisor stops, so that the binary exits non-zero and an orchestrator
 //!   can act.
@@ -17,6 +18,7 @@
 use crate::cache::{Cache, CacheArgs};
 use crate::http::{Http, HttpArgs};
 use crate::ingest::{Ingest, IngestArgs};
+use crate::metrics::Metrics;
 use crate::names::{Child, Names};
 use crate::persistence::{Persistence, PersistenceArgs};
 use crate::timeouts::HTTP_GRACE;
@@ -77,6 +79,7 @@ pub struct SupervisorState {
     args: SupervisorArgs,
     shutting_down: bool,
     restarts: VecDeque<Instant>,
+    metrics: Metrics,
 }
 
 impl Actor for Supervisor {
@@ -102,6 +105,7 @@ impl Actor for Supervisor {
             }
         }
         Ok(SupervisorState {
+            metrics: Metrics::new(&args.names),
             args,
             shutting_down: false,
             restarts: VecDeque::new(),
@@ -146,6 +150,7 @@ impl Actor for Supervisor {
             return Ok(());
         };
         error!(actor = child.as_str(), %cause, "actor stopped; restarting it");
+        state.metrics.actor_restarted(child);
         state.restart(&myself, child).await;
         Ok(())
     }

@@ -39,6 +39,9 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a readiness probe waits on Postgres.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long opening one Postgres connection may take (the pools' connect and
+/// acquire timeouts, and the TCP connect of the relay in `persistence/nodelay.rs`).
+pub const POSTGRES_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a graceful stop of http waits for requests in flight.
 pub const HTTP_GRACE: Duration = Duration::from_secs(5);
 

@@ -14,6 +14,8 @@ pub struct ServiceProcess {
     /// "products is up" line per start that got that far.
     starts: usize,
     log: PathBuf,
+    /// Environment variables set on top of the settings' (e.g. `LOG_FORMAT`).
+    env: Vec<(String, String)>,
 }
 
 impl ServiceProcess {
@@ -21,12 +23,22 @@ impl ServiceProcess {
     /// system picks (see [`ServiceProcess::base`]); its log goes to a file
     /// that [`ServiceProcess::log`] reads.
     pub fn start(settings: &Settings) -> Self {
+        Self::start_with_env(settings, &[])
+    }
+
+    /// As [`ServiceProcess::start`], with these environment variables too
+    /// (`RUST_LOG` among them replaces the default `info,sqlx=warn`).
+    pub fn start_with_env(settings: &Settings, env: &[(&str, &str)]) -> Self {
         let log = std::env::temp_dir().join(format!("products-{}.log", uuid::Uuid::new_v4()));
         let mut process = Self {
             child: None,
             settings: settings.clone(),
             starts: 0,
             log,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         process.restart();
         process
@@ -55,6 +67,7 @@ impl ServiceProcess {
                 format!("{}ms", s.nats_ack_wait.as_millis()),
             )
             .env("RUST_LOG", "info,sqlx=warn")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -111,8 +124,14 @@ impl ServiceProcess {
                 .lines()
                 .filter(|line| line.contains("products is up"))
                 .nth(self.starts - 1)
-                .and_then(|line| line.split("addr=").nth(1))
-                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|line| {
+                    // `addr=…` in the pretty log, `"addr":"…"` in the JSON one.
+                    let rest = line
+                        .split("addr=")
+                        .nth(1)
+                        .or_else(|| line.split("\"addr\":\"").nth(1))?;
+                    rest.split(|c: char| c.is_whitespace() || c == '"').next()
+                })
                 .map(str::to_owned);
             std::future::ready(addr.is_some())
         })

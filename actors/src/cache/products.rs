@@ -21,6 +21,7 @@
 
 use super::CacheError;
 use crate::call::Peer;
+use crate::metrics::Metrics;
 use crate::names::Names;
 use crate::persistence::{self, Deleted, PersistenceMsg};
 use crate::product::Product;
@@ -105,6 +106,7 @@ pub struct ProductCache {
     live: broadcast::Sender<LiveEvent>,
     /// The highest revision announced (or loaded): where a live page starts.
     latest: Arc<AtomicI64>,
+    metrics: Metrics,
 }
 
 #[derive(Default)]
@@ -129,6 +131,7 @@ impl ProductCache {
             persistence: persistence::peer(names),
             live: broadcast::Sender::new(LIVE_BUFFER),
             latest: Arc::default(),
+            metrics: Metrics::new(names),
         }
     }
 
@@ -136,8 +139,10 @@ impl ProductCache {
     /// through to Postgres once: concurrent misses for one id wait for that read.
     pub async fn get(&self, id: i64) -> Result<Option<Arc<Product>>, CacheError> {
         if let Some(entry) = self.entries.get(&id).await {
+            self.metrics.cache_hits.increment(1);
             return Ok(entry.product());
         }
+        self.metrics.cache_misses.increment(1);
         let persistence = &self.persistence;
         let read = self
             .entries
@@ -192,7 +197,10 @@ impl ProductCache {
         let mut missing = Vec::new();
         for &id in &ids {
             let cached = self.entries.get(&id).await.and_then(Entry::product);
-            if cached.is_none() {
+            if cached.is_some() {
+                self.metrics.cache_hits.increment(1);
+            } else {
+                self.metrics.cache_misses.increment(1);
                 missing.push(id);
             }
             slots.push((id, cached));

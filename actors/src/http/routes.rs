@@ -3,7 +3,7 @@
 
 use super::state::AppState;
 use super::views::Assets;
-use super::{api, live, manage, openapi, pages};
+use super::{api, live, manage, observe, openapi, pages};
 use crate::timeouts::REQUEST_TIMEOUT;
 use salvo::affix_state;
 use salvo::catcher::Catcher;
@@ -26,6 +26,7 @@ pub fn service(state: AppState) -> Service {
         .to_json()
         .expect("the description is plain data: it serializes");
     Service::new(router)
+        .hoop(observe::Observe::new(&state.names))
         .hoop(affix_state::inject(state))
         .hoop(affix_state::inject(openapi::Description(Arc::new(
             description,
@@ -59,6 +60,7 @@ pub fn router() -> Router {
         .push(Router::with_path("healthz").get(api::healthz))
         .push(Router::with_path("readyz").get(api::readyz))
         .push(Router::with_path(openapi::PATH).get(openapi::serve))
+        .push(Router::with_path("metrics").get(observe::serve))
         .push(Router::with_path("static/{**path}").get(static_embed::<Assets>()))
 }
 

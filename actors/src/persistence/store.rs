@@ -3,14 +3,13 @@
 use super::{Changes, Deleted, StoreError};
 use crate::batch::{Batch, Incoming, KEPT_PAYLOAD_BYTES, Outcome, Rejection, Stored};
 use crate::product::{Product, ProductUpdate};
-use entity::{products, rejected_messages};
-use sea_orm::sea_query::{Alias, Expr, OnConflict};
+use entity::products;
+use sea_orm::prelude::DateTimeWithTimeZone;
+use sea_orm::sea_query::ArrayType;
 use sea_orm::{
-    AccessMode,
-    ActiveValue::{NotSet, Set},
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
-    EntityTrait, ExprTrait, IsolationLevel, QueryFilter, QueryOrder, QuerySelect, Statement,
-    TransactionTrait,
+    AccessMode, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
+    EntityTrait, IsolationLevel, QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
+    Value,
 };
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashSet};
@@ -166,6 +165,10 @@ fn newest_per_id<'a>(
 
 /// Creates or replaces the products by id, where the message is newer than the
 /// one last applied. Returns the rows it wrote.
+///
+/// The rows go as one array per column (`UNNEST`), so that the statement's
+/// text is the same whatever the batch's size and each connection prepares it
+/// once; a `VALUES` list would be a new statement for every size.
 async fn upsert_by_id(
     txn: &DatabaseTransaction,
     stream: &str,
@@ -174,34 +177,109 @@ async fn upsert_by_id(
     if by_id.is_empty() {
         return Ok(Vec::new());
     }
-    let rows = by_id
-        .into_iter()
-        .map(|(id, (seq, update))| products::ActiveModel {
-            id: Set(id),
-            ..row(stream, seq, update, None)
-        });
-    let excluded = |column: products::Column| Expr::col((Alias::new("excluded"), column));
-    let newer = Expr::col((products::Entity, products::Column::Stream))
-        .ne(excluded(products::Column::Stream))
-        .or(Expr::col((products::Entity, products::Column::StreamSeq))
-            .lt(excluded(products::Column::StreamSeq)));
-    let upsert = OnConflict::column(products::Column::Id)
-        .update_columns([
-            products::Column::Name,
-            products::Column::Price,
-            products::Column::Manufacturer,
-            products::Column::Description,
-            products::Column::Attributes,
-            products::Column::Stream,
-            products::Column::StreamSeq,
-            products::Column::UpdatedAt,
-            products::Column::Deleted,
-        ])
-        .action_and_where(newer)
-        .to_owned();
-    Ok(products::Entity::insert_many(rows)
-        .on_conflict(upsert)
-        .exec_with_returning(txn)
+    let ids = by_id.keys().copied();
+    let columns = Columns::of(by_id.values().copied());
+    let sql = "INSERT INTO products \
+             (id, name, price, manufacturer, description, attributes, stream, stream_seq, deleted) \
+         SELECT u.id, u.name, u.price, u.manufacturer, \
+                CASE WHEN u.has_description THEN u.description END, u.attributes, $1, u.stream_seq, \
+                u.deleted \
+         FROM UNNEST($2::bigint[], $3::text[], $4::bigint[], $5::text[], $6::text[], \
+                     $7::bool[], $8::jsonb[], $9::bigint[], $10::bool[]) \
+              AS u(id, name, price, manufacturer, description, has_description, attributes, stream_seq, \
+                   deleted) \
+         ON CONFLICT (id) DO UPDATE SET \
+             name = excluded.name, price = excluded.price, manufacturer = excluded.manufacturer, \
+             description = excluded.description, attributes = excluded.attributes, \
+             stream = excluded.stream, stream_seq = excluded.stream_seq, \
+             updated_at = excluded.updated_at, deleted = excluded.deleted \
+         WHERE products.stream <> excluded.stream OR products.stream_seq < excluded.stream_seq \
+         RETURNING *";
+    let mut values = vec![stream.into(), array(ArrayType::BigInt, ids)];
+    values.extend(columns.into_values());
+    rows(txn, sql, values).await
+}
+
+/// The columns of a product's update, one array each, in the order of
+/// `$2`... of the statements that take them after their own first arrays.
+struct Columns {
+    name: Vec<String>,
+    price: Vec<i64>,
+    manufacturer: Vec<String>,
+    /// A text array cannot carry a NULL here (sea-query binds `Vec<String>`):
+    /// an absent description is an empty string with `has_description` false.
+    description: Vec<String>,
+    has_description: Vec<bool>,
+    attributes: Vec<serde_json::Value>,
+    stream_seq: Vec<i64>,
+    /// A deletion (`{"id": N, "deleted": true}`): kept as a deleted row.
+    deleted: Vec<bool>,
+}
+
+impl Columns {
+    fn of<'a>(updates: impl Iterator<Item = Sequenced<'a>>) -> Columns {
+        let mut columns = Columns {
+            name: Vec::new(),
+            price: Vec::new(),
+            manufacturer: Vec::new(),
+            description: Vec::new(),
+            has_description: Vec::new(),
+            attributes: Vec::new(),
+            stream_seq: Vec::new(),
+            deleted: Vec::new(),
+        };
+        for (seq, update) in updates {
+            columns.name.push(update.name.clone());
+            columns.price.push(update.price);
+            columns.manufacturer.push(update.manufacturer.clone());
+            columns
+                .description
+                .push(update.description.clone().unwrap_or_default());
+            columns.has_description.push(update.description.is_some());
+            columns
+                .attributes
+                .push(serde_json::Value::Object(update.attributes.clone()));
+            columns.stream_seq.push(seq_to_i64(seq));
+            columns.deleted.push(update.deleted);
+        }
+        columns
+    }
+
+    fn into_values(self) -> [Value; 8] {
+        [
+            array(ArrayType::String, self.name),
+            array(ArrayType::BigInt, self.price),
+            array(ArrayType::String, self.manufacturer),
+            array(ArrayType::String, self.description),
+            array(ArrayType::Bool, self.has_description),
+            array(ArrayType::Json, self.attributes),
+            array(ArrayType::BigInt, self.stream_seq),
+            array(ArrayType::Bool, self.deleted),
+        ]
+    }
+}
+
+/// A Postgres array parameter.
+fn array<T: Into<Value>>(kind: ArrayType, items: impl IntoIterator<Item = T>) -> Value {
+    Value::Array(
+        kind,
+        Some(Box::new(items.into_iter().map(Into::into).collect())),
+    )
+}
+
+/// Runs a statement that returns product rows.
+async fn rows(
+    txn: &DatabaseTransaction,
+    sql: &str,
+    values: Vec<Value>,
+) -> Result<Vec<products::Model>, StoreError> {
+    Ok(products::Entity::find()
+        .from_raw_sql(Statement::from_sql_and_values(
+            txn.get_database_backend(),
+            sql,
+            values,
+        ))
+        .all(txn)
         .await?)
 }
 
@@ -225,7 +303,7 @@ async fn advance_id_sequence(
 }
 
 /// Creates the id-less products, each once: a redelivered message finds its
-/// `created_by` key taken and writes nothing.
+/// `created_by` key taken and writes nothing. Ids are given in stream order.
 async fn insert_new(
     txn: &DatabaseTransaction,
     stream: &str,
@@ -234,17 +312,24 @@ async fn insert_new(
     if id_less.is_empty() {
         return Ok(Vec::new());
     }
-    let rows = id_less
-        .into_iter()
-        .map(|(seq, update)| row(stream, seq, update, Some(creation_key(stream, seq))));
-    Ok(products::Entity::insert_many(rows)
-        .on_conflict(
-            OnConflict::column(products::Column::CreatedBy)
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec_with_returning(txn)
-        .await?)
+    let keys = id_less.iter().map(|(seq, _)| creation_key(stream, *seq));
+    let keys = array(ArrayType::String, keys);
+    let columns = Columns::of(id_less.iter().copied());
+    let sql = "INSERT INTO products \
+             (name, price, manufacturer, description, attributes, stream, stream_seq, created_by) \
+         SELECT u.name, u.price, u.manufacturer, \
+                CASE WHEN u.has_description THEN u.description END, u.attributes, $1, \
+                u.stream_seq, u.created_by \
+         FROM UNNEST($2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], \
+                     $7::bool[], $8::jsonb[], $9::bigint[], $10::bool[]) WITH ORDINALITY \
+              AS u(created_by, name, price, manufacturer, description, has_description, \
+                   attributes, stream_seq, deleted, n) \
+         ORDER BY u.n \
+         ON CONFLICT (created_by) DO NOTHING \
+         RETURNING *";
+    let mut values = vec![stream.into(), keys];
+    values.extend(columns.into_values());
+    rows(txn, sql, values).await
 }
 
 /// Reads the rows the statements before left alone (older or redelivered
@@ -271,14 +356,12 @@ async fn read_unchanged(
     if ids.is_empty() && keys.is_empty() {
         return Ok(Vec::new());
     }
-    Ok(products::Entity::find()
-        .filter(
-            Condition::any()
-                .add(products::Column::Id.is_in(ids))
-                .add(products::Column::CreatedBy.is_in(keys)),
-        )
-        .all(txn)
-        .await?)
+    let sql = "SELECT * FROM products WHERE id = ANY($1::bigint[]) OR created_by = ANY($2::text[])";
+    let values = vec![
+        array(ArrayType::BigInt, ids),
+        array(ArrayType::String, keys),
+    ];
+    rows(txn, sql, values).await
 }
 
 /// Keeps the messages set aside in `rejected_messages`, once each.
@@ -287,40 +370,38 @@ async fn set_aside(
     batch: &Batch,
     outcomes: &[Outcome],
 ) -> Result<(), StoreError> {
-    let rows: Vec<_> = batch
-        .messages
-        .iter()
-        .zip(outcomes)
-        .filter_map(|(message, outcome)| match outcome {
-            Outcome::SetAside(rejection) => Some(rejected_messages::ActiveModel {
-                id: NotSet,
-                stream: Set(batch.stream.clone()),
-                stream_seq: Set(seq_to_i64(message.stream_seq)),
-                subject: Set(message.subject.clone()),
-                payload: Set(
-                    message.payload[..message.payload.len().min(KEPT_PAYLOAD_BYTES)].to_vec(),
-                ),
-                payload_len: Set(message.payload.len() as i64),
-                reason: Set(rejection.to_string()),
-                rejected_at: NotSet,
-            }),
-            _ => None,
-        })
-        .collect();
-    if rows.is_empty() {
+    let (mut seq, mut subject, mut payload, mut payload_len, mut reason) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (message, outcome) in batch.messages.iter().zip(outcomes) {
+        let Outcome::SetAside(rejection) = outcome else {
+            continue;
+        };
+        seq.push(seq_to_i64(message.stream_seq));
+        subject.push(message.subject.clone());
+        payload.push(message.payload[..message.payload.len().min(KEPT_PAYLOAD_BYTES)].to_vec());
+        payload_len.push(message.payload.len() as i64);
+        reason.push(rejection.to_string());
+    }
+    if seq.is_empty() {
         return Ok(());
     }
-    rejected_messages::Entity::insert_many(rows)
-        .on_conflict(
-            OnConflict::columns([
-                rejected_messages::Column::Stream,
-                rejected_messages::Column::StreamSeq,
-            ])
-            .do_nothing()
-            .to_owned(),
-        )
-        .exec_without_returning(txn)
-        .await?;
+    txn.execute_raw(Statement::from_sql_and_values(
+        txn.get_database_backend(),
+        "INSERT INTO rejected_messages (stream, stream_seq, subject, payload, payload_len, reason) \
+         SELECT $1, u.stream_seq, u.subject, u.payload, u.payload_len, u.reason \
+         FROM UNNEST($2::bigint[], $3::text[], $4::bytea[], $5::bigint[], $6::text[]) \
+              AS u(stream_seq, subject, payload, payload_len, reason) \
+         ON CONFLICT (stream, stream_seq) DO NOTHING",
+        [
+            batch.stream.as_str().into(),
+            array(ArrayType::BigInt, seq),
+            array(ArrayType::String, subject),
+            array(ArrayType::Bytes, payload),
+            array(ArrayType::BigInt, payload_len),
+            array(ArrayType::String, reason),
+        ],
+    ))
+    .await?;
     Ok(())
 }
 
@@ -381,19 +462,22 @@ pub async fn changes_since(
         )
         .await?;
     let backend = txn.get_database_backend();
-    let snapshot: String = txn
+    let read = txn
         .query_one_raw(Statement::from_string(
             backend,
-            "SELECT pg_current_snapshot()::text AS snapshot",
+            "SELECT pg_current_snapshot()::text AS snapshot, clock_timestamp() AS read_at",
         ))
         .await?
-        .ok_or_else(|| DbErr::RecordNotFound("pg_current_snapshot()".into()))?
-        .try_get("", "snapshot")?;
+        .ok_or_else(|| DbErr::RecordNotFound("pg_current_snapshot()".into()))?;
+    let read_at: DateTimeWithTimeZone = read.try_get("", "read_at")?;
     let mut changes = Changes {
-        snapshot,
+        snapshot: read.try_get("", "snapshot")?,
         products: Vec::new(),
         deleted: Vec::new(),
+        age: None,
     };
+    // The newest change's time (Postgres's clock, as `read_at`).
+    let mut newest: Option<DateTimeWithTimeZone> = None;
     if let Some(since) = since {
         const UNSEEN: &str = "changed_by >= pg_snapshot_xmin($1::pg_snapshot) \
              AND NOT pg_visible_in_snapshot(changed_by, $1::pg_snapshot)";
@@ -406,6 +490,7 @@ pub async fn changes_since(
             .all(&txn)
             .await?
         {
+            newest = Ord::max(newest, Some(row.updated_at));
             if row.deleted {
                 changes.deleted.push(Deleted {
                     id: Some(row.id),
@@ -418,11 +503,13 @@ pub async fn changes_since(
         for row in txn
             .query_all_raw(Statement::from_sql_and_values(
                 backend,
-                format!("SELECT id, revision FROM product_tombstones WHERE {UNSEEN}"),
+                format!("SELECT id, revision, deleted_at FROM product_tombstones WHERE {UNSEEN}"),
                 [since.into()],
             ))
             .await?
         {
+            let deleted_at: DateTimeWithTimeZone = row.try_get("", "deleted_at")?;
+            newest = Ord::max(newest, Some(deleted_at));
             changes.deleted.push(Deleted {
                 id: row.try_get("", "id")?,
                 revision: row.try_get("", "revision")?,
@@ -430,34 +517,13 @@ pub async fn changes_since(
         }
     }
     txn.commit().await?;
+    changes.age = newest.map(|at| (read_at - at).to_std().unwrap_or_default());
     Ok(changes)
 }
 
 /// What identifies the product an id-less message created.
 pub(super) fn creation_key(stream: &str, seq: u64) -> String {
     format!("{stream}#{seq}")
-}
-
-fn row(
-    stream: &str,
-    stream_seq: u64,
-    update: &ProductUpdate,
-    created_by: Option<String>,
-) -> products::ActiveModel {
-    products::ActiveModel {
-        id: NotSet,
-        name: Set(update.name.clone()),
-        price: Set(update.price),
-        manufacturer: Set(update.manufacturer.clone()),
-        description: Set(update.description.clone()),
-        attributes: Set(serde_json::Value::Object(update.attributes.clone())),
-        stream: Set(stream.to_owned()),
-        stream_seq: Set(seq_to_i64(stream_seq)),
-        created_by: Set(created_by),
-        updated_at: NotSet,
-        revision: NotSet,
-        deleted: Set(update.deleted),
-    }
 }
 
 /// JetStream sequences are u64 but stay far below i64::MAX in practice.

@@ -1,0 +1,683 @@
+//! The benchmark, shared by `cargo bench --bench throughput` and its smoke test.
+//!
+//! One run, on one machine, each figure beside its baseline from that run:
+//!
+//! 1. **Raw batched upsert**, the ceiling Postgres sets: the same rows as the
+//!    all-new backlog upserted by `psql` (100 rows a statement, one connection,
+//!    each statement its own transaction), and by a bare sqlx loop (`UNNEST` of
+//!    arrays, batches of `INGEST_BATCH_SIZE`, a transaction each, one
+//!    connection) as sqlx 0.9.0 connects, without `TCP_NODELAY`, and the
+//!    same loop through the relay that gives the service's connections
+//!    `TCP_NODELAY` (`actors/src/persistence/nodelay.rs`; over TCP only).
+//! 2. **Bare pull + ack**, the ceiling NATS sets: the backlog pulled and acked
+//!    by a consumer that stores nothing.
+//! 3. **Ingest, all new**: a backlog of `messages` products with ids,
+//!    published while the service is stopped, drained from its start (the
+//!    clock starts before `App::start`) until every message is acked; then
+//!    checked: every id stored.
+//! 4. **Ingest, many updates per id**: `versions` versions of `ids` ids, one
+//!    version of every id after the other (so that no batch holds two versions
+//!    of one id), drained by a restarted service; checked: every id at its
+//!    last version.
+//! 5. **Freshness**: once the service is ready (its cache rebuilt), products
+//!    are published at half the all-new rate for `freshness_seconds`; for one message in each 10 ms,
+//!    the time from its publish ack to the first `GET /products/{id}` that
+//!    serves it (polled every millisecond).
+//! 6. **Reads**: `GET /products/{id}` from the cache beside `GET /healthz`.
+
+use actors::persistence::nodelay::Relay;
+use actors::supervisor::RestartBudget;
+use anyhow::{Context, bail, ensure};
+use async_nats::jetstream::{self, consumer::pull, stream::Stream};
+use futures::StreamExt;
+use products::App;
+use products::settings::Settings;
+use sea_orm::sqlx::postgres::{PgConnectOptions, PgConnection};
+use sea_orm::sqlx::{self, Connection};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// The sizes of one run.
+pub struct Plan {
+    /// The all-new backlog.
+    pub messages: u64,
+    /// The backlog of updates: `versions` messages for each of `ids` ids.
+    pub ids: u64,
+    pub versions: u64,
+    pub freshness_seconds: u64,
+    pub read_seconds: u64,
+    /// A Unix socket directory to reach Postgres by, instead of TCP.
+    pub pg_socket: Option<String>,
+}
+
+/// Ids of the updated products start above this, apart from the all-new ones.
+const UPDATED_IDS: i64 = 10_000_000;
+const HTTP_CLIENTS: usize = 32;
+/// Rows per statement for `psql`, as the issue measured it.
+const PSQL_ROWS: usize = 100;
+
+/// A count of things done in a time.
+#[derive(Clone, Copy)]
+pub struct Rate {
+    pub count: u64,
+    pub took: Duration,
+}
+
+impl Rate {
+    pub fn per_second(&self) -> f64 {
+        self.count as f64 / self.took.as_secs_f64()
+    }
+}
+
+pub struct Freshness {
+    pub published_per_second: f64,
+    pub samples: Vec<Duration>,
+}
+
+impl Freshness {
+    fn percentile(&self, p: f64) -> Duration {
+        let mut sorted = self.samples.clone();
+        sorted.sort();
+        let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+        sorted[rank.clamp(1, sorted.len()) - 1]
+    }
+}
+
+/// What one run measured.
+pub struct Report {
+    pub machine: String,
+    pub database: String,
+    pub batch_size: u16,
+    pub psql: Option<Rate>,
+    pub raw_sqlx: Rate,
+    pub raw_sqlx_nodelay: Option<Rate>,
+    pub pull_ack: Rate,
+    pub ingest_new: Rate,
+    pub ingest_updates: Rate,
+    pub freshness: Freshness,
+    /// Postgres checkpoints (by anyone: a `CREATE` or `DROP DATABASE` forces
+    /// one) while freshness was measured; each can hold commits up for a while.
+    pub checkpoints_while_fresh: i64,
+    pub healthz: Rate,
+    pub reads: Rate,
+}
+
+/// Runs the whole benchmark in a database and stream of its own, removed
+/// afterwards whatever happens.
+pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
+    let settings = settings(plan);
+    let result = measure(plan, &settings).await;
+    let dropped = products::database::drop_database(&settings.database_url).await;
+    let client = async_nats::connect(settings.nats_url.expose()).await?;
+    let _ = jetstream::new(client)
+        .delete_stream(&settings.nats_stream)
+        .await;
+    let report = result?;
+    dropped?;
+    Ok(report)
+}
+
+async fn measure(plan: &Plan, settings: &Settings) -> anyhow::Result<Report> {
+    products::database::prepare(&settings.database_url).await?;
+    let client = async_nats::connect(settings.nats_url.expose()).await?;
+    let nats_version = client.server_info().version.clone();
+    let js = jetstream::new(client.clone());
+    let mut stream = js
+        .get_or_create_stream(settings.ingest().stream_config())
+        .await?;
+    let batch = usize::from(settings.ingest_batch_size);
+
+    // Baselines: Postgres alone, then NATS alone.
+    let options: PgConnectOptions = settings.database_url.expose().parse()?;
+    let mut pg = PgConnection::connect_with(&options).await?;
+    let pg_version: String = sqlx::query_scalar("SHOW server_version")
+        .fetch_one(&mut pg)
+        .await?;
+    let rows: Vec<i64> = (1..=plan.messages as i64).collect();
+    let psql = psql_upsert(settings.database_url.expose(), &mut pg, &rows).await?;
+    let raw_sqlx = raw_upsert(&mut pg, &rows, batch).await?;
+    // The same loop, its connection carried with TCP_NODELAY by the relay
+    // the service uses (over TCP only).
+    let raw_sqlx_nodelay = match &plan.pg_socket {
+        Some(_) => None,
+        None => {
+            let relay = Relay::start(options.get_host(), options.get_port())?;
+            let relayed = options.clone().socket(relay.socket_dir());
+            let mut pg = PgConnection::connect_with(&relayed).await?;
+            Some(raw_upsert(&mut pg, &rows, batch).await?)
+        }
+    };
+
+    let new = (1..=plan.messages as i64).map(|id| payload(id, id % 10_000));
+    publish_all(&js, &settings.nats_subject, new).await?;
+    let pull_ack = bare_consumer(&stream, plan.messages).await?;
+
+    // The service: the all-new backlog from its start.
+    let ingest_new = drain(settings, &stream, plan.messages, plan.messages).await?;
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM products WHERE id <= $1")
+        .bind(plan.messages as i64)
+        .fetch_one(&mut pg)
+        .await?;
+    ensure!(
+        stored == plan.messages as i64,
+        "{stored} of {} products stored",
+        plan.messages
+    );
+
+    // Many updates per id, drained by a restarted service.
+    let updates = plan.ids * plan.versions;
+    // One version after the other: publishes in flight may land in any
+    // order, and the last version must be the newest in the stream.
+    for version in 1..=plan.versions as i64 {
+        let round = (1..=plan.ids as i64).map(|i| payload(UPDATED_IDS + i, version));
+        publish_all(&js, &settings.nats_subject, round).await?;
+    }
+    let ingest_updates = drain(settings, &stream, updates, plan.messages + updates).await?;
+    let newest: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM products WHERE id > $1 AND price = $2")
+            .bind(UPDATED_IDS)
+            .bind(plan.versions as i64)
+            .fetch_one(&mut pg)
+            .await?;
+    ensure!(
+        newest == plan.ids as i64,
+        "{newest} of {} updated products at their last version",
+        plan.ids
+    );
+
+    // Freshness and reads, with the service running.
+    let app = App::start(settings, "bench", RestartBudget::default()).await?;
+    let base = format!("http://{}", app.http_addr());
+    // Steady state: the cache has rebuilt itself from Postgres (`/readyz`).
+    ready(&base).await?;
+    let rate = (ingest_new.per_second() / 2.0).max(100.0);
+    let checkpoints = "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter";
+    let checkpoints_before: i64 = sqlx::query_scalar(checkpoints).fetch_one(&mut pg).await?;
+    let freshness = freshness(
+        &js,
+        &client,
+        &mut stream,
+        &settings.nats_subject,
+        &base,
+        plan,
+        rate,
+    )
+    .await;
+    let checkpoints_after: i64 = sqlx::query_scalar(checkpoints).fetch_one(&mut pg).await?;
+    let healthz = http_load(&base, plan.read_seconds, |_| "/healthz".to_owned()).await;
+    let ids = plan.messages.max(1);
+    let reads = http_load(&base, plan.read_seconds, move |i| {
+        format!("/products/{}", 1 + i % ids)
+    })
+    .await;
+    app.shutdown().await?;
+
+    Ok(Report {
+        machine: format!(
+            "{}; Postgres {pg_version}; nats-server {nats_version}",
+            machine()
+        ),
+        database: settings.database_url_redacted(),
+        batch_size: settings.ingest_batch_size,
+        psql,
+        raw_sqlx,
+        raw_sqlx_nodelay,
+        pull_ack,
+        ingest_new,
+        ingest_updates,
+        freshness: freshness?,
+        checkpoints_while_fresh: checkpoints_after - checkpoints_before,
+        healthz: healthz?,
+        reads: reads?,
+    })
+}
+
+/// A product message with an id; `price` marks its version.
+fn payload(id: i64, price: i64) -> String {
+    format!(r#"{{"id":{id},"name":"product {id}","price":{price},"manufacturer":"generator"}}"#)
+}
+
+async fn publish_all(
+    js: &jetstream::Context,
+    subject: &str,
+    payloads: impl Iterator<Item = String>,
+) -> anyhow::Result<()> {
+    let failures = futures::stream::iter(payloads)
+        .map(|payload| async move {
+            js.publish(subject.to_owned(), payload.into())
+                .await?
+                .await?;
+            anyhow::Ok(())
+        })
+        .buffer_unordered(256)
+        .filter(|result| std::future::ready(result.is_err()))
+        .count()
+        .await;
+    ensure!(failures == 0, "{failures} publishes failed");
+    Ok(())
+}
+
+/// Starts the service and waits until the consumer has acked up to
+/// `last_seq`; the time includes the start. Stops the service afterwards.
+async fn drain(
+    settings: &Settings,
+    stream: &Stream,
+    messages: u64,
+    last_seq: u64,
+) -> anyhow::Result<Rate> {
+    let started = Instant::now();
+    let app = App::start(settings, "bench", RestartBudget::default()).await?;
+    let deadline = started + Duration::from_secs(600);
+    loop {
+        if let Ok(mut consumer) = stream
+            .get_consumer::<pull::Config>(&settings.nats_durable)
+            .await
+            && consumer.info().await?.ack_floor.stream_sequence >= last_seq
+        {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the backlog was not drained within 10 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let took = started.elapsed();
+    app.shutdown().await?;
+    Ok(Rate {
+        count: messages,
+        took,
+    })
+}
+
+/// Pulls and acks the whole backlog on a durable of its own, storing nothing.
+async fn bare_consumer(stream: &Stream, messages: u64) -> anyhow::Result<Rate> {
+    let consumer: jetstream::consumer::PullConsumer = stream
+        .create_consumer(pull::Config {
+            durable_name: Some("bench-baseline".into()),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await?;
+    let started = Instant::now();
+    let mut acked = 0;
+    while acked < messages {
+        let mut batch = consumer
+            .fetch()
+            .max_messages(500)
+            .messages()
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+        while let Some(message) = batch.next().await {
+            let message = message.map_err(|e| anyhow::anyhow!(e))?;
+            message.ack().await.map_err(|e| anyhow::anyhow!(e))?;
+            acked += 1;
+        }
+    }
+    let took = started.elapsed();
+    stream.delete_consumer("bench-baseline").await?;
+    Ok(Rate {
+        count: messages,
+        took,
+    })
+}
+
+/// A table like `products`, for the baselines to write to.
+async fn fresh_raw_table(pg: &mut PgConnection) -> anyhow::Result<()> {
+    sqlx::query("CREATE TABLE IF NOT EXISTS raw_products (LIKE products INCLUDING ALL)")
+        .execute(&mut *pg)
+        .await?;
+    sqlx::query("TRUNCATE raw_products")
+        .execute(&mut *pg)
+        .await?;
+    Ok(())
+}
+
+const RAW_UPSERT: &str = "INSERT INTO raw_products \
+        (id, name, price, manufacturer, description, attributes, stream, stream_seq) \
+    SELECT u.id, u.name, u.price, u.manufacturer, NULL, u.attributes, $6, u.id \
+    FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::jsonb[]) \
+         AS u(id, name, price, manufacturer, attributes) \
+    ON CONFLICT (id) DO UPDATE SET \
+        name = excluded.name, price = excluded.price, manufacturer = excluded.manufacturer, \
+        description = excluded.description, attributes = excluded.attributes, \
+        stream = excluded.stream, stream_seq = excluded.stream_seq, \
+        updated_at = excluded.updated_at \
+    WHERE raw_products.stream <> excluded.stream OR raw_products.stream_seq < excluded.stream_seq";
+
+/// The rows of `ids` upserted by a bare sqlx loop, a transaction per batch.
+async fn raw_upsert(pg: &mut PgConnection, ids: &[i64], batch: usize) -> anyhow::Result<Rate> {
+    fresh_raw_table(pg).await?;
+    let started = Instant::now();
+    for chunk in ids.chunks(batch) {
+        let mut txn = pg.begin().await?;
+        sqlx::query(RAW_UPSERT)
+            .bind(chunk)
+            .bind(
+                chunk
+                    .iter()
+                    .map(|id| format!("product {id}"))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(chunk.iter().map(|id| id % 10_000).collect::<Vec<_>>())
+            .bind(vec!["generator"; chunk.len()])
+            .bind(vec![serde_json::json!({}); chunk.len()])
+            .bind("bench")
+            .execute(&mut *txn)
+            .await?;
+        txn.commit().await?;
+    }
+    Ok(Rate {
+        count: ids.len() as u64,
+        took: started.elapsed(),
+    })
+}
+
+/// The rows of `ids` upserted by `psql`, [`PSQL_ROWS`] a statement; `None`
+/// when there is no `psql` to run.
+async fn psql_upsert(
+    database_url: &str,
+    pg: &mut PgConnection,
+    ids: &[i64],
+) -> anyhow::Result<Option<Rate>> {
+    use tokio::io::AsyncWriteExt;
+    fresh_raw_table(pg).await?;
+    let mut script = String::new();
+    for chunk in ids.chunks(PSQL_ROWS) {
+        script.push_str(
+            "INSERT INTO raw_products (id, name, price, manufacturer, attributes, stream, stream_seq) VALUES ",
+        );
+        for (i, id) in chunk.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            script.push_str(&format!(
+                "{sep}({id},'product {id}',{},'generator','{{}}','bench',{id})",
+                id % 10_000
+            ));
+        }
+        script.push_str(
+            " ON CONFLICT (id) DO UPDATE SET name = excluded.name, price = excluded.price, \
+             manufacturer = excluded.manufacturer, description = excluded.description, \
+             attributes = excluded.attributes, stream = excluded.stream, \
+             stream_seq = excluded.stream_seq, updated_at = excluded.updated_at \
+             WHERE raw_products.stream <> excluded.stream OR raw_products.stream_seq < excluded.stream_seq;\n",
+        );
+    }
+    let started = Instant::now();
+    let child = tokio::process::Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            database_url,
+            "-f",
+            "-",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(error).context("cannot run psql"),
+    };
+    let mut stdin = child.stdin.take().context("psql's stdin")?;
+    stdin.write_all(script.as_bytes()).await?;
+    drop(stdin);
+    let status = child.wait().await?;
+    let took = started.elapsed();
+    ensure!(status.success(), "psql failed: {status}");
+    Ok(Some(Rate {
+        count: ids.len() as u64,
+        took,
+    }))
+}
+
+/// Publishes updates of the updated ids at `rate` a second; for the first
+/// message of every 10 ms, measures from its publish ack to the first GET
+/// that serves it. The other messages go out as plain NATS publishes (the
+/// stream takes them all the same; its message count is checked at the end),
+/// so that the publisher, on the same cores, costs little.
+async fn freshness(
+    js: &jetstream::Context,
+    client: &async_nats::Client,
+    stream: &mut Stream,
+    subject: &str,
+    base: &str,
+    plan: &Plan,
+    rate: f64,
+) -> anyhow::Result<Freshness> {
+    const TICK: Duration = Duration::from_millis(10);
+    let per_tick = ((rate * TICK.as_secs_f64()).round() as u64).max(1);
+    let ticks = plan.freshness_seconds * 100;
+    let before = stream.info().await?.state.messages;
+    let http = reqwest::Client::new();
+    let mut samples = Vec::new();
+    let mut ticker = tokio::time::interval(TICK);
+    let started = Instant::now();
+    let mut k = 0u64;
+    for _ in 0..ticks {
+        ticker.tick().await;
+        for j in 0..per_tick {
+            k += 1;
+            let id = UPDATED_IDS + 1 + (k % plan.ids.max(1)) as i64;
+            let price = 1_000_000 + k as i64;
+            if j == 0 {
+                let ack = js
+                    .publish(subject.to_owned(), payload(id, price).into())
+                    .await?;
+                let url = format!("{base}/products/{id}");
+                samples.push(tokio::spawn(served_after(ack, http.clone(), url, price)));
+            } else {
+                client
+                    .publish(subject.to_owned(), payload(id, price).into())
+                    .await?;
+            }
+        }
+    }
+    let published = k;
+    let publishing = started.elapsed();
+    let mut waits = Vec::new();
+    for sample in samples {
+        waits.push(sample.await??);
+    }
+    client.flush().await?;
+    let stored = stream.info().await?.state.messages - before;
+    ensure!(
+        stored == published,
+        "the stream took {stored} of {published} messages"
+    );
+    Ok(Freshness {
+        published_per_second: published as f64 / publishing.as_secs_f64(),
+        samples: waits,
+    })
+}
+
+/// Waits until `/readyz` answers 200: Postgres and NATS reachable, the cache rebuilt.
+async fn ready(base: &str) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        if http
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|response| response.status() == 200)
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bail!("the service was not ready within 2 minutes")
+}
+
+/// From the publish ack to the first answer of `url` with a price of at
+/// least `price` (a later message of the same id serves it too).
+async fn served_after(
+    ack: async_nats::jetstream::context::PublishAckFuture,
+    http: reqwest::Client,
+    url: String,
+    price: i64,
+) -> anyhow::Result<Duration> {
+    ack.await?;
+    let acked = Instant::now();
+    while acked.elapsed() < Duration::from_secs(30) {
+        let response = http.get(&url).send().await?;
+        if response.status() == 200 {
+            let product: serde_json::Value = response.json().await?;
+            if product["price"].as_i64().is_some_and(|p| p >= price) {
+                return Ok(acked.elapsed());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    bail!("{url} did not serve price {price} within 30 s of its publish ack")
+}
+
+/// Requests from [`HTTP_CLIENTS`] clients for `seconds`; every answer must be 200.
+async fn http_load(
+    base: &str,
+    seconds: u64,
+    path: impl Fn(u64) -> String + Send + Sync + 'static,
+) -> anyhow::Result<Rate> {
+    let done = Arc::new(AtomicU64::new(0));
+    let path = Arc::new(path);
+    let took = Duration::from_secs(seconds);
+    let until = Instant::now() + took;
+    let mut clients = Vec::new();
+    for client in 0..HTTP_CLIENTS {
+        let (done, path, base) = (done.clone(), path.clone(), base.to_owned());
+        clients.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let mut i = client as u64;
+            while Instant::now() < until {
+                let response = http.get(format!("{base}{}", path(i))).send().await?;
+                ensure!(
+                    response.status() == 200,
+                    "{} answered {}",
+                    path(i),
+                    response.status()
+                );
+                response.bytes().await?;
+                done.fetch_add(1, Ordering::Relaxed);
+                i += HTTP_CLIENTS as u64;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for client in clients {
+        client.await.context("a client panicked")??;
+    }
+    Ok(Rate {
+        count: done.load(Ordering::Relaxed),
+        took,
+    })
+}
+
+fn settings(plan: &Plan) -> Settings {
+    let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let mut settings = Settings::defaults();
+    settings.database_url = match &plan.pg_socket {
+        Some(dir) => format!("postgres://postgres@localhost/products_bench_{id}?host={dir}"),
+        None => format!("postgres://postgres@127.0.0.1:5432/products_bench_{id}"),
+    }
+    .into();
+    settings.nats_url = "nats://127.0.0.1:4222".into();
+    settings.http_addr = "127.0.0.1:0".parse().unwrap();
+    settings.nats_stream = format!("BENCH_{id}");
+    settings.nats_stream_subjects = vec![format!("bench_{id}.>")];
+    settings.nats_subject = format!("bench_{id}.products");
+    settings.nats_durable = format!("bench_{id}");
+    settings
+}
+
+/// The host, its cores and CPU, and the time, as the report's heading.
+fn machine() -> String {
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|line| line.starts_with("model name"))
+                .and_then(|line| line.split(':').nth(1))
+                .map(|model| model.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let date = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        .unwrap_or_default();
+    format!("{date}; host {}, {cores} cores ({cpu})", host.trim())
+}
+
+impl Report {
+    /// The report as a Markdown table, each figure beside its baseline.
+    pub fn table(&self, command: &str) -> String {
+        let mut out = String::new();
+        let rate = |r: &Rate| {
+            format!(
+                "{:.0} /s ({} in {:.2} s)",
+                r.per_second(),
+                r.count,
+                r.took.as_secs_f64()
+            )
+        };
+        let ratio = |a: &Rate, b: &Rate| format!("{:.2}×", a.per_second() / b.per_second());
+        out.push_str(&format!(
+            "{}\ncommand: `{command}`\nPostgres: {}, ingest batches of {}\n\n",
+            self.machine, self.database, self.batch_size
+        ));
+        out.push_str("| what | baseline, same run | products | ratio |\n|---|---|---|---|\n");
+        let new = &self.ingest_new;
+        if let Some(psql) = &self.psql {
+            out.push_str(&format!(
+                "| drain of an all-new backlog vs the raw batched upsert of the same rows by `psql` ({PSQL_ROWS} rows a statement) | {} | {} | {} |\n",
+                rate(psql), rate(new), ratio(new, psql)
+            ));
+        }
+        out.push_str(&format!(
+            "| the same vs a bare sqlx loop (`UNNEST`, batches of {}), sqlx 0.9.0 as it connects (no `TCP_NODELAY`) | {} | {} | {} |\n",
+            self.batch_size, rate(&self.raw_sqlx), rate(new), ratio(new, &self.raw_sqlx)
+        ));
+        if let Some(relayed) = &self.raw_sqlx_nodelay {
+            out.push_str(&format!(
+                "| the same vs the same sqlx loop with `TCP_NODELAY` (through the relay the service uses) | {} | {} | {} |\n",
+                rate(relayed), rate(new), ratio(new, relayed)
+            ));
+        }
+        out.push_str(&format!(
+            "| the same vs a bare pull + ack, nothing stored | {} | {} | {} |\n",
+            rate(&self.pull_ack),
+            rate(new),
+            ratio(new, &self.pull_ack)
+        ));
+        out.push_str(&format!(
+            "| drain of many updates per id vs the all-new drain above | {} | {} | {} |\n",
+            rate(new),
+            rate(&self.ingest_updates),
+            ratio(&self.ingest_updates, new)
+        ));
+        let f = &self.freshness;
+        out.push_str(&format!(
+            "| freshness, publish ack → served by `GET /products/{{id}}`, at {:.0} msg/s (half the all-new drain), {} samples; Postgres checkpoints meanwhile: {} | | p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms | |\n",
+            f.published_per_second,
+            f.samples.len(),
+            self.checkpoints_while_fresh,
+            ms(f.percentile(50.0)),
+            ms(f.percentile(99.0)),
+            ms(f.percentile(100.0)),
+        ));
+        out.push_str(&format!(
+            "| `GET /products/{{id}}` from the cache vs `GET /healthz`, {HTTP_CLIENTS} clients | {} | {} | {} |\n",
+            rate(&self.healthz), rate(&self.reads), ratio(&self.reads, &self.healthz)
+        ));
+        out
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}

@@ -1,0 +1,36 @@
+//! The benchmark's own code (`benches/throughput/bench.rs`) on a few hundred
+//! messages, so that it cannot rot: it must run to its end and its checks must
+//! hold (every product stored, every updated id at its last version, every
+//! sampled update served over HTTP). No figure is asserted: speed is measured
+//! by `cargo bench --bench throughput`, never in tests.
+
+#[path = "../benches/throughput/bench.rs"]
+mod bench;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_benchmark_runs_to_its_end_on_a_few_hundred_messages() {
+    crate::common::init_logs();
+    let plan = bench::Plan {
+        messages: 300,
+        ids: 50,
+        versions: 4,
+        freshness_seconds: 1,
+        read_seconds: 1,
+        pg_socket: None,
+    };
+    let report = bench::run(&plan).await.expect("the benchmark ran");
+    assert!(!report.freshness.samples.is_empty());
+    let table = report.table("smoke");
+    for row in [
+        "psql",
+        "bare pull + ack",
+        "many updates",
+        "freshness",
+        "/healthz",
+    ] {
+        assert!(
+            table.contains(row),
+            "the table has a row for {row}:\n{table}"
+        );
+    }
+}
