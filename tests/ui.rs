@@ -269,6 +269,10 @@ async fn a_form_is_refused_without_its_token_or_from_another_site_and_stored_wit
     assert_eq!(app.wait_for_product(31).await["name"], "forged");
     let (_, page) = app.get_text(&waiting).await;
     assert!(page.contains("Product 31 is stored"), "{page}");
+    assert!(
+        page.contains("<dd>forged</dd>"),
+        "the stored result: {page}"
+    );
 }
 
 #[tokio::test]

@@ -232,7 +232,12 @@ pub async fn sent(req: &mut Request, depot: &mut Depot, res: &mut Response) {
     let data = match &outcome {
         MessageOutcome::Waiting => json!({"waiting": true, "seq": seq, "refresh_here": 1}),
         MessageOutcome::Stored { id, deleted } => {
-            json!({"stored": true, "id": id, "deleted": deleted, "seq": seq})
+            // The version served now (this message's, or a newer one).
+            let product = match deleted {
+                false => app_state(depot).product(*id).await.ok().flatten(),
+                true => None,
+            };
+            json!({"stored": true, "id": id, "deleted": deleted, "seq": seq, "product": product})
         }
         MessageOutcome::Rejected { reason } => json!({"rejected": reason, "seq": seq}),
     };
