@@ -329,3 +329,40 @@ async fn the_list_page_of_100_products_is_under_50_kb() {
     );
     assert!(page.len() < 50 * 1024, "{} bytes", page.len());
 }
+
+#[tokio::test]
+async fn a_form_sent_twice_is_one_message_but_sent_again_changed_is_a_new_one() {
+    let app = TestApp::spawn().await;
+    let (cookie, token) = form_token(&app).await;
+    let no_redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let send = |name: &'static str| {
+        no_redirect
+            .post(format!("{}/manage/save", app.base))
+            .header("Cookie", &cookie)
+            .form(&[
+                ("csrf", token.as_str()),
+                ("message_id", "ui-one-form"),
+                ("id", "12"),
+                ("name", name),
+                ("price", "1"),
+                ("manufacturer", "m"),
+            ])
+            .send()
+    };
+    let location = |response: reqwest::Response| {
+        assert_eq!(response.status(), 303);
+        response.headers()["location"].to_str().unwrap().to_owned()
+    };
+    let first = location(send("first").await.unwrap());
+    let again = location(send("first").await.unwrap());
+    assert_eq!(first, again, "JetStream dropped the repeat: same sequence");
+    let changed = location(send("second").await.unwrap());
+    assert_ne!(first, changed);
+    crate::common::wait_until("the changed form is stored", || async {
+        app.get_json("/products/12").await.1["name"] == "second"
+    })
+    .await;
+}

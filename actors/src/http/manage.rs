@@ -1,8 +1,9 @@
 //! The manage pages: forms to add, edit and delete a product.
 //!
 //! A form never writes to Postgres: it publishes a message to the stream,
-//! with a `Nats-Msg-Id` (the form's own, so a form sent twice is stored
-//! once), and the change comes back through ingest like any other. The page
+//! with a `Nats-Msg-Id` (the form's own and a hash of what it sends, so a
+//! form sent twice is stored once, and one changed after going back is not
+//! taken for the first), and the change comes back through ingest like any other. The page
 //! then shows "sent, waiting to be stored" and, once Postgres has it, the
 //! stored result (or why it was set aside). The fields are checked with the
 //! decoder's own rules ([`product::check_fields`]) before anything is sent,
@@ -251,10 +252,16 @@ async fn publish_and_wait(
     message_id: &str,
     id: Option<i64>,
 ) {
-    match publisher
-        .publish(Bytes::from(payload.to_string()), message_id)
-        .await
-    {
+    let payload = payload.to_string();
+    // The form's id and what it sends: the same form sent twice is one
+    // message, but one sent again with other content (after going back) is not.
+    let message_id = {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::hash::DefaultHasher::new();
+        payload.hash(&mut hasher);
+        format!("{message_id}-{:016x}", hasher.finish())
+    };
+    match publisher.publish(Bytes::from(payload), &message_id).await {
         Ok((stream, seq)) => {
             let mut query = url_query(&[("stream", stream.as_str()), ("seq", &seq.to_string())]);
             if let Some(id) = id {
