@@ -8,6 +8,7 @@ use crate::common::servers::PgProxy;
 use crate::common::{Cleanup, TestApp, unique_settings, wait_until};
 use actors::cache::{CacheMsg, CacheStatus};
 use actors::supervisor::RestartBudget;
+use sea_orm::{ConnectionTrait, TransactionTrait};
 use std::time::Duration;
 
 /// The cache's status.
@@ -94,4 +95,54 @@ async fn postgres_going_away_stops_acks_keeps_serving_the_cache_and_loses_nothin
     .await;
     app.wait_for_readiness("postgres", true).await;
     assert_eq!(app.wait_for_list_len(2).await.len(), 2);
+}
+
+#[tokio::test]
+async fn reads_that_hold_every_read_connection_never_starve_the_writes() {
+    let mut settings = unique_settings();
+    // Few connections: two for writes, one for reads.
+    settings.database_max_connections = 3;
+    let app = TestApp::spawn_with(settings, RestartBudget::default()).await;
+    app.wait_for_readiness("cache", true).await;
+
+    // Every read of the rejected page waits on this lock, holding its
+    // connection: a flood of them takes every read connection, and more wait.
+    let db = app.db().await;
+    let lock = db.begin().await.unwrap();
+    lock.execute_unprepared("LOCK TABLE rejected_messages IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let readers: Vec<_> = (0..16)
+        .map(|_| {
+            let (http, url) = (app.http.clone(), format!("{}/rejected", app.base));
+            tokio::spawn(async move { http.get(url).send().await.map(|r| r.status()) })
+        })
+        .collect();
+    let observer = app.db().await;
+    wait_until("a read waits on the lock", || async {
+        crate::common::statements_waiting_on_locks(&observer).await > 0
+    })
+    .await;
+
+    // Meanwhile products are stored, on the writes' own connections.
+    for id in 1..=3 {
+        app.publish(format!(
+            r#"{{"id":{id},"name":"p{id}","price":{id},"manufacturer":"m"}}"#
+        ))
+        .await;
+    }
+    wait_until("the three products are stored", || async {
+        app.consumer_info().await.ack_floor.stream_sequence == 3
+    })
+    .await;
+    // Each message was delivered once: no batch waited out the pool for a
+    // connection and came again. (`num_redelivered` counts only messages
+    // redelivered and not yet acked, so it says nothing once all are acked.)
+    let info = app.consumer_info().await;
+    assert_eq!(info.delivered.consumer_sequence, 3, "{info:?}");
+
+    lock.commit().await.unwrap();
+    for reader in readers {
+        let _ = reader.await.unwrap();
+    }
 }
