@@ -1,8 +1,8 @@
 //! The persistence actor, driven through its messages against a real database.
 
 use crate::common::{
-    Cleanup, batch, connect, prepared_database, product_message as message, spawn_persistence,
-    unique_settings,
+    Cleanup, ask_persistence, batch, connect, prepared_database, product_message as message,
+    spawn_persistence, unique_settings,
 };
 use actors::batch::{Batch, Incoming, Outcome, Rejection, Stored};
 use actors::persistence::{PersistenceMsg, PersistenceRef};
@@ -10,7 +10,6 @@ use actors::product::Product;
 use bytes::Bytes;
 use entity::{products, rejected_messages};
 use sea_orm::{EntityTrait, PaginatorTrait, QueryOrder};
-use std::time::Duration;
 
 struct Fixture {
     persistence: PersistenceRef,
@@ -43,27 +42,15 @@ impl Fixture {
     }
 
     async fn store_all(&self, batch: Batch) -> Stored {
-        self.persistence
-            .call(
-                |reply| PersistenceMsg::StoreBatch { batch, reply },
-                Some(Duration::from_secs(10)),
-            )
-            .await
-            .unwrap()
-            .unwrap()
-            .expect("the batch is stored")
+        ask_persistence(&self.persistence, |reply| PersistenceMsg::StoreBatch {
+            batch,
+            reply,
+        })
+        .await
     }
 
     async fn get(&self, id: i64) -> Option<Product> {
-        self.persistence
-            .call(
-                |reply| PersistenceMsg::Get { id, reply },
-                Some(Duration::from_secs(10)),
-            )
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap()
+        ask_persistence(&self.persistence, |reply| PersistenceMsg::Get { id, reply }).await
     }
 }
 
@@ -161,20 +148,12 @@ async fn pages_come_in_id_order_after_the_given_id() {
         .map(|id| message(id as u64, Some(id), &format!("p{id}"), id))
         .collect();
     fixture.store(batch("S@1", messages)).await;
-    let page = fixture
-        .persistence
-        .call(
-            |reply| PersistenceMsg::Page {
-                after: 2,
-                limit: 2,
-                reply,
-            },
-            Some(Duration::from_secs(10)),
-        )
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let page = ask_persistence(&fixture.persistence, |reply| PersistenceMsg::Page {
+        after: 2,
+        limit: 2,
+        reply,
+    })
+    .await;
     assert_eq!(page.iter().map(|p| p.id).collect::<Vec<_>>(), [3, 4]);
 }
 

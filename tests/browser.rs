@@ -40,12 +40,7 @@ async fn the_list_links_each_id_to_its_detail_page_and_back() {
     );
     browser.screenshot("list").await;
 
-    browser
-        .find("tr[data-id='1'] a")
-        .await
-        .click()
-        .await
-        .unwrap();
+    browser.click("tr[data-id='1'] a").await;
     browser
         .wait_for_url(&format!("{}/product?id=1", app.base))
         .await;
@@ -62,7 +57,7 @@ async fn the_list_links_each_id_to_its_detail_page_and_back() {
     assert!(!browser.text("[data-field='stream_seq']").await.is_empty());
     browser.screenshot("product").await;
 
-    browser.find("p.back a").await.click().await.unwrap();
+    browser.click("p.back a").await;
     browser.wait_for_url(&format!("{}/", app.base)).await;
     browser.finish().await;
 }
@@ -82,13 +77,8 @@ async fn search_and_go_to_id_find_products_and_say_when_an_id_is_wrong() {
     let app = with_samples().await;
     let browser = Browser::start().await;
     browser.open(&format!("{}/", app.base)).await;
-    browser.find("#q").await.send_keys("LIGHTS").await.unwrap();
-    browser
-        .find("form.search button")
-        .await
-        .click()
-        .await
-        .unwrap();
+    browser.type_into("#q", "LIGHTS").await;
+    browser.click("form.search button").await;
     browser
         .wait_for(
             "the search results show",
@@ -100,18 +90,8 @@ async fn search_and_go_to_id_find_products_and_say_when_an_id_is_wrong() {
         "desk lamp"
     );
 
-    browser
-        .find("#goto-id")
-        .await
-        .send_keys("abc")
-        .await
-        .unwrap();
-    browser
-        .find("form.goto button")
-        .await
-        .click()
-        .await
-        .unwrap();
+    browser.type_into("#goto-id", "abc").await;
+    browser.click("form.goto button").await;
     assert!(
         browser
             .text("p.message")
@@ -120,18 +100,8 @@ async fn search_and_go_to_id_find_products_and_say_when_an_id_is_wrong() {
         "an id that is not a number is explained"
     );
     browser.open(&format!("{}/", app.base)).await;
-    browser
-        .find("#goto-id")
-        .await
-        .send_keys("99")
-        .await
-        .unwrap();
-    browser
-        .find("form.goto button")
-        .await
-        .click()
-        .await
-        .unwrap();
+    browser.type_into("#goto-id", "99").await;
+    browser.click("form.goto button").await;
     assert_eq!(
         browser.text("p.message").await,
         "There is no product with id 99."
@@ -235,25 +205,10 @@ async fn a_product_is_added_edited_and_deleted_through_the_forms() {
     let app = TestApp::spawn().await;
     let browser = Browser::start().await;
     browser.open(&format!("{}/manage/new", app.base)).await;
-    browser
-        .find("#name")
-        .await
-        .send_keys("form pen")
-        .await
-        .unwrap();
-    browser.find("#price").await.send_keys("ten").await.unwrap();
-    browser
-        .find("#attributes")
-        .await
-        .send_keys("{\"colour\": ")
-        .await
-        .unwrap();
-    browser
-        .find("form.product-form button")
-        .await
-        .click()
-        .await
-        .unwrap();
+    browser.type_into("#name", "form pen").await;
+    browser.type_into("#price", "ten").await;
+    browser.type_into("#attributes", "{\"colour\": ").await;
+    browser.click("form.product-form button").await;
     // The decoder's words, next to each field at fault; nothing was sent.
     assert_eq!(
         browser.text("#price-error").await,
@@ -288,23 +243,13 @@ async fn a_product_is_added_edited_and_deleted_through_the_forms() {
     let price = browser.find("#price").await;
     price.clear().await.unwrap();
     price.send_keys("1500").await.unwrap();
-    browser
-        .find("#manufacturer")
-        .await
-        .send_keys("bic")
-        .await
-        .unwrap();
+    browser.type_into("#manufacturer", "bic").await;
     let attributes = browser.find("#attributes").await;
     attributes.clear().await.unwrap();
     attributes.send_keys("{\"colour\": \"red\"}").await.unwrap();
-    browser
-        .find("form.product-form button")
-        .await
-        .click()
-        .await
-        .unwrap();
+    browser.click("form.product-form button").await;
     // "Sent, waiting to be stored", then the stored result.
-    browser.find("#stored-link").await.click().await.unwrap();
+    browser.click("#stored-link").await;
     assert_eq!(browser.text("h1").await, "form pen");
     assert_eq!(browser.text("[data-field='price']").await, "1,500");
     let id: i64 = browser
@@ -319,20 +264,15 @@ async fn a_product_is_added_edited_and_deleted_through_the_forms() {
         "red"
     );
 
-    browser.find(".actions a").await.click().await.unwrap();
+    browser.click(".actions a").await;
     let name = browser.find("#name").await;
     name.clear().await.unwrap();
     name.send_keys("form pen, blue").await.unwrap();
-    browser
-        .find("form.product-form button")
-        .await
-        .click()
-        .await
-        .unwrap();
-    browser.find("#stored-link").await.click().await.unwrap();
+    browser.click("form.product-form button").await;
+    browser.click("#stored-link").await;
     assert_eq!(browser.text("h1").await, "form pen, blue");
 
-    browser.find("button.danger").await.click().await.unwrap();
+    browser.click("button.danger").await;
     // "Sent, waiting to be stored" until the deletion is stored.
     browser
         .wait_for(

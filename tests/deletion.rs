@@ -3,14 +3,13 @@
 //! pipeline.
 
 use crate::common::{
-    Cleanup, TestApp, batch, prepared_database, product_message as message, spawn_persistence,
-    unique_settings, wait_until,
+    Cleanup, TestApp, ask_persistence, batch, prepared_database, product_message as message,
+    spawn_persistence, unique_settings, wait_until,
 };
 use actors::batch::{Batch, Incoming};
 use actors::persistence::{MessageOutcome, PersistenceMsg, PersistenceRef};
 use actors::product::{Product, ProductUpdate};
 use bytes::Bytes;
-use std::time::Duration;
 
 struct Fixture {
     persistence: PersistenceRef,
@@ -39,85 +38,52 @@ fn deletion(stream_seq: u64, id: i64) -> Incoming {
 
 impl Fixture {
     async fn store(&self, batch: Batch) -> Vec<Product> {
-        self.persistence
-            .call(
-                |reply| PersistenceMsg::StoreBatch { batch, reply },
-                Some(Duration::from_secs(10)),
-            )
-            .await
-            .unwrap()
-            .unwrap()
-            .expect("the batch is stored")
-            .current
+        ask_persistence(&self.persistence, |reply| PersistenceMsg::StoreBatch {
+            batch,
+            reply,
+        })
+        .await
+        .current
     }
 
     async fn get(&self, id: i64) -> Option<Product> {
-        self.persistence
-            .call(
-                |reply| PersistenceMsg::Get { id, reply },
-                Some(Duration::from_secs(10)),
-            )
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap()
+        ask_persistence(&self.persistence, |reply| PersistenceMsg::Get { id, reply }).await
     }
 
     async fn page(&self) -> Vec<i64> {
-        self.persistence
-            .call(
-                |reply| PersistenceMsg::Page {
-                    after: 0,
-                    limit: 100,
-                    reply,
-                },
-                Some(Duration::from_secs(10)),
-            )
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap()
-            .iter()
-            .map(|p| p.id)
-            .collect()
+        ask_persistence(&self.persistence, |reply| PersistenceMsg::Page {
+            after: 0,
+            limit: 100,
+            reply,
+        })
+        .await
+        .iter()
+        .map(|p| p.id)
+        .collect()
     }
 
     async fn search(&self, text: &str) -> Vec<String> {
         let text = text.to_owned();
-        self.persistence
-            .call(
-                |reply| PersistenceMsg::Search {
-                    text,
-                    after: 0,
-                    limit: 100,
-                    reply,
-                },
-                Some(Duration::from_secs(10)),
-            )
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap()
-            .into_iter()
-            .map(|p| p.name)
-            .collect()
+        ask_persistence(&self.persistence, |reply| PersistenceMsg::Search {
+            text,
+            after: 0,
+            limit: 100,
+            reply,
+        })
+        .await
+        .into_iter()
+        .map(|p| p.name)
+        .collect()
     }
 
     async fn outcome(&self, seq: i64, id: Option<i64>) -> MessageOutcome {
-        self.persistence
-            .call(
-                |reply| PersistenceMsg::Outcome {
-                    stream: "S@1".into(),
-                    seq,
-                    id,
-                    reply,
-                },
-                Some(Duration::from_secs(10)),
-            )
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap()
+        ask_persistence(&self.persistence, |reply| PersistenceMsg::Outcome {
+            stream: "S@1".into(),
+            seq,
+            id,
+            reply,
+        })
+        .await
     }
 }
 

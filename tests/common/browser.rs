@@ -100,6 +100,24 @@ impl Browser {
         self.find(css).await.text().await.unwrap()
     }
 
+    /// Clicks the element `css` finds (once it is on the page).
+    pub async fn click(&self, css: &str) {
+        self.find(css)
+            .await
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("{css} can be clicked: {e}"));
+    }
+
+    /// Types `text` into the element `css` finds (once it is on the page).
+    pub async fn type_into(&self, css: &str, text: &str) {
+        self.find(css)
+            .await
+            .send_keys(text)
+            .await
+            .unwrap_or_else(|e| panic!("{css} takes typing: {e}"));
+    }
+
     /// Runs `script` (a function body) in the page and returns what it returns.
     pub async fn run(&self, script: &str) -> Value {
         self.client

@@ -383,6 +383,22 @@ pub async fn spawn_persistence(
         .0
 }
 
+/// Asks `persistence` and waits (10 s at most) for its answer, which must be
+/// `Ok`: for tests that drive the actor directly.
+pub async fn ask_persistence<T: Send + 'static>(
+    persistence: &PersistenceRef,
+    build: impl FnOnce(
+        ractor::RpcReplyPort<Result<T, actors::persistence::StoreError>>,
+    ) -> actors::persistence::PersistenceMsg,
+) -> T {
+    persistence
+        .call(build, Some(Duration::from_secs(10)))
+        .await
+        .expect("persistence is running")
+        .expect("persistence answers in time")
+        .expect("persistence answers without an error")
+}
+
 pub async fn connect(database_url: &SecretUrl) -> DatabaseConnection {
     let mut options = ConnectOptions::new(database_url.expose());
     options.max_connections(2).sqlx_logging(false);
