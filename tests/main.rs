@@ -10,6 +10,7 @@ mod actors_persistence;
 mod bad_input;
 mod bench_smoke;
 mod browser;
+mod cache_index;
 mod commands;
 mod consumer_config;
 mod database_rules;

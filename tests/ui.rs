@@ -142,7 +142,7 @@ async fn a_follower_that_does_not_read_keeps_at_most_the_buffer_and_learns_it_lo
     let count = LIVE_BUFFER as i64 + 50;
     for id in 1..=count {
         products
-            .put(Arc::new(Product {
+            .put([Arc::new(Product {
                 id,
                 name: format!("p{id}"),
                 price: id,
@@ -152,7 +152,7 @@ async fn a_follower_that_does_not_read_keeps_at_most_the_buffer_and_learns_it_lo
                 revision: id,
                 stream_seq: id,
                 updated_at: String::new(),
-            }))
+            })])
             .await;
     }
     // The oldest were dropped for it: it is told how many, which the feed
@@ -184,9 +184,9 @@ async fn a_repeated_write_of_the_same_version_is_not_announced_again() {
         stream_seq: 1,
         updated_at: String::new(),
     });
-    products.put(Arc::clone(&product)).await;
+    products.put([Arc::clone(&product)]).await;
     // Ingest's own write, then the change feed's: one change.
-    products.put(Arc::clone(&product)).await;
+    products.put([Arc::clone(&product)]).await;
     assert!(follower.try_recv().is_ok());
     assert!(matches!(follower.try_recv(), Err(TryRecvError::Empty)));
 }

@@ -27,6 +27,7 @@
 //!   the writing transaction's start (`now()`), so a long write adds its own
 //!   time; a row changed by hand without setting `updated_at` shows as old.
 
+pub mod block;
 pub mod products;
 
 use crate::backoff::Backoff;
@@ -35,9 +36,11 @@ use crate::changes::ChangeSignal;
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::names::{Child, Names};
-use crate::persistence::{self, Changes, PersistenceMsg, StoreError};
+use crate::persistence::{self, Changes, PersistenceMsg, StoreError, Version};
 use crate::product::Product;
 use crate::timeouts::PERSISTENCE_TIMEOUT;
+pub use block::Cached;
+use block::block_of;
 pub use products::{LIVE_BUFFER, LiveEvent, ProductCache};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::sync::Arc;
@@ -223,9 +226,7 @@ impl CacheState {
     fn put(&self, products: Vec<Product>, reply: RpcReplyPort<()>) {
         let cache = self.products.clone();
         tokio::spawn(async move {
-            for product in products {
-                cache.put(Arc::new(product)).await;
-            }
+            cache.put(products.into_iter().map(Arc::new)).await;
             let _ = reply.send(());
         });
     }
@@ -332,20 +333,17 @@ async fn catch_up(
             "caught up with Postgres"
         );
     }
-    for deleted in deleted {
-        products.delete(deleted).await;
-    }
     let read = Instant::now();
-    for product in changed {
-        products.put(Arc::new(product)).await;
-    }
+    products.delete(deleted).await;
+    products.put(changed.into_iter().map(Arc::new)).await;
     if let Some(age) = age {
         metrics.change_feed_lag.record(age + read.elapsed());
     }
     Ok(CatchUp::Applied(snapshot))
 }
 
-/// Takes the snapshot to catch up from, then loads every product in id order.
+/// Takes the snapshot to catch up from, then loads every product in id
+/// order, a block at a time.
 async fn rebuild(
     persistence: &Peer<PersistenceMsg>,
     products: &ProductCache,
@@ -356,13 +354,16 @@ async fn rebuild(
             PERSISTENCE_TIMEOUT,
         )
         .await??;
-    let mut after = 0;
+    let mut after = i64::MIN;
     let mut count = 0usize;
+    // The versions of the block being read: it may go on in the next page.
+    let mut block: Vec<Version> = Vec::new();
     loop {
         let page = persistence
             .ask(
-                |reply| PersistenceMsg::Page {
+                |reply| PersistenceMsg::Versions {
                     after,
+                    until: i64::MAX,
                     limit: REBUILD_PAGE,
                     reply,
                 },
@@ -370,12 +371,19 @@ async fn rebuild(
             )
             .await??;
         let Some(last) = page.last() else { break };
-        after = last.id;
+        after = last.id();
         count += page.len();
-        for product in page {
-            products.load(Arc::new(product)).await;
+        for version in page {
+            if block
+                .first()
+                .is_some_and(|first| block_of(first.id()) != block_of(version.id()))
+            {
+                products.fill(std::mem::take(&mut block)).await;
+            }
+            block.push(version);
         }
     }
-    debug!(products = count, "loaded every product");
+    products.fill(block).await;
+    debug!(rows = count, "loaded every product");
     Ok(start.snapshot)
 }

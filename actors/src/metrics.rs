@@ -128,18 +128,18 @@ fn describe() {
     );
     describe_counter!(
         CACHE_HITS,
-        "Product reads the cache answered (a product, or an id known to be absent)."
+        "Block reads (64 ids a block) the cache answered from memory."
     );
-    describe_counter!(CACHE_MISSES, "Product reads that went through to Postgres.");
+    describe_counter!(CACHE_MISSES, "Block reads that went through to Postgres.");
     describe_gauge!(
         CACHE_ENTRIES,
         Unit::Count,
-        "Entries in the cache (at the scrape)."
+        "Products in the cache (at the scrape)."
     );
     describe_gauge!(
         CACHE_BYTES,
         Unit::Bytes,
-        "What the cache's entries weigh (at the scrape)."
+        "What the cache's blocks weigh, in bytes (at the scrape)."
     );
     describe_counter!(
         CACHE_INVALIDATIONS,

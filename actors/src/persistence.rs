@@ -146,6 +146,33 @@ pub struct Deleted {
     pub revision: i64,
 }
 
+/// One version of one id, as Postgres or a write gives it.
+#[derive(Clone, Debug)]
+pub enum Version {
+    Stored(Arc<Product>),
+    /// Deleted by the write with this revision.
+    Deleted {
+        id: i64,
+        revision: i64,
+    },
+}
+
+impl Version {
+    pub fn id(&self) -> i64 {
+        match self {
+            Version::Stored(product) => product.id,
+            Version::Deleted { id, .. } => *id,
+        }
+    }
+
+    pub fn revision(&self) -> i64 {
+        match self {
+            Version::Stored(product) => product.revision,
+            Version::Deleted { revision, .. } => *revision,
+        }
+    }
+}
+
 pub enum PersistenceMsg {
     /// From ingest: store a batch in one transaction. Replies once it has
     /// committed, with what became of each message; or at once with
@@ -165,10 +192,14 @@ pub enum PersistenceMsg {
         limit: u64,
         reply: RpcReplyPort<Result<Vec<Product>, StoreError>>,
     },
-    /// From the cache, for a list page: the products among `ids` that exist.
-    GetMany {
-        ids: Vec<i64>,
-        reply: RpcReplyPort<Result<Vec<Product>, StoreError>>,
+    /// From the cache, to fill a block or rebuild: every version of the ids
+    /// after `after` up to `until`, deleted ones included, in id order, at
+    /// most `limit`.
+    Versions {
+        after: i64,
+        until: i64,
+        limit: u64,
+        reply: RpcReplyPort<Result<Vec<Version>, StoreError>>,
     },
     /// From the cache: every change committed since the snapshot `since`
     /// (none given: only the snapshot to start from).
@@ -303,9 +334,16 @@ impl Actor for Persistence {
                 let db = state.reads.clone();
                 spawn_reply(reply, async move { store::page(&db, after, limit).await });
             }
-            PersistenceMsg::GetMany { ids, reply } => {
+            PersistenceMsg::Versions {
+                after,
+                until,
+                limit,
+                reply,
+            } => {
                 let db = state.reads.clone();
-                spawn_reply(reply, async move { store::find_many(&db, ids).await });
+                spawn_reply(reply, async move {
+                    store::versions(&db, after, until, limit).await
+                });
             }
             PersistenceMsg::ChangesSince { since, reply } => {
                 let db = state.reads.clone();

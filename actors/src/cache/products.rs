@@ -1,48 +1,57 @@
 //! The cached products, as one handle that http reads directly (no mailbox
 //! on the hot path) and the cache actor keeps current.
 //!
-//! - Entries are products by id, in moka, bounded by bytes (each entry weighs
-//!   what it holds, see [`weight`]). An id Postgres does not have is remembered
-//!   as absent for [`ABSENT_TTL`], so that a flood of unknown ids does not
-//!   reach Postgres, and is replaced at once when the product is written.
-//! - Every write to one key goes through moka's per-key compute, and keeps the
-//!   higher revision (Postgres stamps a higher one on every later version of a
-//!   row): whatever order a read-through, a rebuild, ingest's own writes and
-//!   the change feed arrive in, a newer version is never replaced by an older.
-//! - An index of every id (with its revision) in order serves the list pages
-//!   from memory, once a rebuild has filled it; until then lists are read
-//!   from Postgres. It holds ids only (about 30 bytes each), never evicted.
-//! - Every change that reaches it from a write (`put`, `delete`, which ingest
-//!   and the change feed call) and actually changes what it holds is announced
-//!   on a bounded broadcast ([`LiveEvent`]), which the live pages follow. So
-//!   every replica announces every committed write, whoever stored it. Loads
-//!   that only fill it (a rebuild, a read-through) are not changes, and are
-//!   not announced.
+//! - Products are kept in blocks of 64 ids ([`Block`]), in moka, bounded by
+//!   bytes (each block weighs what it holds). A block is read from Postgres
+//!   whole, on a miss (concurrent misses for one block share one read), and
+//!   knows every id of its range: an id it does not hold is absent, without
+//!   asking Postgres again. Each product is kept as the JSON the API serves.
+//! - Every write to a block goes through moka's per-key compute, and keeps
+//!   for each id the higher revision (Postgres stamps a higher one on every
+//!   later version of a row, deletions included): whatever order a
+//!   read-through, a rebuild, ingest's own writes and the change feed arrive
+//!   in, a newer version is never replaced by an older. A write to a block
+//!   that is not cached changes nothing there: the next read of that block
+//!   reads Postgres, where the write is committed.
+//! - An index of every block that holds products (with a bit per id) serves
+//!   the list pages from memory, once a rebuild has filled it; until then
+//!   lists are read from Postgres. It costs 16 bytes per 64 ids, and is never
+//!   evicted. Its bits are cleared only from a block's own contents, so it
+//!   may name an id that is gone (until that block is next read), never miss
+//!   one that is there.
+//! - Every version that reaches it from a write (`put`, `delete`, which ingest
+//!   and the change feed call) is announced on a bounded broadcast
+//!   ([`LiveEvent`]), which the live pages follow, unless it is older than
+//!   the cached one or was announced already (the same version comes from
+//!   ingest and then from the feed). So every replica announces every
+//!   committed write, whoever stored it. Loads that only fill the cache (a
+//!   rebuild, a read-through) announce nothing, and hide nothing from the
+//!   writes that follow them.
 
 use super::CacheError;
+use super::block::{BLOCK_IDS, Block, Cached, bit_of, block_of, ids_of};
 use crate::call::Peer;
 use crate::metrics::Metrics;
 use crate::names::Names;
-use crate::persistence::{self, Deleted, PersistenceMsg};
+use crate::persistence::{self, Deleted, PersistenceMsg, Version};
 use crate::product::Product;
 use crate::timeouts::PERSISTENCE_TIMEOUT;
-use moka::Expiry;
 use moka::future::Cache as Moka;
 use moka::ops::compute::{CompResult, Op};
-use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::broadcast;
 
-/// How long "there is no product with this id" is remembered (a product
-/// written in the meantime replaces it at once).
-pub const ABSENT_TTL: Duration = Duration::from_secs(5);
-
-/// What moka keeps per entry besides the product itself (its key, its
+/// What moka keeps per entry besides the block itself (its key, its
 /// bookkeeping, the `Arc`), counted in each entry's weight.
 const ENTRY_OVERHEAD: usize = 160;
+
+/// How long, and for how many ids, the last revision announced is kept: the
+/// same version written twice within this is announced once.
+const RECENT_FOR: Duration = Duration::from_secs(10);
+const RECENT_IDS: u64 = 65_536;
 
 /// Changes kept for each live follower that has not read them yet: a
 /// follower further behind loses them and is told so (it reloads), so a slow
@@ -74,24 +83,11 @@ impl LiveEvent {
     }
 }
 
-#[derive(Clone)]
-enum Entry {
-    Present(Arc<Product>),
-    Absent,
-}
-
-impl Entry {
-    fn product(self) -> Option<Arc<Product>> {
-        match self {
-            Entry::Present(product) => Some(product),
-            Entry::Absent => None,
-        }
-    }
-
-    fn revision(&self) -> Option<i64> {
-        match self {
-            Entry::Present(product) => Some(product.revision),
-            Entry::Absent => None,
+impl From<Version> for LiveEvent {
+    fn from(version: Version) -> Self {
+        match version {
+            Version::Stored(product) => LiveEvent::Changed(product),
+            Version::Deleted { id, revision } => LiveEvent::Deleted { id, revision },
         }
     }
 }
@@ -99,11 +95,13 @@ impl Entry {
 /// The shared handle; clones share the same cache and index.
 #[derive(Clone)]
 pub struct ProductCache {
-    entries: Moka<i64, Entry>,
+    blocks: Moka<i64, Arc<Block>>,
     // A std lock: held only to read or change the map, never across an await.
     index: Arc<RwLock<Index>>,
     persistence: Peer<PersistenceMsg>,
     live: broadcast::Sender<LiveEvent>,
+    /// The revision last announced of each id written recently.
+    recent: Moka<i64, i64>,
     /// The highest revision announced (or loaded): where a live page starts.
     latest: Arc<AtomicI64>,
     metrics: Metrics,
@@ -111,166 +109,295 @@ pub struct ProductCache {
 
 #[derive(Default)]
 struct Index {
-    /// Every id Postgres holds (as far as the feed has told), with its revision.
-    ids: BTreeMap<i64, i64>,
-    /// The ids were loaded whole (a rebuild finished): lists may be served from here.
+    /// Every block that holds products (as far as the feed has told), with
+    /// a bit for each id it holds.
+    blocks: BTreeMap<i64, u64>,
+    /// How many bits are set in `blocks`.
+    count: u64,
+    /// The blocks were loaded whole (a rebuild finished): lists may be served from here.
     complete: bool,
+}
+
+impl Index {
+    fn set(&mut self, key: i64, mask: u64) {
+        let old = if mask == 0 {
+            self.blocks.remove(&key)
+        } else {
+            self.blocks.insert(key, mask)
+        };
+        self.count =
+            self.count + u64::from(mask.count_ones()) - u64::from(old.unwrap_or(0).count_ones());
+    }
+
+    fn add(&mut self, id: i64) {
+        let key = block_of(id);
+        let mask = self.blocks.get(&key).copied().unwrap_or(0) | bit_of(id);
+        self.set(key, mask);
+    }
 }
 
 impl ProductCache {
     /// An empty cache of at most `max_bytes`, reading through to `names`'s persistence.
     pub fn new(names: &Names, max_bytes: u64) -> Self {
-        let entries = Moka::builder()
+        let blocks = Moka::builder()
             .max_capacity(max_bytes)
-            .weigher(|_, entry: &Entry| weight(entry))
-            .expire_after(AbsentForAWhile)
+            .weigher(|_, block: &Arc<Block>| weight(block))
             .build();
         Self {
-            entries,
+            blocks,
             index: Arc::default(),
             persistence: persistence::peer(names),
             live: broadcast::Sender::new(LIVE_BUFFER),
+            recent: Moka::builder()
+                .max_capacity(RECENT_IDS)
+                .time_to_live(RECENT_FOR)
+                .build(),
             latest: Arc::default(),
             metrics: Metrics::new(names),
         }
     }
 
     /// One product by id (`None`: Postgres has no such product). A miss reads
-    /// through to Postgres once: concurrent misses for one id wait for that read.
-    pub async fn get(&self, id: i64) -> Result<Option<Arc<Product>>, CacheError> {
-        if let Some(entry) = self.entries.get(&id).await {
+    /// its block through from Postgres once: concurrent misses wait for that read.
+    pub async fn get(&self, id: i64) -> Result<Option<Cached>, CacheError> {
+        Ok(self.block(block_of(id)).await?.get(id))
+    }
+
+    /// Up to `limit` products with an id greater than `after`, in id order:
+    /// from memory once the index is complete, else from Postgres.
+    pub async fn page(&self, after: i64, limit: u64) -> Result<Vec<Cached>, CacheError> {
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let mut page = Vec::with_capacity(limit.min(1024));
+        let mut key = block_of(after.saturating_add(1));
+        while page.len() < limit {
+            // `None`: the index is not complete yet.
+            let next = {
+                let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+                index
+                    .complete
+                    .then(|| index.blocks.range(key..).next().map(|(&key, _)| key))
+            };
+            let Some(next) = next else {
+                return self.page_from_postgres(after, limit).await;
+            };
+            let Some(found) = next else { break };
+            let block = self.block(found).await?;
+            page.extend(block.after(after).take(limit - page.len()));
+            match found.checked_add(1) {
+                Some(next) => key = next,
+                None => break,
+            }
+        }
+        Ok(page)
+    }
+
+    async fn page_from_postgres(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<Cached>, CacheError> {
+        let page = self
+            .persistence
+            .ask(
+                |reply| PersistenceMsg::Page {
+                    after,
+                    limit: limit as u64,
+                    reply,
+                },
+                PERSISTENCE_TIMEOUT,
+            )
+            .await??;
+        let block = Block::new(page.into_iter().map(|p| Version::Stored(Arc::new(p))));
+        Ok(block.after(after).collect())
+    }
+
+    /// Writes: keeps each product unless a newer version of it is cached
+    /// already, and announces those it kept to the live pages.
+    pub async fn put(&self, products: impl IntoIterator<Item = Arc<Product>>) {
+        self.write(products.into_iter().map(Version::Stored)).await;
+    }
+
+    /// Forgets deleted products, unless the cache holds a version written
+    /// after the deletion. A deletion of every product (`id: None`) is left to
+    /// the caller, who rebuilds.
+    pub async fn delete(&self, deleted: impl IntoIterator<Item = Deleted>) {
+        let deleted: Vec<Version> = deleted
+            .into_iter()
+            .filter_map(|deleted| {
+                deleted.id.map(|id| Version::Deleted {
+                    id,
+                    revision: deleted.revision,
+                })
+            })
+            .collect();
+        let keys: std::collections::BTreeSet<i64> =
+            deleted.iter().map(|v| block_of(v.id())).collect();
+        self.write(deleted.into_iter()).await;
+        // The index clears an id only from its block: a block that was not
+        // cached is read now (the deletion is committed), so that the count
+        // and the lists drop the id at once. A failed read leaves that to the
+        // next one.
+        for key in keys {
+            let _ = self.block(key).await;
+        }
+    }
+
+    async fn write(&self, versions: impl Iterator<Item = Version>) {
+        let mut by_block: BTreeMap<i64, Vec<Version>> = BTreeMap::new();
+        for version in versions {
+            by_block
+                .entry(block_of(version.id()))
+                .or_default()
+                .push(version);
+        }
+        for (key, versions) in by_block {
+            for version in self.write_block(key, versions).await {
+                if self.first_news_of(&version).await {
+                    self.announce(version.into());
+                }
+            }
+        }
+    }
+
+    /// Applies `versions` to the block `key` if it is cached; returns those
+    /// not older than what it holds (all of them if it is not cached).
+    async fn write_block(&self, key: i64, versions: Vec<Version>) -> Vec<Version> {
+        let mut current = Vec::new();
+        let index = &self.index;
+        let current_out = &mut current;
+        self.blocks
+            .entry(key)
+            .and_compute_with(|entry| async move {
+                let Some(entry) = entry else {
+                    // Not cached: nothing to replace; list the new ids.
+                    let mut index = index.write().unwrap_or_else(|e| e.into_inner());
+                    for version in &versions {
+                        if let Version::Stored(product) = version {
+                            index.add(product.id);
+                        }
+                    }
+                    *current_out = versions;
+                    return Op::Nop;
+                };
+                let cached = entry.value();
+                current_out.extend(
+                    versions
+                        .iter()
+                        .filter(|v| {
+                            cached
+                                .revision_of(v.id())
+                                .is_none_or(|cached| cached <= v.revision())
+                        })
+                        .cloned(),
+                );
+                let (block, applied) = cached.merge(versions);
+                if applied.is_empty() {
+                    return Op::Nop;
+                }
+                let mut index = index.write().unwrap_or_else(|e| e.into_inner());
+                index.set(key, block.mask());
+                Op::Put(Arc::new(block))
+            })
+            .await;
+        current
+    }
+
+    /// Whether `version` is newer than any version of its id announced in
+    /// the last [`RECENT_FOR`]: ingest's own write and the change feed's
+    /// bring the same version twice, and a read that filled the cache in
+    /// between must not hide it, so this, not the cache's contents, decides.
+    async fn first_news_of(&self, version: &Version) -> bool {
+        let revision = version.revision();
+        let result = self
+            .recent
+            .entry(version.id())
+            .and_compute_with(|announced| async move {
+                match announced {
+                    Some(announced) if *announced.value() >= revision => Op::Nop,
+                    _ => Op::Put(revision),
+                }
+            })
+            .await;
+        matches!(
+            result,
+            CompResult::Inserted(_) | CompResult::ReplacedWith(_)
+        )
+    }
+
+    /// A load (a rebuild): every version of one block's ids, merged into what
+    /// is cached (or cached as it is), unannounced.
+    pub async fn fill(&self, versions: Vec<Version>) {
+        let Some(first) = versions.first() else {
+            return;
+        };
+        let key = block_of(first.id());
+        let index = &self.index;
+        let latest = &self.latest;
+        self.blocks
+            .entry(key)
+            .and_compute_with(|entry| async move {
+                let block = match entry {
+                    None => Block::new(versions),
+                    Some(entry) => match entry.value().merge(versions) {
+                        (_, applied) if applied.is_empty() => return Op::Nop,
+                        (block, _) => block,
+                    },
+                };
+                latest.fetch_max(block.latest_revision(), Ordering::Relaxed);
+                let mut index = index.write().unwrap_or_else(|e| e.into_inner());
+                index.set(key, block.mask());
+                Op::Put(Arc::new(block))
+            })
+            .await;
+    }
+
+    /// The block `key`, from memory or else read from Postgres (once, for
+    /// every reader that misses it meanwhile).
+    async fn block(&self, key: i64) -> Result<Arc<Block>, CacheError> {
+        if let Some(block) = self.blocks.get(&key).await {
             self.metrics.cache_hits.increment(1);
-            return Ok(entry.product());
+            return Ok(block);
         }
         self.metrics.cache_misses.increment(1);
         let persistence = &self.persistence;
+        let index = &self.index;
+        let latest = &self.latest;
         let read = self
-            .entries
-            .entry(id)
+            .blocks
+            .entry(key)
             .and_try_compute_with(|entry| async move {
                 if entry.is_some() {
                     // Filled while this read waited for the key.
                     return Ok(Op::Nop);
                 }
-                let found = persistence
+                let (first, last) = ids_of(key);
+                let versions = persistence
                     .ask(
-                        |reply| PersistenceMsg::Get { id, reply },
+                        |reply| PersistenceMsg::Versions {
+                            after: first - 1,
+                            until: last,
+                            limit: BLOCK_IDS as u64,
+                            reply,
+                        },
                         PERSISTENCE_TIMEOUT,
                     )
                     .await??;
-                Ok::<_, CacheError>(Op::Put(match found {
-                    Some(product) => Entry::Present(Arc::new(product)),
-                    None => Entry::Absent,
-                }))
+                let block = Block::new(versions);
+                latest.fetch_max(block.latest_revision(), Ordering::Relaxed);
+                let mut index = index.write().unwrap_or_else(|e| e.into_inner());
+                index.set(key, block.mask());
+                Ok::<_, CacheError>(Op::Put(Arc::new(block)))
             })
             .await?;
-        let product = match read {
+        match read {
             CompResult::Inserted(entry)
             | CompResult::ReplacedWith(entry)
-            | CompResult::Unchanged(entry) => entry.into_value().product(),
-            CompResult::StillNone(_) | CompResult::Removed(_) => None,
-        };
-        if let Some(product) = &product {
-            self.index_put(product);
-        }
-        Ok(product)
-    }
-
-    /// Up to `limit` products with an id greater than `after`, in id order:
-    /// from memory once the index is complete, else from Postgres.
-    pub async fn page(&self, after: i64, limit: u64) -> Result<Vec<Arc<Product>>, CacheError> {
-        let Some(ids) = self.ids_after(after, limit) else {
-            let page = self
-                .persistence
-                .ask(
-                    |reply| PersistenceMsg::Page {
-                        after,
-                        limit,
-                        reply,
-                    },
-                    PERSISTENCE_TIMEOUT,
-                )
-                .await??;
-            return Ok(page.into_iter().map(Arc::new).collect());
-        };
-        let mut slots = Vec::with_capacity(ids.len());
-        let mut missing = Vec::new();
-        for &id in &ids {
-            let cached = self.entries.get(&id).await.and_then(Entry::product);
-            if cached.is_some() {
-                self.metrics.cache_hits.increment(1);
-            } else {
-                self.metrics.cache_misses.increment(1);
-                missing.push(id);
-            }
-            slots.push((id, cached));
-        }
-        if !missing.is_empty() {
-            let loaded = self
-                .persistence
-                .ask(
-                    |reply| PersistenceMsg::GetMany {
-                        ids: missing,
-                        reply,
-                    },
-                    PERSISTENCE_TIMEOUT,
-                )
-                .await??;
-            let mut loaded: BTreeMap<i64, Arc<Product>> = loaded
-                .into_iter()
-                .map(|product| (product.id, Arc::new(product)))
-                .collect();
-            for product in loaded.values() {
-                self.load(Arc::clone(product)).await;
-            }
-            for (id, slot) in &mut slots {
-                if slot.is_none() {
-                    *slot = loaded.remove(id);
-                }
+            | CompResult::Unchanged(entry) => Ok(entry.into_value()),
+            // The closure above neither removes nor leaves a missing block missing.
+            CompResult::StillNone(_) | CompResult::Removed(_) => {
+                unreachable!("a read-through always leaves the block cached")
             }
         }
-        // An id deleted since the index listed it has no product: left out.
-        Ok(slots
-            .into_iter()
-            .filter_map(|(_, product)| product)
-            .collect())
-    }
-
-    /// A write: keeps `product` unless a newer version of it is cached
-    /// already, and announces it to the live pages if it was kept.
-    pub async fn put(&self, product: Arc<Product>) {
-        if self.keep(Arc::clone(&product)).await {
-            self.announce(LiveEvent::Changed(product));
-        }
-    }
-
-    /// A load (a rebuild, a read-through): as [`Self::put`], unannounced.
-    pub async fn load(&self, product: Arc<Product>) {
-        self.latest.fetch_max(product.revision, Ordering::Relaxed);
-        self.keep(product).await;
-    }
-
-    /// Keeps `product` unless a newer version is cached; says whether it did.
-    async fn keep(&self, product: Arc<Product>) -> bool {
-        let newer_than_index = self.index_put(&product);
-        let result = self
-            .entries
-            .entry(product.id)
-            .and_compute_with(|entry| async move {
-                let newer = entry
-                    .and_then(|entry| entry.value().revision())
-                    .is_none_or(|cached| product.revision > cached);
-                if newer {
-                    Op::Put(Entry::Present(product))
-                } else {
-                    Op::Nop
-                }
-            })
-            .await;
-        // An entry evicted (or absent) but listed with an older revision is
-        // a change too.
-        matches!(result, CompResult::ReplacedWith(_))
-            || (matches!(result, CompResult::Inserted(_)) && newer_than_index)
     }
 
     /// A receiver of every change announced from now on (at most
@@ -289,20 +416,37 @@ impl ProductCache {
     /// id `before` (0: the first page), once the index holds every id.
     pub fn previous_after(&self, before: i64, limit: u64) -> Option<i64> {
         let index = self.index.read().unwrap_or_else(|e| e.into_inner());
-        index.complete.then(|| {
-            index
-                .ids
-                .range(..before)
-                .rev()
-                .nth(usize::try_from(limit).unwrap_or(usize::MAX))
-                .map_or(0, |(&id, _)| id)
-        })
+        if !index.complete {
+            return None;
+        }
+        let Some(last) = before.checked_sub(1) else {
+            return Some(0);
+        };
+        // The id `limit` places before the last one before `before`.
+        let mut skip = limit;
+        for (&key, &mask) in index.blocks.range(..=block_of(last)).rev() {
+            let mut mask = if key == block_of(last) {
+                mask & (u64::MAX >> (63 - (last & (BLOCK_IDS - 1))))
+            } else {
+                mask
+            };
+            let held = u64::from(mask.count_ones());
+            if skip >= held {
+                skip -= held;
+                continue;
+            }
+            for _ in 0..skip {
+                mask &= !(1 << (63 - mask.leading_zeros()));
+            }
+            return Some(ids_of(key).0 + i64::from(63 - mask.leading_zeros()));
+        }
+        Some(0)
     }
 
     /// How many products there are, once the index holds every id.
     pub fn count(&self) -> Option<u64> {
         let index = self.index.read().unwrap_or_else(|e| e.into_inner());
-        index.complete.then(|| index.ids.len() as u64)
+        index.complete.then_some(index.count)
     }
 
     fn announce(&self, event: LiveEvent) {
@@ -311,44 +455,11 @@ impl ProductCache {
         let _ = self.live.send(event);
     }
 
-    /// Forgets a deleted product, unless the cache holds a version written
-    /// after the deletion. A deletion of every product (`id: None`) is left to
-    /// the caller, who rebuilds.
-    pub async fn delete(&self, deleted: Deleted) {
-        let Some(id) = deleted.id else { return };
-        let listed = {
-            let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
-            let listed = index.ids.get(&id).is_some_and(|&r| r < deleted.revision);
-            if listed {
-                index.ids.remove(&id);
-            }
-            listed
-        };
-        let result = self
-            .entries
-            .entry(id)
-            .and_compute_with(|entry| async move {
-                match entry.and_then(|entry| entry.value().revision()) {
-                    Some(cached) if cached < deleted.revision => Op::Put(Entry::Absent),
-                    _ => Op::Nop,
-                }
-            })
-            .await;
-        if listed || matches!(result, CompResult::ReplacedWith(_)) {
-            self.announce(LiveEvent::Deleted {
-                id,
-                revision: deleted.revision,
-            });
-        }
-    }
-
     /// Forgets everything (on a cache restart, or after a TRUNCATE): reads go
     /// to Postgres until a rebuild has filled it again.
     pub fn clear(&self) {
-        self.entries.invalidate_all();
-        let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
-        index.ids.clear();
-        index.complete = false;
+        self.blocks.invalidate_all();
+        *self.index.write().unwrap_or_else(|e| e.into_inner()) = Index::default();
     }
 
     /// Says that the index holds every id (a rebuild has loaded them all).
@@ -359,86 +470,19 @@ impl ProductCache {
             .complete = true;
     }
 
-    /// Entries and their weight in bytes, after moka's pending work.
+    /// Products cached and their weight in bytes, after moka's pending work.
     pub async fn size(&self) -> (u64, u64) {
-        self.entries.run_pending_tasks().await;
-        (self.entries.entry_count(), self.entries.weighted_size())
-    }
-
-    fn ids_after(&self, after: i64, limit: u64) -> Option<Vec<i64>> {
-        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
-        index.complete.then(|| {
-            index
-                .ids
-                .range(after.saturating_add(1)..)
-                .take(usize::try_from(limit).unwrap_or(usize::MAX))
-                .map(|(&id, _)| id)
-                .collect()
-        })
-    }
-
-    /// Lists `product`; says whether the index had no newer revision of it.
-    fn index_put(&self, product: &Product) -> bool {
-        let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
-        match index.ids.entry(product.id) {
-            std::collections::btree_map::Entry::Vacant(slot) => {
-                slot.insert(product.revision);
-                true
-            }
-            std::collections::btree_map::Entry::Occupied(mut slot) => {
-                let newer = product.revision > *slot.get();
-                if newer {
-                    slot.insert(product.revision);
-                }
-                newer
-            }
-        }
+        self.blocks.run_pending_tasks().await;
+        let products = self
+            .blocks
+            .iter()
+            .map(|(_, block)| block.len() as u64)
+            .sum();
+        (products, self.blocks.weighted_size())
     }
 }
 
-/// What an entry holds, in bytes, roughly: the product's fields and moka's
-/// own bookkeeping.
-fn weight(entry: &Entry) -> u32 {
-    let bytes = match entry {
-        Entry::Absent => 0,
-        Entry::Present(product) => {
-            std::mem::size_of::<Product>()
-                + product.name.len()
-                + product.manufacturer.len()
-                + product.description.as_ref().map_or(0, String::len)
-                + product
-                    .attributes
-                    .iter()
-                    .map(|(key, value)| key.len() + value_bytes(value) + 48)
-                    .sum::<usize>()
-        }
-    };
-    u32::try_from(bytes + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
-}
-
-fn value_bytes(value: &Value) -> usize {
-    match value {
-        Value::String(text) => text.len() + 24,
-        _ => 24,
-    }
-}
-
-/// Absent entries expire after [`ABSENT_TTL`]; products do not (they are kept
-/// current by the feed, and evicted by weight).
-struct AbsentForAWhile;
-
-impl Expiry<i64, Entry> for AbsentForAWhile {
-    fn expire_after_create(&self, _: &i64, entry: &Entry, _: Instant) -> Option<Duration> {
-        matches!(entry, Entry::Absent).then_some(ABSENT_TTL)
-    }
-
-    fn expire_after_update(
-        &self,
-        _: &i64,
-        entry: &Entry,
-        _: Instant,
-        _: Option<Duration>,
-    ) -> Option<Duration> {
-        matches!(entry, Entry::Absent).then_some(ABSENT_TTL)
-    }
+/// What a block holds, in bytes, and moka's own bookkeeping.
+fn weight(block: &Block) -> u32 {
+    u32::try_from(block.bytes() + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
 }

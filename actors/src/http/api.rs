@@ -7,7 +7,7 @@ use super::pages::{app_state, next_page};
 use super::params::{self, Paging};
 use super::state::Unavailable;
 use salvo::http::StatusCode;
-use salvo::http::header::LINK;
+use salvo::http::header::{CONTENT_TYPE, LINK};
 use salvo::oapi::endpoint;
 use salvo::prelude::*;
 use serde_json::json;
@@ -22,11 +22,23 @@ pub async fn list(req: &mut Request, depot: &mut Depot, res: &mut Response) {
     };
     match app_state(depot).page(paging.after, paging.limit).await {
         Ok(products) => {
-            if let Some(query) = next_page(&products, &paging) {
+            let last = products.last().map(|p| p.id);
+            if let Some(query) = next_page(products.len(), last, &paging) {
                 let link = format!("</products?{query}>; rel=\"next\"");
                 let _ = res.add_header(LINK, link, true);
             }
-            res.render(Json(products));
+            // Each product's JSON as cached, joined: nothing is serialized again.
+            let mut body =
+                Vec::with_capacity(products.iter().map(|p| p.json().len() + 1).sum::<usize>() + 2);
+            body.push(b'[');
+            for (i, product) in products.iter().enumerate() {
+                if i > 0 {
+                    body.push(b',');
+                }
+                body.extend_from_slice(product.json());
+            }
+            body.push(b']');
+            json_body(res, body);
         }
         Err(Unavailable(reason)) => unavailable(res, &reason),
     }
@@ -41,8 +53,8 @@ pub async fn one(req: &mut Request, depot: &mut Depot, res: &mut Response) {
         Ok(None) => return json_error(res, StatusCode::BAD_REQUEST, "An id is needed."),
         Err(message) => return json_error(res, StatusCode::BAD_REQUEST, &message),
     };
-    match app_state(depot).product(id).await {
-        Ok(Some(product)) => res.render(Json(&*product)),
+    match app_state(depot).cached(id).await {
+        Ok(Some(product)) => json_body(res, product.json().clone()),
         Ok(None) => json_error(
             res,
             StatusCode::NOT_FOUND,
@@ -67,6 +79,12 @@ pub async fn readyz(depot: &mut Depot, res: &mut Response) {
         res.status_code(StatusCode::SERVICE_UNAVAILABLE);
     }
     res.render(Json(readiness));
+}
+
+/// A JSON body, as salvo's `Json` would send it.
+fn json_body(res: &mut Response, body: impl Into<bytes::Bytes>) {
+    let _ = res.add_header(CONTENT_TYPE, "application/json; charset=utf-8", true);
+    let _ = res.write_body(body);
 }
 
 /// A JSON error: `{"error": "..."}`.

@@ -5,12 +5,13 @@ use super::manage;
 use super::params::{self, Paging};
 use super::state::{AppState, Unavailable};
 use super::views;
+use crate::cache::Cached;
 use crate::product::Product;
 use salvo::http::StatusCode;
 use salvo::prelude::*;
 use serde::Serialize;
 use serde_json::{Value, json};
-use std::sync::Arc;
+use std::borrow::Cow;
 
 /// The longest search text taken, in characters.
 const MAX_SEARCH_CHARS: usize = 256;
@@ -33,16 +34,23 @@ pub async fn index(req: &mut Request, depot: &mut Depot, res: &mut Response) {
     let state = app_state(depot);
     let revision = state.products.latest_revision();
     let found = if search.is_empty() {
-        state.page(paging.after, paging.limit).await
+        state
+            .page(paging.after, paging.limit)
+            .await
+            .map(Found::Page)
     } else {
         state
             .search(&search, paging.after, paging.limit)
             .await
-            .map(|found| found.into_iter().map(Arc::new).collect())
+            .map(Found::Search)
     };
-    let products = match found {
-        Ok(products) => products,
+    let found = match found {
+        Ok(found) => found,
         Err(Unavailable(reason)) => return unavailable(res, &reason),
+    };
+    let products: Vec<ListRow> = match &found {
+        Found::Page(page) => page.iter().map(ListRow::from_cached).collect(),
+        Found::Search(found) => found.iter().map(ListRow::from_product).collect(),
     };
     let query = |paging: &str| {
         if search.is_empty() {
@@ -51,7 +59,8 @@ pub async fn index(req: &mut Request, depot: &mut Depot, res: &mut Response) {
             format!("/?q={}&{paging}", encode(&search))
         }
     };
-    let next = next_page(&products, &paging).map(|paging| query(&paging));
+    let last = products.last().map(|p| p.id);
+    let next = next_page(products.len(), last, &paging).map(|paging| query(&paging));
     let previous = if paging.after == 0 || !search.is_empty() {
         None
     } else {
@@ -96,7 +105,7 @@ pub async fn product_page(req: &mut Request, depot: &mut Depot, res: &mut Respon
             let manage = state.publisher.is_some();
             let csrf = manage.then(|| manage::csrf_token(req, res));
             let data = json!({
-                "product": &*product,
+                "product": &product,
                 "stream_seq": product.stream_seq,
                 "updated_at": product.updated_at,
                 "attributes": attribute_rows(&product),
@@ -160,10 +169,45 @@ fn encode(text: &str) -> String {
     percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
-/// The query string of the next page, if this one was full.
-pub fn next_page(products: &[Arc<Product>], paging: &Paging) -> Option<String> {
-    let last = products.last()?;
-    (products.len() as u64 == paging.limit).then(|| paging.next_query(last.id))
+/// The query string of the next page, if this one (of `len` products, the
+/// last with the id `last`) was full.
+pub fn next_page(len: usize, last: Option<i64>, paging: &Paging) -> Option<String> {
+    let last = last?;
+    (len as u64 == paging.limit).then(|| paging.next_query(last))
+}
+
+/// A page of the list, or of a search's results.
+enum Found {
+    Page(Vec<Cached>),
+    Search(Vec<Product>),
+}
+
+/// What a row of the list shows of a product.
+#[derive(Serialize, serde::Deserialize)]
+struct ListRow<'a> {
+    id: i64,
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    price: i64,
+    #[serde(borrow)]
+    manufacturer: Cow<'a, str>,
+}
+
+impl<'a> ListRow<'a> {
+    /// Read from the product's cached JSON (its other fields are skipped).
+    fn from_cached(cached: &'a Cached) -> Self {
+        serde_json::from_slice(cached.json())
+            .expect("a block holds JSON written from a Product by serde_json")
+    }
+
+    fn from_product(product: &'a Product) -> Self {
+        ListRow {
+            id: product.id,
+            name: Cow::Borrowed(&product.name),
+            price: product.price,
+            manufacturer: Cow::Borrowed(&product.manufacturer),
+        }
+    }
 }
 
 /// Renders the error page with the status's name and a message for a person.

@@ -2,14 +2,13 @@
 //! what they read of the others' health without asking.
 
 use super::manage::Publisher;
-use crate::cache::ProductCache;
+use crate::cache::{Cached, ProductCache};
 use crate::health::{Health, IngestHealth};
 use crate::names::Names;
 use crate::persistence::{self, MessageOutcome, PersistenceMsg, RejectedMessage};
 use crate::product::Product;
 use crate::timeouts::{PERSISTENCE_TIMEOUT, PROBE_TIMEOUT};
 use serde::Serialize;
-use std::sync::Arc;
 use tokio::sync::watch;
 
 /// Shared by every handler (injected into the depot by the router).
@@ -31,17 +30,23 @@ pub struct AppState {
 pub struct Unavailable(pub String);
 
 impl AppState {
-    /// One product by id, from the cache (which reads through on a miss).
-    pub async fn product(&self, id: i64) -> Result<Option<Arc<Product>>, Unavailable> {
+    /// One product by id, as cached (its JSON), from the cache (which reads
+    /// through on a miss).
+    pub async fn cached(&self, id: i64) -> Result<Option<Cached>, Unavailable> {
         self.products
             .get(id)
             .await
             .map_err(|e| Unavailable(e.to_string()))
     }
 
+    /// One product by id, read back from the cache.
+    pub async fn product(&self, id: i64) -> Result<Option<Product>, Unavailable> {
+        Ok(self.cached(id).await?.map(|cached| cached.product()))
+    }
+
     /// One page of the list in id order, from the cache's index (from
     /// Postgres until the cache is rebuilt).
-    pub async fn page(&self, after: i64, limit: u64) -> Result<Vec<Arc<Product>>, Unavailable> {
+    pub async fn page(&self, after: i64, limit: u64) -> Result<Vec<Cached>, Unavailable> {
         self.products
             .page(after, limit)
             .await

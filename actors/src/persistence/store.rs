@@ -1,6 +1,6 @@
 //! The SeaORM queries and mutations, kept apart from the actors that call them.
 
-use super::{Changes, Deleted, StoreError};
+use super::{Changes, Deleted, StoreError, Version};
 use crate::batch::{Batch, Incoming, KEPT_PAYLOAD_BYTES, Outcome, Rejection, Stored};
 use crate::product::{Product, ProductUpdate};
 use entity::products;
@@ -13,6 +13,7 @@ use sea_orm::{
 };
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 use tracing::warn;
 
 /// Stores one batch in one transaction: the valid messages as products, the
@@ -432,16 +433,32 @@ pub async fn page(
         .collect())
 }
 
-/// Some products by id (those that exist), in id order.
-pub async fn find_many(db: &DatabaseConnection, ids: Vec<i64>) -> Result<Vec<Product>, StoreError> {
+/// Every version of the ids after `after` up to `until` (deleted ones as
+/// such), in id order, at most `limit`.
+pub async fn versions(
+    db: &DatabaseConnection,
+    after: i64,
+    until: i64,
+    limit: u64,
+) -> Result<Vec<Version>, StoreError> {
     Ok(products::Entity::find()
-        .filter(products::Column::Id.is_in(ids))
-        .filter(products::Column::Deleted.eq(false))
+        .filter(products::Column::Id.gt(after))
+        .filter(products::Column::Id.lte(until))
         .order_by_asc(products::Column::Id)
+        .limit(limit)
         .all(db)
         .await?
         .into_iter()
-        .map(Product::from)
+        .map(|row| {
+            if row.deleted {
+                Version::Deleted {
+                    id: row.id,
+                    revision: row.revision,
+                }
+            } else {
+                Version::Stored(Arc::new(Product::from(row)))
+            }
+        })
         .collect())
 }
 
