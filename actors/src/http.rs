@@ -21,7 +21,7 @@ mod pages;
 mod params;
 mod routes;
 mod state;
-mod views;
+pub mod views;
 
 pub use manage::ManageArgs;
 pub use routes::router;

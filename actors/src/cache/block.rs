@@ -186,7 +186,7 @@ impl Block {
     /// What it holds, in bytes.
     pub fn bytes(&self) -> usize {
         std::mem::size_of::<Self>()
-            + self.items.capacity() * std::mem::size_of::<Item>()
+            + self.items.len() * std::mem::size_of::<Item>()
             + self.buffer.len()
     }
 
@@ -279,11 +279,11 @@ impl Builder {
         u32::try_from(self.buffer.len()).expect("a block's buffer stays below 4 GiB")
     }
 
-    fn finish(mut self) -> Block {
-        self.items.shrink_to_fit();
+    /// The block, with no spare capacity kept (a cache holds many).
+    fn finish(self) -> Block {
         Block {
-            items: self.items,
-            buffer: Bytes::from(self.buffer),
+            items: self.items.into_boxed_slice().into_vec(),
+            buffer: Bytes::from(self.buffer.into_boxed_slice()),
         }
     }
 }
