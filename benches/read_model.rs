@@ -350,7 +350,7 @@ async fn bare_html_page(req: &mut Request, depot: &mut Depot, res: &mut Response
         "until": null,
         "manage": true,
     });
-    match actors::http::views::render("index", &data) {
+    match actors::http::views::render("index", data) {
         Ok(html) => res.render(Text::Html(html)),
         Err(e) => res
             .status_code(StatusCode::INTERNAL_SERVER_ERROR)

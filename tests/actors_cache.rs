@@ -267,3 +267,32 @@ async fn concurrent_misses_for_one_id_share_one_read() {
         assert_eq!(get.await.unwrap().unwrap().unwrap().product().name, "toy");
     }
 }
+
+#[tokio::test]
+async fn a_write_stored_during_a_rebuild_is_not_hidden_by_the_rebuilds_older_read() {
+    let fixture = with_two_products().await;
+    let persistence = persistence::peer(&fixture.names).get().unwrap();
+    // A cache whose rebuild has begun: it read block 0 (ids 0 to 63) ...
+    let products = ProductCache::new(&fixture.names, 1 << 20);
+    let generation = products.generation();
+    let read_before =
+        crate::common::ask_persistence(&persistence, |reply| PersistenceMsg::Versions {
+            from: 0,
+            until: 63,
+            limit: 64,
+            reply,
+        })
+        .await;
+    // ... then a write commits, and ingest puts it before acking it ...
+    fixture
+        .sql("UPDATE products SET price = 99 WHERE id = 1")
+        .await;
+    let stored =
+        crate::common::ask_persistence(&persistence, |reply| PersistenceMsg::Get { id: 1, reply })
+            .await
+            .unwrap();
+    products.put([std::sync::Arc::new(stored)]).await;
+    // ... and only then does the rebuild fill block 0 from its older read.
+    products.fill(read_before, generation).await;
+    assert_eq!(get(&products, 1).await.unwrap().price, 99);
+}

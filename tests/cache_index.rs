@@ -40,7 +40,7 @@ async fn filled(ids: &BTreeSet<i64>) -> ProductCache {
             .push(Version::Stored(product(id, 1)));
     }
     for (_, versions) in blocks {
-        cache.fill(versions).await;
+        cache.fill(versions, cache.generation()).await;
     }
     cache.index_is_complete();
     cache
@@ -138,7 +138,9 @@ async fn a_write_is_announced_even_when_a_read_loaded_that_version_first() {
     let (mut follower, _) = cache.follow();
     // Another replica stored revision 7 of id 2; a read filled the block
     // with it before the change feed brought it here.
-    cache.fill(vec![Version::Stored(product(2, 7))]).await;
+    cache
+        .fill(vec![Version::Stored(product(2, 7))], cache.generation())
+        .await;
     cache.put([product(2, 7)]).await;
     match follower.try_recv() {
         Ok(LiveEvent::Changed(changed)) => assert_eq!((changed.id, changed.revision), (2, 7)),

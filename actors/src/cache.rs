@@ -2,7 +2,8 @@
 //! current with Postgres, on every replica.
 //!
 //! - http reads the shared [`ProductCache`] directly (no mailbox on the hot
-//!   path); a miss reads through to Postgres once per id.
+//!   path); a miss reads its block (64 ids) through from Postgres, once for
+//!   every reader that misses it meanwhile.
 //! - `Put` comes from ingest after each commit, so that what this replica
 //!   stored is served before it is acked.
 //! - `Changed` comes when Postgres says products changed (a `NOTIFY` at
@@ -100,9 +101,9 @@ pub enum CatchUp {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheStatus {
     pub rebuilt: bool,
-    /// Entries held (products, and ids known to be absent).
+    /// Products held.
     pub entries: u64,
-    /// What the entries weigh, in bytes.
+    /// What the blocks that hold them weigh, in bytes.
     pub bytes: u64,
     /// Invalidations since the actor started.
     pub invalidations: u64,
@@ -354,15 +355,17 @@ async fn rebuild(
             PERSISTENCE_TIMEOUT,
         )
         .await??;
-    let mut after = i64::MIN;
+    // A rebuild of a cache cleared since (by a newer one) fills nothing.
+    let generation = products.generation();
+    let mut from = Some(i64::MIN);
     let mut count = 0usize;
     // The versions of the block being read: it may go on in the next page.
     let mut block: Vec<Version> = Vec::new();
-    loop {
+    while let Some(start) = from {
         let page = persistence
             .ask(
                 |reply| PersistenceMsg::Versions {
-                    after,
+                    from: start,
                     until: i64::MAX,
                     limit: REBUILD_PAGE,
                     reply,
@@ -371,19 +374,19 @@ async fn rebuild(
             )
             .await??;
         let Some(last) = page.last() else { break };
-        after = last.id();
+        from = last.id().checked_add(1);
         count += page.len();
         for version in page {
             if block
                 .first()
                 .is_some_and(|first| block_of(first.id()) != block_of(version.id()))
             {
-                products.fill(std::mem::take(&mut block)).await;
+                products.fill(std::mem::take(&mut block), generation).await;
             }
             block.push(version);
         }
     }
-    products.fill(block).await;
+    products.fill(block, generation).await;
     debug!(rows = count, "loaded every product");
     Ok(start.snapshot)
 }

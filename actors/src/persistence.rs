@@ -193,10 +193,10 @@ pub enum PersistenceMsg {
         reply: RpcReplyPort<Result<Vec<Product>, StoreError>>,
     },
     /// From the cache, to fill a block or rebuild: every version of the ids
-    /// after `after` up to `until`, deleted ones included, in id order, at
-    /// most `limit`.
+    /// from `from` to `until` (both included), deleted ones too, in id order,
+    /// at most `limit`.
     Versions {
-        after: i64,
+        from: i64,
         until: i64,
         limit: u64,
         reply: RpcReplyPort<Result<Vec<Version>, StoreError>>,
@@ -335,14 +335,14 @@ impl Actor for Persistence {
                 spawn_reply(reply, async move { store::page(&db, after, limit).await });
             }
             PersistenceMsg::Versions {
-                after,
+                from,
                 until,
                 limit,
                 reply,
             } => {
                 let db = state.reads.clone();
                 spawn_reply(reply, async move {
-                    store::versions(&db, after, until, limit).await
+                    store::versions(&db, from, until, limit).await
                 });
             }
             PersistenceMsg::ChangesSince { since, reply } => {

@@ -272,9 +272,10 @@ impl Builder {
         });
     }
 
-    /// Where the next bytes go. A block holds at most 64 products of at most
-    /// 64 KiB of JSON each (the largest payload the decoder reads), so its
-    /// buffer stays far below 4 GiB.
+    /// Where the next bytes go. A block holds at most a page of products (64
+    /// in the cache, up to 1,000 for a list read from Postgres before the
+    /// cache is rebuilt) of at most 64 KiB of JSON each (the largest payload
+    /// the decoder reads), so its buffer stays far below 4 GiB.
     fn offset(&self) -> u32 {
         u32::try_from(self.buffer.len()).expect("a block's buffer stays below 4 GiB")
     }

@@ -36,22 +36,29 @@ use crate::names::Names;
 use crate::persistence::{self, Deleted, PersistenceMsg, Version};
 use crate::product::Product;
 use crate::timeouts::PERSISTENCE_TIMEOUT;
+use futures::StreamExt;
 use moka::future::Cache as Moka;
 use moka::ops::compute::{CompResult, Op};
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 
 /// What moka keeps per entry besides the block itself (its key, its
 /// bookkeeping, the `Arc`), counted in each entry's weight.
 const ENTRY_OVERHEAD: usize = 160;
 
-/// How long, and for how many ids, the last revision announced is kept: the
-/// same version written twice within this is announced once.
+/// How long the last revision announced of an id is kept: the same version
+/// written twice within this is announced once.
 const RECENT_FOR: Duration = Duration::from_secs(10);
-const RECENT_IDS: u64 = 65_536;
+/// The ids kept at most (past it, the oldest half is forgotten; a version
+/// written again after that may be announced twice).
+const RECENT_IDS: usize = 1 << 18;
+
+/// Blocks read at once after a deletion (see [`ProductCache::delete`]).
+const DELETION_READS: usize = 8;
 
 /// Changes kept for each live follower that has not read them yet: a
 /// follower further behind loses them and is told so (it reloads), so a slow
@@ -100,8 +107,10 @@ pub struct ProductCache {
     index: Arc<RwLock<Index>>,
     persistence: Peer<PersistenceMsg>,
     live: broadcast::Sender<LiveEvent>,
-    /// The revision last announced of each id written recently.
-    recent: Moka<i64, i64>,
+    /// The revision last announced of each id written recently, and when.
+    recent: Arc<Mutex<HashMap<i64, (i64, Instant)>>>,
+    /// Raised by every `clear`: a read begun before it is not kept.
+    generation: Arc<AtomicU64>,
     /// The highest revision announced (or loaded): where a live page starts.
     latest: Arc<AtomicI64>,
     metrics: Metrics,
@@ -148,10 +157,8 @@ impl ProductCache {
             index: Arc::default(),
             persistence: persistence::peer(names),
             live: broadcast::Sender::new(LIVE_BUFFER),
-            recent: Moka::builder()
-                .max_capacity(RECENT_IDS)
-                .time_to_live(RECENT_FOR)
-                .build(),
+            recent: Arc::default(),
+            generation: Arc::default(),
             latest: Arc::default(),
             metrics: Metrics::new(names),
         }
@@ -230,16 +237,31 @@ impl ProductCache {
                 })
             })
             .collect();
-        let keys: std::collections::BTreeSet<i64> =
-            deleted.iter().map(|v| block_of(v.id())).collect();
+        let listed: BTreeSet<i64> = {
+            let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+            deleted
+                .iter()
+                .filter(|v| {
+                    index
+                        .blocks
+                        .get(&block_of(v.id()))
+                        .is_some_and(|m| m & bit_of(v.id()) != 0)
+                })
+                .map(|v| block_of(v.id()))
+                .collect()
+        };
         self.write(deleted.into_iter()).await;
-        // The index clears an id only from its block: a block that was not
-        // cached is read now (the deletion is committed), so that the count
-        // and the lists drop the id at once. A failed read leaves that to the
-        // next one.
-        for key in keys {
-            let _ = self.block(key).await;
-        }
+        // The index clears an id only from its block: a block that lists a
+        // deleted id and was not cached is read now (the deletion is
+        // committed), so that the count and the lists drop the id at once. A
+        // failed read leaves that to the next one.
+        futures::stream::iter(listed)
+            .for_each_concurrent(DELETION_READS, |key| async move {
+                if !self.blocks.contains_key(&key) {
+                    let _ = self.block(key).await;
+                }
+            })
+            .await;
     }
 
     async fn write(&self, versions: impl Iterator<Item = Version>) {
@@ -251,20 +273,29 @@ impl ProductCache {
                 .push(version);
         }
         for (key, versions) in by_block {
-            for version in self.write_block(key, versions).await {
-                if self.first_news_of(&version).await {
-                    self.announce(version.into());
-                }
+            let (current, cached) = self.write_block(key, versions).await;
+            for version in current {
+                self.announce_once(version);
+            }
+            if !cached && !self.index_complete() {
+                // A rebuild is filling the cache from reads made before this
+                // write: read the block now (the write is committed), so that
+                // the rebuild's older read cannot hide it (a fill keeps the
+                // newer of each). A failed read leaves it to the catch-up
+                // that follows the rebuild.
+                let _ = self.block(key).await;
             }
         }
     }
 
     /// Applies `versions` to the block `key` if it is cached; returns those
-    /// not older than what it holds (all of them if it is not cached).
-    async fn write_block(&self, key: i64, versions: Vec<Version>) -> Vec<Version> {
+    /// not older than what it holds (all of them if it is not cached), and
+    /// whether it was.
+    async fn write_block(&self, key: i64, versions: Vec<Version>) -> (Vec<Version>, bool) {
         let mut current = Vec::new();
+        let mut cached = false;
         let index = &self.index;
-        let current_out = &mut current;
+        let (current_out, cached_out) = (&mut current, &mut cached);
         self.blocks
             .entry(key)
             .and_compute_with(|entry| async move {
@@ -279,18 +310,19 @@ impl ProductCache {
                     *current_out = versions;
                     return Op::Nop;
                 };
-                let cached = entry.value();
+                *cached_out = true;
+                let block = entry.value();
                 current_out.extend(
                     versions
                         .iter()
                         .filter(|v| {
-                            cached
+                            block
                                 .revision_of(v.id())
-                                .is_none_or(|cached| cached <= v.revision())
+                                .is_none_or(|held| held <= v.revision())
                         })
                         .cloned(),
                 );
-                let (block, applied) = cached.merge(versions);
+                let (block, applied) = block.merge(versions);
                 if applied.is_empty() {
                     return Op::Nop;
                 }
@@ -299,47 +331,64 @@ impl ProductCache {
                 Op::Put(Arc::new(block))
             })
             .await;
-        current
+        (current, cached)
     }
 
-    /// Whether `version` is newer than any version of its id announced in
-    /// the last [`RECENT_FOR`]: ingest's own write and the change feed's
+    /// Announces `version` unless a version of its id as new was announced
+    /// in the last [`RECENT_FOR`]: ingest's own write and the change feed's
     /// bring the same version twice, and a read that filled the cache in
     /// between must not hide it, so this, not the cache's contents, decides.
-    async fn first_news_of(&self, version: &Version) -> bool {
-        let revision = version.revision();
-        let result = self
-            .recent
-            .entry(version.id())
-            .and_compute_with(|announced| async move {
-                match announced {
-                    Some(announced) if *announced.value() >= revision => Op::Nop,
-                    _ => Op::Put(revision),
-                }
-            })
-            .await;
-        matches!(
-            result,
-            CompResult::Inserted(_) | CompResult::ReplacedWith(_)
-        )
+    /// Checked and sent under one lock, so one id's events go out in
+    /// revision order.
+    fn announce_once(&self, version: Version) {
+        let (id, revision) = (version.id(), version.revision());
+        let now = Instant::now();
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if recent
+            .get(&id)
+            .is_some_and(|&(announced, at)| announced >= revision && now - at < RECENT_FOR)
+        {
+            return;
+        }
+        if recent.len() >= RECENT_IDS {
+            recent.retain(|_, &mut (_, at)| now - at < RECENT_FOR);
+            if recent.len() >= RECENT_IDS / 2 {
+                let mut ages: Vec<Instant> = recent.values().map(|&(_, at)| at).collect();
+                let middle = ages.len() / 2;
+                let (_, &mut median, _) = ages.select_nth_unstable(middle);
+                recent.retain(|_, &mut (_, at)| at > median);
+            }
+        }
+        recent.insert(id, (revision, now));
+        self.announce(version.into());
     }
 
     /// A load (a rebuild): every version of one block's ids, merged into what
-    /// is cached (or cached as it is), unannounced.
-    pub async fn fill(&self, versions: Vec<Version>) {
+    /// is cached (or cached as it is), unannounced. Nothing is kept if the
+    /// cache was cleared since `generation`.
+    pub async fn fill(&self, versions: Vec<Version>, generation: u64) {
         let Some(first) = versions.first() else {
             return;
         };
         let key = block_of(first.id());
         let index = &self.index;
         let latest = &self.latest;
+        let current = &self.generation;
         self.blocks
             .entry(key)
             .and_compute_with(|entry| async move {
+                if current.load(Ordering::Acquire) != generation {
+                    return Op::Nop;
+                }
                 let block = match entry {
                     None => Block::new(versions),
                     Some(entry) => match entry.value().merge(versions) {
-                        (_, applied) if applied.is_empty() => return Op::Nop,
+                        (_, applied) if applied.is_empty() => {
+                            // Listed, whatever put it there.
+                            let mut index = index.write().unwrap_or_else(|e| e.into_inner());
+                            index.set(key, entry.value().mask());
+                            return Op::Nop;
+                        }
                         (block, _) => block,
                     },
                 };
@@ -349,6 +398,18 @@ impl ProductCache {
                 Op::Put(Arc::new(block))
             })
             .await;
+    }
+
+    /// Where `fill` starts from: it fills nothing once the cache is cleared again.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn index_complete(&self) -> bool {
+        self.index
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .complete
     }
 
     /// The block `key`, from memory or else read from Postgres (once, for
@@ -362,6 +423,11 @@ impl ProductCache {
         let persistence = &self.persistence;
         let index = &self.index;
         let latest = &self.latest;
+        let current = &self.generation;
+        let generation = current.load(Ordering::Acquire);
+        // A block read before a `clear` and not kept: served to this reader only.
+        let mut unkept = None;
+        let unkept_out = &mut unkept;
         let read = self
             .blocks
             .entry(key)
@@ -374,7 +440,7 @@ impl ProductCache {
                 let versions = persistence
                     .ask(
                         |reply| PersistenceMsg::Versions {
-                            after: first - 1,
+                            from: first,
                             until: last,
                             limit: BLOCK_IDS as u64,
                             reply,
@@ -382,21 +448,24 @@ impl ProductCache {
                         PERSISTENCE_TIMEOUT,
                     )
                     .await??;
-                let block = Block::new(versions);
+                let block = Arc::new(Block::new(versions));
+                if current.load(Ordering::Acquire) != generation {
+                    *unkept_out = Some(block);
+                    return Ok(Op::Nop);
+                }
                 latest.fetch_max(block.latest_revision(), Ordering::Relaxed);
                 let mut index = index.write().unwrap_or_else(|e| e.into_inner());
                 index.set(key, block.mask());
-                Ok::<_, CacheError>(Op::Put(Arc::new(block)))
+                Ok::<_, CacheError>(Op::Put(block))
             })
             .await?;
         match read {
             CompResult::Inserted(entry)
             | CompResult::ReplacedWith(entry)
             | CompResult::Unchanged(entry) => Ok(entry.into_value()),
-            // The closure above neither removes nor leaves a missing block missing.
-            CompResult::StillNone(_) | CompResult::Removed(_) => {
-                unreachable!("a read-through always leaves the block cached")
-            }
+            // Read, but the cache was cleared meanwhile. (The closure above
+            // never removes a block.)
+            CompResult::StillNone(_) | CompResult::Removed(_) => Ok(unkept.unwrap_or_default()),
         }
     }
 
@@ -458,6 +527,7 @@ impl ProductCache {
     /// Forgets everything (on a cache restart, or after a TRUNCATE): reads go
     /// to Postgres until a rebuild has filled it again.
     pub fn clear(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
         self.blocks.invalidate_all();
         *self.index.write().unwrap_or_else(|e| e.into_inner()) = Index::default();
     }

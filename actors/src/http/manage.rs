@@ -242,7 +242,7 @@ pub async fn sent(req: &mut Request, depot: &mut Depot, res: &mut Response) {
         }
         MessageOutcome::Rejected { reason } => json!({"rejected": reason, "seq": seq}),
     };
-    render(res, StatusCode::OK, "manage_sent", &data);
+    render(res, StatusCode::OK, "manage_sent", data);
 }
 
 async fn publish_and_wait(
@@ -394,7 +394,7 @@ fn render_form(
             "description": product::MAX_DESCRIPTION_CHARS,
         },
     });
-    render(res, status, "manage_form", &data);
+    render(res, status, "manage_form", data);
 }
 
 /// Managing is on; else a 404 page that says it is off.

@@ -87,7 +87,7 @@ pub async fn index(req: &mut Request, depot: &mut Depot, res: &mut Response) {
         "until": next.as_ref().and(products.last().map(|p| p.id)),
         "manage": state.publisher.is_some(),
     });
-    render(res, StatusCode::OK, "index", &data);
+    render(res, StatusCode::OK, "index", data);
 }
 
 /// `GET /product?id=N`: one product. No id: a page that explains how to give one.
@@ -95,7 +95,7 @@ pub async fn index(req: &mut Request, depot: &mut Depot, res: &mut Response) {
 pub async fn product_page(req: &mut Request, depot: &mut Depot, res: &mut Response) {
     let id = match params::product_id(req.queries().get("id").map(String::as_str)) {
         Ok(Some(id)) => id,
-        Ok(None) => return render(res, StatusCode::OK, "missing_id", &json!({})),
+        Ok(None) => return render(res, StatusCode::OK, "missing_id", json!({})),
         Err(message) => return error_page(res, StatusCode::BAD_REQUEST, &message),
     };
     let state = app_state(depot);
@@ -114,7 +114,7 @@ pub async fn product_page(req: &mut Request, depot: &mut Depot, res: &mut Respon
                 "csrf": csrf,
                 "message_id": manage::new_message_id(),
             });
-            render(res, StatusCode::OK, "product", &data);
+            render(res, StatusCode::OK, "product", data);
         }
         Ok(None) => error_page(
             res,
@@ -158,7 +158,7 @@ pub async fn rejected(req: &mut Request, depot: &mut Depot, res: &mut Response) 
                 "first_page": before.is_none(),
                 "manage": state.publisher.is_some(),
             });
-            render(res, StatusCode::OK, "rejected", &data);
+            render(res, StatusCode::OK, "rejected", data);
         }
         Err(Unavailable(reason)) => unavailable(res, &reason),
     }
@@ -217,7 +217,7 @@ pub fn error_page(res: &mut Response, status: StatusCode, message: &str) {
         "title": status.canonical_reason().unwrap_or("Error"),
         "message": message,
     });
-    render(res, status, "error", &data);
+    render(res, status, "error", data);
 }
 
 fn unavailable(res: &mut Response, reason: &str) {
@@ -229,7 +229,7 @@ fn unavailable(res: &mut Response, reason: &str) {
     );
 }
 
-pub fn render(res: &mut Response, status: StatusCode, template: &str, data: &impl Serialize) {
+pub fn render(res: &mut Response, status: StatusCode, template: &str, data: Value) {
     match views::render(template, data) {
         Ok(html) => {
             res.status_code(status);

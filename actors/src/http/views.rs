@@ -1,9 +1,9 @@
 //! The handlebars templates and the stylesheet from `views/`, embedded into the
 //! binary at build time.
 
-use handlebars::Handlebars;
+use handlebars::{Context, Handlebars};
 use rust_embed::RustEmbed;
-use serde::Serialize;
+use serde_json::Value;
 use std::sync::LazyLock;
 use tracing::error;
 
@@ -80,11 +80,15 @@ fn escape_html(raw: &str) -> String {
 }
 
 /// Renders a template. Every `{{value}}` is HTML-escaped; the templates never
-/// use the raw `{{{value}}}` form.
-pub fn render(template: &str, data: &impl Serialize) -> Result<String, handlebars::RenderError> {
-    VIEWS.render(template, data).inspect_err(|e| {
-        error!(template, error = %e, "template failed to render");
-    })
+/// use the raw `{{{value}}}` form. The data is taken as a JSON value, which
+/// handlebars reads as it is (given anything else, it would first convert it
+/// to one, a copy of every string in it).
+pub fn render(template: &str, data: Value) -> Result<String, handlebars::RenderError> {
+    VIEWS
+        .render_with_context(template, &Context::from(data))
+        .inspect_err(|e| {
+            error!(template, error = %e, "template failed to render");
+        })
 }
 
 #[cfg(test)]

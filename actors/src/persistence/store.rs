@@ -433,16 +433,16 @@ pub async fn page(
         .collect())
 }
 
-/// Every version of the ids after `after` up to `until` (deleted ones as
-/// such), in id order, at most `limit`.
+/// Every version of the ids from `from` to `until` (both included; deleted
+/// ones as such), in id order, at most `limit`.
 pub async fn versions(
     db: &DatabaseConnection,
-    after: i64,
+    from: i64,
     until: i64,
     limit: u64,
 ) -> Result<Vec<Version>, StoreError> {
     Ok(products::Entity::find()
-        .filter(products::Column::Id.gt(after))
+        .filter(products::Column::Id.gte(from))
         .filter(products::Column::Id.lte(until))
         .order_by_asc(products::Column::Id)
         .limit(limit)
