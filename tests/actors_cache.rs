@@ -154,7 +154,7 @@ async fn writes_made_by_hand_in_sql_reach_the_cache_at_once() {
     let (_cache, products) =
         spawn_cache(&fixture.names, &fixture.changes, Duration::from_secs(3600)).await;
     assert_eq!(get(&products, 1).await.unwrap().price, 10);
-    assert_eq!(products.page(0, 10).await.unwrap().len(), 2);
+    assert_eq!(products.page(0, 10).await.unwrap().products.len(), 2);
 
     fixture
         .sql("UPDATE products SET price = 99 WHERE id = 1")
@@ -168,7 +168,11 @@ async fn writes_made_by_hand_in_sql_reach_the_cache_at_once() {
         .await;
     wait_until("the cache shows the three writes", || async {
         let page = products.page(0, 10).await.unwrap();
-        let listed: Vec<_> = page.iter().map(|p| (p.id, p.product().price)).collect();
+        let listed: Vec<_> = page
+            .products
+            .iter()
+            .map(|p| (p.id, p.product().price))
+            .collect();
         listed == [(1, 99), (3, 30)]
     })
     .await;

@@ -81,6 +81,7 @@ async fn pages_previous_pages_and_the_count_match_the_sorted_ids() {
                 .page(at, limit as u64)
                 .await
                 .unwrap()
+                .products
                 .iter()
                 .map(|p| p.id)
                 .collect();
@@ -121,6 +122,7 @@ async fn a_deletion_leaves_the_lists_and_the_count_at_once_and_an_older_write_do
         .page(0, 1000)
         .await
         .unwrap()
+        .products
         .iter()
         .map(|p| p.id)
         .collect();

@@ -395,3 +395,38 @@ async fn while_postgres_hangs_every_request_is_answered_within_10_seconds_and_ne
         assert_eq!(response.status(), *status, "{path}");
     }
 }
+
+#[tokio::test]
+async fn the_html_list_shows_each_change_at_once_and_only_the_products_of_its_page() {
+    let app = TestApp::spawn().await;
+    // Ids around a block's edge (64 ids a block).
+    for id in [62, 63, 64, 65] {
+        app.publish(
+            json!({"id": id, "name": format!("first {id}"), "price": id, "manufacturer": "m"})
+                .to_string(),
+        )
+        .await;
+    }
+    app.wait_for_list_len(4).await;
+    let (_, html) = app.get_text("/?after=62&limit=2").await;
+    let shown: Vec<&str> = html
+        .split("<tr data-id=\"")
+        .skip(1)
+        .map(|row| &row[..2])
+        .collect();
+    assert_eq!(shown, ["63", "64"], "{html}");
+    assert!(
+        html.contains("first 63") && html.contains("first 64"),
+        "{html}"
+    );
+
+    app.publish(
+        json!({"id": 64, "name": "second 64", "price": 1, "manufacturer": "m"}).to_string(),
+    )
+    .await;
+    crate::common::wait_until("the list shows the new name", || async {
+        let (_, html) = app.get_text("/?after=62&limit=2").await;
+        html.contains("second 64") && !html.contains("first 64")
+    })
+    .await;
+}

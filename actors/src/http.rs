@@ -20,6 +20,7 @@ mod openapi;
 mod pages;
 mod params;
 mod routes;
+mod rows;
 mod state;
 pub mod views;
 
@@ -124,6 +125,7 @@ impl Actor for Http {
         let service = routes::service(state::AppState {
             names: args.names,
             health: args.health,
+            rows: rows::RowsCache::new(args.products.capacity()),
             products: args.products,
             publisher,
             closing: closing_now,

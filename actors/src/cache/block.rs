@@ -18,6 +18,7 @@
 use crate::persistence::Version;
 use crate::product::Product;
 use bytes::Bytes;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Ids per block: a block holds the ids `key * BLOCK_IDS ..= key * BLOCK_IDS + 63`.
 pub const BLOCK_IDS: i64 = 64;
@@ -79,7 +80,12 @@ pub struct Block {
     items: Vec<Item>,
     /// Each product's JSON, then its `updated_at`, one after another.
     buffer: Bytes,
+    /// This version of the block, unique in the process (0: empty).
+    stamp: u64,
 }
+
+/// The stamp of the next block built.
+static NEXT_STAMP: AtomicU64 = AtomicU64::new(1);
 
 /// One id of a block: where its JSON is in the buffer, or a tombstone.
 #[derive(Clone, Copy, Debug)]
@@ -174,6 +180,13 @@ impl Block {
         self.item(id).map(|item| item.revision)
     }
 
+    /// Identifies this version of the block: a changed block is a new block
+    /// with a new stamp, so what is derived from a block can be kept by its
+    /// stamp and is never stale.
+    pub fn stamp(&self) -> u64 {
+        self.stamp
+    }
+
     /// The highest revision it holds, deletions included.
     pub fn latest_revision(&self) -> i64 {
         self.items
@@ -212,6 +225,7 @@ impl Block {
         Block {
             items: self.items.clone(),
             buffer: self.buffer.clone(),
+            stamp: self.stamp,
         }
     }
 }
@@ -285,6 +299,7 @@ impl Builder {
         Block {
             items: self.items.into_boxed_slice().into_vec(),
             buffer: Bytes::from(self.buffer.into_boxed_slice()),
+            stamp: NEXT_STAMP.fetch_add(1, Ordering::Relaxed),
         }
     }
 }

@@ -99,6 +99,15 @@ impl From<Version> for LiveEvent {
     }
 }
 
+/// A page of the list.
+pub struct Page {
+    /// The products, in id order.
+    pub products: Vec<Cached>,
+    /// The cached blocks they were read from, in id order (none when the
+    /// page was read from Postgres).
+    pub blocks: Vec<Arc<Block>>,
+}
+
 /// The shared handle; clones share the same cache and index.
 #[derive(Clone)]
 pub struct ProductCache {
@@ -172,9 +181,10 @@ impl ProductCache {
 
     /// Up to `limit` products with an id greater than `after`, in id order:
     /// from memory once the index is complete, else from Postgres.
-    pub async fn page(&self, after: i64, limit: u64) -> Result<Vec<Cached>, CacheError> {
+    pub async fn page(&self, after: i64, limit: u64) -> Result<Page, CacheError> {
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
         let mut page = Vec::with_capacity(limit.min(1024));
+        let mut blocks = Vec::new();
         let mut key = block_of(after.saturating_add(1));
         while page.len() < limit {
             // `None`: the index is not complete yet.
@@ -190,19 +200,19 @@ impl ProductCache {
             let Some(found) = next else { break };
             let block = self.block(found).await?;
             page.extend(block.after(after).take(limit - page.len()));
+            blocks.push(block);
             match found.checked_add(1) {
                 Some(next) => key = next,
                 None => break,
             }
         }
-        Ok(page)
+        Ok(Page {
+            products: page,
+            blocks,
+        })
     }
 
-    async fn page_from_postgres(
-        &self,
-        after: i64,
-        limit: usize,
-    ) -> Result<Vec<Cached>, CacheError> {
+    async fn page_from_postgres(&self, after: i64, limit: usize) -> Result<Page, CacheError> {
         let page = self
             .persistence
             .ask(
@@ -215,7 +225,10 @@ impl ProductCache {
             )
             .await??;
         let block = Block::new(page.into_iter().map(|p| Version::Stored(Arc::new(p))));
-        Ok(block.after(after).collect())
+        Ok(Page {
+            products: block.after(after).collect(),
+            blocks: Vec::new(),
+        })
     }
 
     /// Writes: keeps each product unless a newer version of it is cached
@@ -538,6 +551,11 @@ impl ProductCache {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .complete = true;
+    }
+
+    /// The most the cache weighs, in bytes.
+    pub fn capacity(&self) -> u64 {
+        self.blocks.policy().max_capacity().unwrap_or(u64::MAX)
     }
 
     /// Products cached and their weight in bytes, after moka's pending work.

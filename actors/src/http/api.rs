@@ -21,7 +21,8 @@ pub async fn list(req: &mut Request, depot: &mut Depot, res: &mut Response) {
         Err(message) => return json_error(res, StatusCode::BAD_REQUEST, &message),
     };
     match app_state(depot).page(paging.after, paging.limit).await {
-        Ok(products) => {
+        Ok(page) => {
+            let products = page.products;
             let last = products.last().map(|p| p.id);
             if let Some(query) = next_page(products.len(), last, &paging) {
                 let link = format!("</products?{query}>; rel=\"next\"");

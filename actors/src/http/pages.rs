@@ -5,13 +5,12 @@ use super::manage;
 use super::params::{self, Paging};
 use super::state::{AppState, Unavailable};
 use super::views;
-use crate::cache::Cached;
+use crate::cache::Page;
 use crate::product::Product;
 use salvo::http::StatusCode;
 use salvo::prelude::*;
 use serde::Serialize;
 use serde_json::{Value, json};
-use std::borrow::Cow;
 
 /// The longest search text taken, in characters.
 const MAX_SEARCH_CHARS: usize = 256;
@@ -48,9 +47,23 @@ pub async fn index(req: &mut Request, depot: &mut Depot, res: &mut Response) {
         Ok(found) => found,
         Err(Unavailable(reason)) => return unavailable(res, &reason),
     };
-    let products: Vec<ListRow> = match &found {
-        Found::Page(page) => page.iter().map(ListRow::from_cached).collect(),
-        Found::Search(found) => found.iter().map(ListRow::from_product).collect(),
+    // The ids of the first and the last product, and how many.
+    let (first, last, len, rows) = match &found {
+        Found::Page(page) => (
+            page.products.first().map(|p| p.id),
+            page.products.last().map(|p| p.id),
+            page.products.len(),
+            state.rows.page(page).await,
+        ),
+        Found::Search(found) => (
+            found.first().map(|p| p.id),
+            found.last().map(|p| p.id),
+            found.len(),
+            state.rows.products(found),
+        ),
+    };
+    let Ok(rows) = rows else {
+        return render_failed(res);
     };
     let query = |paging: &str| {
         if search.is_empty() {
@@ -59,21 +72,19 @@ pub async fn index(req: &mut Request, depot: &mut Depot, res: &mut Response) {
             format!("/?q={}&{paging}", encode(&search))
         }
     };
-    let last = products.last().map(|p| p.id);
-    let next = next_page(products.len(), last, &paging).map(|paging| query(&paging));
+    let next = next_page(len, last, &paging).map(|paging| query(&paging));
     let previous = if paging.after == 0 || !search.is_empty() {
         None
     } else {
-        let before = products
-            .first()
-            .map_or(paging.after.saturating_add(1), |p| p.id);
+        let before = first.unwrap_or(paging.after.saturating_add(1));
         state
             .products
             .previous_after(before, paging.limit)
             .map(|after| query(&format!("after={after}&limit={}", paging.limit)))
     };
     let data = json!({
-        "products": products,
+        "products": len > 0,
+        "rows": rows,
         "next": next,
         "previous": previous,
         "first_page": paging.after == 0,
@@ -84,7 +95,7 @@ pub async fn index(req: &mut Request, depot: &mut Depot, res: &mut Response) {
         "after": paging.after,
         // The page shows every id up to the end when it is not full: new
         // products may appear at its end.
-        "until": next.as_ref().and(products.last().map(|p| p.id)),
+        "until": next.as_ref().and(last),
         "manage": state.publisher.is_some(),
     });
     render(res, StatusCode::OK, "index", data);
@@ -178,36 +189,8 @@ pub fn next_page(len: usize, last: Option<i64>, paging: &Paging) -> Option<Strin
 
 /// A page of the list, or of a search's results.
 enum Found {
-    Page(Vec<Cached>),
+    Page(Page),
     Search(Vec<Product>),
-}
-
-/// What a row of the list shows of a product.
-#[derive(Serialize, serde::Deserialize)]
-struct ListRow<'a> {
-    id: i64,
-    #[serde(borrow)]
-    name: Cow<'a, str>,
-    price: i64,
-    #[serde(borrow)]
-    manufacturer: Cow<'a, str>,
-}
-
-impl<'a> ListRow<'a> {
-    /// Read from the product's cached JSON (its other fields are skipped).
-    fn from_cached(cached: &'a Cached) -> Self {
-        serde_json::from_slice(cached.json())
-            .expect("a block holds JSON written from a Product by serde_json")
-    }
-
-    fn from_product(product: &'a Product) -> Self {
-        ListRow {
-            id: product.id,
-            name: Cow::Borrowed(&product.name),
-            price: product.price,
-            manufacturer: Cow::Borrowed(&product.manufacturer),
-        }
-    }
 }
 
 /// Renders the error page with the status's name and a message for a person.
@@ -235,11 +218,14 @@ pub fn render(res: &mut Response, status: StatusCode, template: &str, data: Valu
             res.status_code(status);
             res.render(Text::Html(html));
         }
-        Err(_) => {
-            res.status_code(StatusCode::INTERNAL_SERVER_ERROR);
-            res.render(Text::Plain("This page could not be rendered."));
-        }
+        Err(_) => render_failed(res),
     }
+}
+
+/// A template failed (logged by `views::render`): the service's fault.
+fn render_failed(res: &mut Response) {
+    res.status_code(StatusCode::INTERNAL_SERVER_ERROR);
+    res.render(Text::Plain("This page could not be rendered."));
 }
 
 #[derive(Serialize)]

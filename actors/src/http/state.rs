@@ -2,7 +2,8 @@
 //! what they read of the others' health without asking.
 
 use super::manage::Publisher;
-use crate::cache::{Cached, ProductCache};
+use super::rows::RowsCache;
+use crate::cache::{Cached, Page, ProductCache};
 use crate::health::{Health, IngestHealth};
 use crate::names::Names;
 use crate::persistence::{self, MessageOutcome, PersistenceMsg, RejectedMessage};
@@ -18,6 +19,8 @@ pub struct AppState {
     pub health: Health,
     /// The cached products, read here directly, not through the cache actor.
     pub products: ProductCache,
+    /// The list page's rows, rendered once per block version.
+    pub rows: RowsCache,
     /// Where the manage forms publish; `None` when managing is switched off.
     pub publisher: Option<Publisher>,
     /// Becomes `true` when the server stops: the live feeds end, so that a
@@ -46,7 +49,7 @@ impl AppState {
 
     /// One page of the list in id order, from the cache's index (from
     /// Postgres until the cache is rebuilt).
-    pub async fn page(&self, after: i64, limit: u64) -> Result<Vec<Cached>, Unavailable> {
+    pub async fn page(&self, after: i64, limit: u64) -> Result<Page, Unavailable> {
         self.products
             .page(after, limit)
             .await

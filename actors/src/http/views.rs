@@ -80,7 +80,8 @@ fn escape_html(raw: &str) -> String {
 }
 
 /// Renders a template. Every `{{value}}` is HTML-escaped; the templates never
-/// use the raw `{{{value}}}` form. The data is taken as a JSON value, which
+/// use the raw `{{{value}}}` form but once: `{{{rows}}}` in `index.hbs`, which
+/// is handlebars' own output of `product_row.hbs` (see `rows.rs`). The data is taken as a JSON value, which
 /// handlebars reads as it is (given anything else, it would first convert it
 /// to one, a copy of every string in it).
 pub fn render(template: &str, data: Value) -> Result<String, handlebars::RenderError> {
