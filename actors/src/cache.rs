@@ -357,24 +357,21 @@ async fn rebuild(
         .await??;
     // A rebuild of a cache cleared since (by a newer one) fills nothing.
     let generation = products.generation();
-    let mut from = Some(i64::MIN);
     let mut count = 0usize;
     // The versions of the block being read: it may go on in the next page.
     let mut block: Vec<Version> = Vec::new();
-    while let Some(start) = from {
-        let page = persistence
-            .ask(
-                |reply| PersistenceMsg::Versions {
-                    from: start,
-                    until: i64::MAX,
-                    limit: REBUILD_PAGE,
-                    reply,
-                },
-                PERSISTENCE_TIMEOUT,
-            )
-            .await??;
+    // Each page is asked for while the one before is being cached, so that
+    // Postgres and this task work at once.
+    let mut next = Some(read_page(persistence, i64::MIN));
+    while let Some(reading) = next.take() {
+        let page = reading
+            .await
+            .map_err(|_| CallError::Dropped(Child::Persistence))???;
         let Some(last) = page.last() else { break };
-        from = last.id().checked_add(1);
+        next = last
+            .id()
+            .checked_add(1)
+            .map(|from| read_page(persistence, from));
         count += page.len();
         for version in page {
             if block
@@ -389,4 +386,25 @@ async fn rebuild(
     products.fill(block, generation).await;
     debug!(rows = count, "loaded every product");
     Ok(start.snapshot)
+}
+
+/// A task reading the rebuild's page of ids from `from` on.
+fn read_page(
+    persistence: &Peer<PersistenceMsg>,
+    from: i64,
+) -> JoinHandle<Result<Result<Vec<Version>, StoreError>, CallError>> {
+    let persistence = persistence.clone();
+    tokio::spawn(async move {
+        persistence
+            .ask(
+                |reply| PersistenceMsg::Versions {
+                    from,
+                    until: i64::MAX,
+                    limit: REBUILD_PAGE,
+                    reply,
+                },
+                PERSISTENCE_TIMEOUT,
+            )
+            .await
+    })
 }
