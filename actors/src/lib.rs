@@ -14,8 +14,10 @@
 //! transaction, setting invalid messages aside in the same one. Once that has
 //! committed, ingest sends the new versions to `cache` (`Put`) and answers each
 //! message as the [`batch::Outcome`] says (ack, terminate, or redeliver later).
-//! `http` answers a product page from `cache` (`Get`, which reads through to
-//! `persistence` on a miss) and the lists from `persistence` (`Page`).
+//! `http` reads the cached products directly ([`cache::ProductCache`], no
+//! message on the hot path): a product, or a list page, from blocks of 64 ids
+//! kept as the JSON the API serves; a block not cached is read through from
+//! `persistence` (`Versions`).
 //! It also streams the cache's changes to the open pages (`GET /events`), and
 //! its forms publish messages to the stream (never to Postgres).
 //! Actors find each other by name ([`call::Peer`]); what they report about
@@ -26,7 +28,8 @@
 //! - what ingest and persistence exchange about a batch: [`batch`]
 //! - SQL, upsert rules: [`persistence`] (queries in `persistence/store.rs`,
 //!   the writer in `persistence/writer.rs`)
-//! - caching, invalidation: [`cache`]
+//! - caching, invalidation: [`cache`] (the blocks in `cache/block.rs`, the
+//!   shared handle in `cache/products.rs`)
 //! - routes, pages, JSON: [`http`] (templates in `views/` at the repo's top)
 //! - consuming, acking, back-off: [`ingest`] (JetStream set-up and pulls in
 //!   `ingest/source.rs`)
