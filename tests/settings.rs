@@ -34,6 +34,20 @@ fn documented_variables() -> BTreeSet<String> {
 }
 
 #[test]
+fn every_setting_has_its_row_in_the_readme() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md at the repository's top");
+    let missing: Vec<String> = documented_variables()
+        .into_iter()
+        .filter(|var| !readme.contains(&format!("| `{var}` |")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "not in README.md's settings table: {missing:?}"
+    );
+}
+
+#[test]
 fn every_setting_is_read_from_its_environment_variable() {
     // (variable, value given, value the service runs with), none of them a default.
     let cases = [
