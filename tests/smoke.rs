@@ -3,7 +3,6 @@
 //! what it publishes, and publishes nothing to a service that is not there.
 
 use crate::common::TestApp;
-use crate::common::servers::free_port;
 use products::settings::Settings;
 use products::smoke::{NAME_PREFIX, SMOKE_IDS};
 use serde_json::json;
@@ -118,7 +117,9 @@ async fn smoke_fails_after_its_timeout_when_the_service_does_not_consume_the_sub
 #[tokio::test]
 async fn smoke_publishes_nothing_when_the_service_does_not_answer() {
     let app = TestApp::spawn().await;
-    let nowhere = format!("http://127.0.0.1:{}", free_port());
+    // Port 1: nothing listens there, and no test can take it (a free port
+    // picked at random could be taken by another test meanwhile).
+    let nowhere = "http://127.0.0.1:1".to_owned();
 
     let (output, _) = smoke(&app.settings, &nowhere, "10s").await;
     let stderr = text(&output.stderr);

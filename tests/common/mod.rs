@@ -12,6 +12,7 @@ use actors::names::Names;
 use actors::persistence::{Persistence, PersistenceArgs, PersistenceRef};
 use actors::product::ProductUpdate;
 use actors::supervisor::RestartBudget;
+use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::{self, consumer::PullConsumer};
 use bytes::Bytes;
 use products::App;
@@ -168,14 +169,29 @@ impl TestApp {
     }
 
     /// Publishes one message and waits for JetStream's ack; returns its sequence.
+    /// A publish that no stream answered ("no responders": nothing was
+    /// stored) is sent again until [`DEADLINE`]: seen once under the full
+    /// suite's load, right after the test's stream was created.
     pub async fn publish(&self, payload: impl Into<Bytes>) -> u64 {
-        self.js
-            .publish(self.settings.nats_subject.clone(), payload.into())
-            .await
-            .expect("publish sent")
-            .await
-            .expect("publish acked")
-            .sequence
+        let payload = payload.into();
+        let until = Instant::now() + DEADLINE;
+        loop {
+            let acked = self
+                .js
+                .publish(self.settings.nats_subject.clone(), payload.clone())
+                .await
+                .expect("publish sent")
+                .await;
+            match acked {
+                Ok(ack) => return ack.sequence,
+                Err(e)
+                    if e.kind() == PublishErrorKind::StreamNotFound && Instant::now() < until =>
+                {
+                    sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("publish acked: {e}"),
+            }
+        }
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
