@@ -146,49 +146,49 @@ async fn run(
         &during,
     ));
 
-    let random_after = move |_: u64| rand::rng().random_range(0..count.saturating_sub(100).max(1));
-    let pages_baseline = http_load(&bare.base, seconds, move |i| {
-        format!("/page?after={}", random_after(i))
-    })
-    .await?;
-    let pages = http_load(&base, seconds, move |i| {
-        format!("/products?limit=100&after={}", random_after(i))
-    })
-    .await?;
-    rows.push(row(
-        "GET /products?limit=100 (JSON list), random pages; baseline: the page read from Postgres",
-        &pages_baseline,
-        &pages,
-    ));
-    let html_pages_baseline = http_load(&bare.base, seconds, move |i| {
-        format!("/html-page?after={}", random_after(i))
-    })
-    .await?;
-    let html_pages = http_load(&base, seconds, move |i| {
-        format!("/?limit=100&after={}", random_after(i))
-    })
-    .await?;
-    rows.push(row(
-        "GET /?limit=100 (HTML list), random pages; baseline: the page read from Postgres, rendered from the same template",
-        &html_pages_baseline,
-        &html_pages,
-    ));
-    // The first page, as the issue measured it, each beside its baseline.
-    let first_baseline = http_load(&bare.base, seconds, |_| "/page?after=0".into()).await?;
-    let first = http_load(&base, seconds, |_| "/products?limit=100".into()).await?;
-    rows.push(row(
-        "GET /products?limit=100 (JSON list), the first page; baseline: the page read from Postgres",
-        &first_baseline,
-        &first,
-    ));
-    let first_html_baseline =
-        http_load(&bare.base, seconds, |_| "/html-page?after=0".into()).await?;
-    let first_html = http_load(&base, seconds, |_| "/?limit=100".into()).await?;
-    rows.push(row(
-        "GET /?limit=100 (HTML list), the first page; baseline: the page read from Postgres, rendered from the same template",
-        &first_html_baseline,
-        &first_html,
-    ));
+    // The lists, each beside the same page read from Postgres (and for the
+    // HTML, rendered from the same template): at random places, and the
+    // first page, as the issue measured it.
+    let random_after = move || rand::rng().random_range(0..count.saturating_sub(100).max(1));
+    let first_page = || 0;
+    let lists: [(&str, &str, &str, &dyn Fn() -> i64); 4] = [
+        (
+            "GET /products?limit=100 (JSON list), random pages; baseline: the page read from Postgres",
+            "/page",
+            "/products?limit=100&",
+            &random_after,
+        ),
+        (
+            "GET /?limit=100 (HTML list), random pages; baseline: the page read from Postgres, rendered from the same template",
+            "/html-page",
+            "/?limit=100&",
+            &random_after,
+        ),
+        (
+            "GET /products?limit=100 (JSON list), the first page; baseline: the page read from Postgres",
+            "/page",
+            "/products?limit=100&",
+            &first_page,
+        ),
+        (
+            "GET /?limit=100 (HTML list), the first page; baseline: the page read from Postgres, rendered from the same template",
+            "/html-page",
+            "/?limit=100&",
+            &first_page,
+        ),
+    ];
+    for (what, bare_path, path, after) in lists {
+        let afters: Arc<Vec<i64>> = Arc::new((0..1 << 16).map(|_| after()).collect());
+        let at = move |i: u64| afters[i as usize % afters.len()];
+        let (at_bare, bare_path) = (at.clone(), bare_path.to_owned());
+        let baseline = http_load(&bare.base, seconds, move |i| {
+            format!("{bare_path}?after={}", at_bare(i))
+        })
+        .await?;
+        let path = path.to_owned();
+        let served = http_load(&base, seconds, move |i| format!("{path}after={}", at(i))).await?;
+        rows.push(row(what, &baseline, &served));
+    }
 
     // Freshness across replicas.
     let other = App::start(settings, "bench-b", RestartBudget::default()).await?;
@@ -321,8 +321,8 @@ async fn bare_product(req: &mut Request, depot: &mut Depot, res: &mut Response) 
     };
 }
 
-#[handler]
-async fn bare_page(req: &mut Request, depot: &mut Depot, res: &mut Response) {
+/// The 100 products after `?after=`, read from Postgres with SeaORM.
+async fn bare_page_read(req: &Request, depot: &Depot) -> (i64, Vec<Product>) {
     let bare = depot.get_typed::<Bare>().expect("injected");
     let after: i64 = req.query("after").unwrap_or_default();
     let page = rows::Entity::find()
@@ -332,7 +332,12 @@ async fn bare_page(req: &mut Request, depot: &mut Depot, res: &mut Response) {
         .all(&bare.db)
         .await
         .unwrap_or_default();
-    let page: Vec<Product> = page.into_iter().map(Product::from).collect();
+    (after, page.into_iter().map(Product::from).collect())
+}
+
+#[handler]
+async fn bare_page(req: &mut Request, depot: &mut Depot, res: &mut Response) {
+    let (_, page) = bare_page_read(req, depot).await;
     res.render(Json(page));
 }
 
@@ -340,16 +345,7 @@ async fn bare_page(req: &mut Request, depot: &mut Depot, res: &mut Response) {
 /// memory: the page from Postgres, then the `index` template.
 #[handler]
 async fn bare_html_page(req: &mut Request, depot: &mut Depot, res: &mut Response) {
-    let bare = depot.get_typed::<Bare>().expect("injected");
-    let after: i64 = req.query("after").unwrap_or_default();
-    let page = rows::Entity::find()
-        .filter(rows::Column::Id.gt(after))
-        .order_by_asc(rows::Column::Id)
-        .limit(100)
-        .all(&bare.db)
-        .await
-        .unwrap_or_default();
-    let page: Vec<Product> = page.into_iter().map(Product::from).collect();
+    let (after, page) = bare_page_read(req, depot).await;
     let next = page
         .last()
         .map(|last| format!("/?after={}&limit=100", last.id));

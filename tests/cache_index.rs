@@ -2,27 +2,12 @@
 //! was given are all it knows. The ids are chosen to sit on the edges of the
 //! 64-id blocks, where an off-by-one would show.
 
+use crate::common::product;
 use actors::cache::{LiveEvent, ProductCache};
 use actors::names::Names;
 use actors::persistence::{Deleted, Version};
-use actors::product::Product;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use tokio::sync::broadcast::error::TryRecvError;
-
-fn product(id: i64, revision: i64) -> Arc<Product> {
-    Arc::new(Product {
-        id,
-        name: format!("p{id}"),
-        price: id,
-        manufacturer: "m".into(),
-        description: None,
-        attributes: Default::default(),
-        revision,
-        stream_seq: revision,
-        updated_at: String::new(),
-    })
-}
 
 fn cache() -> ProductCache {
     ProductCache::new(&Names::new(uuid::Uuid::new_v4().to_string()), 64 << 20)

@@ -4,7 +4,6 @@
 use crate::common::{DEADLINE, TestApp, unique_settings};
 use actors::cache::{LIVE_BUFFER, LiveEvent, ProductCache};
 use actors::names::Names;
-use actors::product::Product;
 use actors::supervisor::RestartBudget;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -141,19 +140,7 @@ async fn a_follower_that_does_not_read_keeps_at_most_the_buffer_and_learns_it_lo
     let (mut follower, _) = products.follow();
     let count = LIVE_BUFFER as i64 + 50;
     for id in 1..=count {
-        products
-            .put([Arc::new(Product {
-                id,
-                name: format!("p{id}"),
-                price: id,
-                manufacturer: "m".into(),
-                description: None,
-                attributes: Default::default(),
-                revision: id,
-                stream_seq: id,
-                updated_at: String::new(),
-            })])
-            .await;
+        products.put([crate::common::product(id, id)]).await;
     }
     // The oldest were dropped for it: it is told how many, which the feed
     // turns into `reload`.
@@ -173,17 +160,7 @@ async fn a_follower_that_does_not_read_keeps_at_most_the_buffer_and_learns_it_lo
 async fn a_repeated_write_of_the_same_version_is_not_announced_again() {
     let products = ProductCache::new(&Names::new(uuid::Uuid::new_v4().to_string()), 1 << 20);
     let (mut follower, _) = products.follow();
-    let product = Arc::new(Product {
-        id: 1,
-        name: "pen".into(),
-        price: 1,
-        manufacturer: "m".into(),
-        description: None,
-        attributes: Default::default(),
-        revision: 5,
-        stream_seq: 1,
-        updated_at: String::new(),
-    });
+    let product = crate::common::product(1, 5);
     products.put([Arc::clone(&product)]).await;
     // Ingest's own write, then the change feed's: one change.
     products.put([Arc::clone(&product)]).await;

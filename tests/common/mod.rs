@@ -520,3 +520,19 @@ impl Drop for Cleanup {
         }
     }
 }
+
+/// A stored version of a product (`p{id}`, price `id`) at `revision`, as
+/// the cache is given it.
+pub fn product(id: i64, revision: i64) -> std::sync::Arc<actors::product::Product> {
+    std::sync::Arc::new(actors::product::Product {
+        id,
+        name: format!("p{id}"),
+        price: id,
+        manufacturer: "m".into(),
+        description: None,
+        attributes: Default::default(),
+        revision,
+        stream_seq: revision,
+        updated_at: String::new(),
+    })
+}

@@ -339,8 +339,7 @@ impl ProductCache {
                 if applied.is_empty() {
                     return Op::Nop;
                 }
-                let mut index = index.write().unwrap_or_else(|e| e.into_inner());
-                index.set(key, block.mask());
+                list(index, key, block.mask());
                 Op::Put(Arc::new(block))
             })
             .await;
@@ -398,16 +397,14 @@ impl ProductCache {
                     Some(entry) => match entry.value().merge(versions) {
                         (_, applied) if applied.is_empty() => {
                             // Listed, whatever put it there.
-                            let mut index = index.write().unwrap_or_else(|e| e.into_inner());
-                            index.set(key, entry.value().mask());
+                            list(index, key, entry.value().mask());
                             return Op::Nop;
                         }
                         (block, _) => block,
                     },
                 };
                 latest.fetch_max(block.latest_revision(), Ordering::Relaxed);
-                let mut index = index.write().unwrap_or_else(|e| e.into_inner());
-                index.set(key, block.mask());
+                list(index, key, block.mask());
                 Op::Put(Arc::new(block))
             })
             .await;
@@ -467,8 +464,7 @@ impl ProductCache {
                     return Ok(Op::Nop);
                 }
                 latest.fetch_max(block.latest_revision(), Ordering::Relaxed);
-                let mut index = index.write().unwrap_or_else(|e| e.into_inner());
-                index.set(key, block.mask());
+                list(index, key, block.mask());
                 Ok::<_, CacheError>(Op::Put(block))
             })
             .await?;
@@ -568,6 +564,14 @@ impl ProductCache {
             .sum();
         (products, self.blocks.weighted_size())
     }
+}
+
+/// Lists the ids of the block `key` (from the block's own contents).
+fn list(index: &RwLock<Index>, key: i64, mask: u64) {
+    index
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .set(key, mask);
 }
 
 /// What a block holds, in bytes, and moka's own bookkeeping.
