@@ -1,5 +1,5 @@
 //! The command line: `products [serve]`, `products produce`, `products smoke`,
-//! `products migrate`, `products config`.
+//! `products migrate`, `products hash-password`, `products config`.
 
 use crate::settings::Settings;
 use clap::{Parser, Subcommand};
@@ -51,6 +51,14 @@ pub enum Command {
     },
     /// Create the database if it is missing and apply the migrations, then exit.
     Migrate,
+    /// Write an operator's line for MANAGE_USERS_FILE: reads a password
+    /// (from a terminal, asked twice without echo; else the first line of
+    /// standard input) and prints `NAME:HASH` (argon2id). The password is
+    /// never taken from a flag, where other users of the machine could read it.
+    HashPassword {
+        /// The operator's name (1 to 64 characters, no ':').
+        name: String,
+    },
     /// Check the settings and print them as `VAR=value` lines (credentials
     /// redacted), then exit: what `serve` would run with.
     Config,

@@ -16,6 +16,7 @@
 
 pub mod cli;
 pub mod database;
+pub mod operators;
 pub mod produce;
 pub mod secret;
 pub mod settings;
@@ -65,6 +66,7 @@ impl App {
         instance: &str,
         restart_budget: RestartBudget,
     ) -> anyhow::Result<App> {
+        let settings = &settings.clone().with_secret_files()?;
         settings.validate()?;
         // Both URLs print redacted (`SecretUrl`): no credentials in the log.
         info!(
@@ -104,7 +106,8 @@ impl App {
                 health: health.clone(),
                 products,
                 listener: Arc::new(listener),
-                manage: settings.manage(),
+                manage: settings.manage()?,
+                max_followers: settings.events_max_followers,
             },
             ingest: IngestArgs {
                 names: names.clone(),

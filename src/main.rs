@@ -4,14 +4,20 @@ use products::produce::Source;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
     products::telemetry::init(cli.settings.log_format);
     // Every command refuses settings out of range before it connects anywhere,
     // the way clap refuses a value it cannot parse (a usage error, exit code 2).
-    if let Err(invalid) = cli.settings.validate() {
-        Cli::command()
+    let checked = cli
+        .settings
+        .clone()
+        .with_secret_files()
+        .and_then(|settings| settings.validate().map(|()| settings));
+    match checked {
+        Ok(settings) => cli.settings = settings,
+        Err(invalid) => Cli::command()
             .error(clap::error::ErrorKind::ValueValidation, invalid)
-            .exit();
+            .exit(),
     }
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => products::serve(&cli.settings).await,
@@ -35,6 +41,11 @@ async fn main() -> anyhow::Result<()> {
                 served.as_json.as_millis(),
                 served.in_list.as_millis()
             );
+            Ok(())
+        }
+        Command::HashPassword { name } => {
+            let line = products::operators::hash_password_line(&name)?;
+            println!("{line}");
             Ok(())
         }
         Command::Migrate => products::database::prepare(&cli.settings.database_url).await,

@@ -3,15 +3,25 @@
 //! lists them). A value out of range is refused when it is parsed, with the
 //! setting, the value and the range; [`Settings::validate`] checks the same
 //! ranges again (for settings built in code) and the rules between settings.
-//! URLs that may carry credentials are [`SecretUrl`]s: they print redacted.
+//! URLs that may carry credentials are [`SecretUrl`]s, and keys [`Secret`]s:
+//! they print redacted. Every secret can also come from a file
+//! (`DATABASE_URL_FILE`, `NATS_URL_FILE`, `MANAGE_SESSION_KEY_FILE`), read by
+//! [`Settings::with_secret_files`].
 
-use crate::secret::SecretUrl;
+use crate::secret::{Secret, SecretUrl};
+use actors::http::access::{self, Access};
+use actors::http::publisher::PublishTo;
+use actors::http::session::{Lifetimes, SessionKey};
 use actors::ingest::IngestConfig;
 use clap::{Args, ValueEnum};
+use ipnet::IpNet;
+use std::collections::HashMap;
 use std::fmt::Display;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The range of each bounded setting: the parsers, [`Settings::validate`] and
@@ -35,6 +45,10 @@ pub mod bounds {
     pub const SHUTDOWN_TIMEOUT: RangeInclusive<Duration> = secs(1)..=secs(600);
     /// JetStream's longest stream or consumer name.
     pub const NATS_NAME_LEN: RangeInclusive<usize> = 1..=255;
+    /// Each open feed holds a connection and a receiver of the broadcast.
+    pub const EVENTS_MAX_FOLLOWERS: RangeInclusive<usize> = 1..=100_000;
+    pub const MANAGE_SESSION_IDLE: RangeInclusive<Duration> = secs(60)..=secs(86_400);
+    pub const MANAGE_SESSION_MAX: RangeInclusive<Duration> = secs(60)..=secs(30 * 86_400);
 
     const fn secs(s: u64) -> Duration {
         Duration::from_secs(s)
@@ -146,16 +160,92 @@ pub struct Settings {
           value_parser = duration_in(bounds::SHUTDOWN_TIMEOUT))]
     pub shutdown_timeout: Duration,
 
-    /// Whether the web UI offers forms to add, edit and delete products (each
-    /// publishes a message to NATS_SUBJECT); `false` for a read-only deployment.
-    #[arg(long, env = "UI_MANAGE", global = true, default_value_t = true,
+    /// Whether the web UI offers signed-in operators forms to add, edit and
+    /// delete products (each publishes a message to NATS_SUBJECT): `auto`
+    /// when operators are configured (MANAGE_USERS_FILE or
+    /// MANAGE_TRUSTED_PROXIES), `true` to refuse to start without them,
+    /// `false` for a read-only deployment.
+    #[arg(long, env = "UI_MANAGE", global = true, default_value = "auto")]
+    pub ui_manage: UiManage,
+
+    /// Operators who sign in at /signin: a file of `name:hash` lines, each
+    /// hash written by `products hash-password` (argon2id).
+    #[arg(long, env = "MANAGE_USERS_FILE", global = true)]
+    pub manage_users_file: Option<PathBuf>,
+
+    /// Addresses of an authenticating proxy (IPs or CIDRs, comma-separated)
+    /// whose MANAGE_USER_HEADER names the operator; the header is ignored
+    /// from any other address.
+    #[arg(long, env = "MANAGE_TRUSTED_PROXIES", global = true, value_delimiter = ',',
+          value_parser = proxy_net)]
+    pub manage_trusted_proxies: Vec<IpNet>,
+
+    /// The header in which a trusted proxy names the operator.
+    #[arg(long, env = "MANAGE_USER_HEADER", global = true, default_value = "X-Forwarded-User",
+          value_parser = header_name)]
+    pub manage_user_header: String,
+
+    /// The key that signs operators' sessions and forms' tokens (at least 32
+    /// bytes; the same on every replica). Without one, a random key is made
+    /// at start: sessions then end with a restart and hold on one replica only.
+    #[arg(
+        long,
+        env = "MANAGE_SESSION_KEY",
+        global = true,
+        hide_env_values = true
+    )]
+    pub manage_session_key: Option<Secret>,
+
+    /// A file holding MANAGE_SESSION_KEY (replaces it if both are set).
+    #[arg(long, env = "MANAGE_SESSION_KEY_FILE", global = true)]
+    pub manage_session_key_file: Option<PathBuf>,
+
+    /// An operator's session ends after this long unused (1m to 1day).
+    #[arg(long, env = "MANAGE_SESSION_IDLE", global = true, default_value = "30m",
+          value_parser = duration_in(bounds::MANAGE_SESSION_IDLE))]
+    pub manage_session_idle: Duration,
+
+    /// An operator's session ends this long after signing in, however it is
+    /// used (1m to 30days).
+    #[arg(long, env = "MANAGE_SESSION_MAX", global = true, default_value = "12h",
+          value_parser = duration_in(bounds::MANAGE_SESSION_MAX))]
+    pub manage_session_max: Duration,
+
+    /// The service is reached over HTTPS through a proxy that terminates TLS:
+    /// cookies get `Secure` and the `__Host-` prefix.
+    #[arg(long, env = "HTTP_BEHIND_TLS", global = true, default_value_t = false,
           action = clap::ArgAction::Set)]
-    pub ui_manage: bool,
+    pub http_behind_tls: bool,
+
+    /// Live feeds (GET /events) open at once (1 to 100000); one more is
+    /// answered 503 with Retry-After.
+    #[arg(long, env = "EVENTS_MAX_FOLLOWERS", global = true, default_value_t = 1000,
+          value_parser = number_in(bounds::EVENTS_MAX_FOLLOWERS))]
+    pub events_max_followers: usize,
+
+    /// A file holding DATABASE_URL (replaces it if both are set).
+    #[arg(long, env = "DATABASE_URL_FILE", global = true)]
+    pub database_url_file: Option<PathBuf>,
+
+    /// A file holding NATS_URL (replaces it if both are set).
+    #[arg(long, env = "NATS_URL_FILE", global = true)]
+    pub nats_url_file: Option<PathBuf>,
 
     /// Log format: `pretty` for people, `json` for log collectors.
     /// Levels come from RUST_LOG [default: info].
     #[arg(long, env = "LOG_FORMAT", global = true, default_value = "pretty")]
     pub log_format: LogFormat,
+}
+
+/// Whether the manage forms are on (see `UI_MANAGE`).
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UiManage {
+    /// On when operators are configured.
+    Auto,
+    /// On; refused at start without operators.
+    True,
+    /// Off.
+    False,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -187,6 +277,25 @@ impl Settings {
         Only::parse_from(["products"]).settings
     }
 
+    /// The settings with each secret given as a file (`*_FILE`) read into
+    /// its setting (a file's trailing line break is not part of the secret).
+    pub fn with_secret_files(mut self) -> Result<Settings, InvalidSetting> {
+        if let Some(path) = &self.database_url_file {
+            self.database_url = read_secret("DATABASE_URL_FILE", path)?.into();
+        }
+        if let Some(path) = &self.nats_url_file {
+            self.nats_url = read_secret("NATS_URL_FILE", path)?.into();
+        }
+        if let Some(path) = &self.manage_session_key_file {
+            self.manage_session_key = Some(
+                read_secret("MANAGE_SESSION_KEY_FILE", path)?
+                    .as_str()
+                    .into(),
+            );
+        }
+        Ok(self)
+    }
+
     /// Checks every setting against its range and the rules between settings.
     /// The parsers refuse most of this already; this also covers settings
     /// built in code, and the rules no single value can break.
@@ -210,6 +319,12 @@ impl Settings {
             CACHE_MAX_BYTES,
             |v| v.to_string(),
         )?;
+        in_range(
+            "EVENTS_MAX_FOLLOWERS",
+            self.events_max_followers,
+            EVENTS_MAX_FOLLOWERS,
+            |v| v.to_string(),
+        )?;
         for (var, value, range) in [
             ("NATS_ACK_WAIT", self.nats_ack_wait, NATS_ACK_WAIT),
             (
@@ -223,6 +338,16 @@ impl Settings {
                 CACHE_INVALIDATE_EVERY,
             ),
             ("SHUTDOWN_TIMEOUT", self.shutdown_timeout, SHUTDOWN_TIMEOUT),
+            (
+                "MANAGE_SESSION_IDLE",
+                self.manage_session_idle,
+                MANAGE_SESSION_IDLE,
+            ),
+            (
+                "MANAGE_SESSION_MAX",
+                self.manage_session_max,
+                MANAGE_SESSION_MAX,
+            ),
         ] {
             in_range(var, value, range, |d| show_duration(*d))?;
         }
@@ -262,7 +387,41 @@ impl Settings {
                 ),
             ));
         }
+        self.check_manage()
+    }
+
+    /// The rules of managing: forms asked for need operators, the users file
+    /// must read, the key must be long enough.
+    fn check_manage(&self) -> Result<(), InvalidSetting> {
+        let users = self.users()?;
+        if self.ui_manage == UiManage::True
+            && users.is_empty()
+            && self.manage_trusted_proxies.is_empty()
+        {
+            return Err(invalid(
+                "UI_MANAGE",
+                "true",
+                "the forms need operators: set MANAGE_USERS_FILE (with lines written by \
+                 `products hash-password`) or MANAGE_TRUSTED_PROXIES (an authenticating proxy); \
+                 see docs/SECURITY.md",
+            ));
+        }
+        if let Some(key) = &self.manage_session_key {
+            SessionKey::new(key.expose().as_bytes().to_vec())
+                .map_err(|rule| invalid("MANAGE_SESSION_KEY", "***", rule))?;
+        }
         Ok(())
+    }
+
+    /// The operators of `MANAGE_USERS_FILE` (none without one).
+    fn users(&self) -> Result<HashMap<String, String>, InvalidSetting> {
+        let Some(path) = &self.manage_users_file else {
+            return Ok(HashMap::new());
+        };
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| invalid("MANAGE_USERS_FILE", &shown, format!("cannot be read: {e}")))?;
+        access::parse_users(&text).map_err(|rule| invalid("MANAGE_USERS_FILE", &shown, rule))
     }
 
     /// Each setting as `VAR=value`, the URLs redacted: what `products config` prints.
@@ -295,14 +454,47 @@ impl Settings {
             ),
             ("CACHE_MAX_BYTES", self.cache_max_bytes.to_string()),
             ("SHUTDOWN_TIMEOUT", show_duration(self.shutdown_timeout)),
-            ("UI_MANAGE", self.ui_manage.to_string()),
+            ("UI_MANAGE", value_name(self.ui_manage)),
             (
-                "LOG_FORMAT",
-                match self.log_format {
-                    LogFormat::Pretty => "pretty".into(),
-                    LogFormat::Json => "json".into(),
-                },
+                "MANAGE_USERS_FILE",
+                show_path(self.manage_users_file.as_deref()),
             ),
+            (
+                "MANAGE_TRUSTED_PROXIES",
+                self.manage_trusted_proxies
+                    .iter()
+                    .map(IpNet::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            ("MANAGE_USER_HEADER", self.manage_user_header.clone()),
+            (
+                "MANAGE_SESSION_KEY",
+                self.manage_session_key
+                    .as_ref()
+                    .map(Secret::to_string)
+                    .unwrap_or_default(),
+            ),
+            (
+                "MANAGE_SESSION_KEY_FILE",
+                show_path(self.manage_session_key_file.as_deref()),
+            ),
+            (
+                "MANAGE_SESSION_IDLE",
+                show_duration(self.manage_session_idle),
+            ),
+            ("MANAGE_SESSION_MAX", show_duration(self.manage_session_max)),
+            ("HTTP_BEHIND_TLS", self.http_behind_tls.to_string()),
+            (
+                "EVENTS_MAX_FOLLOWERS",
+                self.events_max_followers.to_string(),
+            ),
+            (
+                "DATABASE_URL_FILE",
+                show_path(self.database_url_file.as_deref()),
+            ),
+            ("NATS_URL_FILE", show_path(self.nats_url_file.as_deref())),
+            ("LOG_FORMAT", value_name(self.log_format)),
         ]
     }
 
@@ -312,13 +504,45 @@ impl Settings {
         self.database_url.redacted()
     }
 
-    /// Where the web UI's forms publish, if managing is on.
-    pub fn manage(&self) -> Option<actors::http::ManageArgs> {
-        self.ui_manage.then(|| actors::http::ManageArgs {
-            nats_url: self.nats_url.expose().to_owned(),
-            subject: self.nats_subject.clone(),
-            stream: self.nats_stream.clone(),
-        })
+    /// Who may manage products and where the forms publish, if managing is
+    /// on (see `UI_MANAGE`). Without a session key, a random one is made (and
+    /// a warning says what that means).
+    pub fn manage(&self) -> Result<Option<actors::http::ManageArgs>, InvalidSetting> {
+        self.check_manage()?;
+        let users = self.users()?;
+        let operators = !users.is_empty() || !self.manage_trusted_proxies.is_empty();
+        if self.ui_manage == UiManage::False || !operators {
+            return Ok(None);
+        }
+        let key = match &self.manage_session_key {
+            Some(key) => SessionKey::new(key.expose().as_bytes().to_vec())
+                .map_err(|rule| invalid("MANAGE_SESSION_KEY", "***", rule))?,
+            None => {
+                tracing::warn!(
+                    "MANAGE_SESSION_KEY is not set: a random key signs the sessions, so operators \
+                     sign in again after a restart, and a session holds on this replica only"
+                );
+                SessionKey::random()
+            }
+        };
+        Ok(Some(actors::http::ManageArgs {
+            access: Access {
+                users: Arc::new(users),
+                trusted_proxies: self.manage_trusted_proxies.clone(),
+                user_header: self.manage_user_header.clone(),
+                key,
+                lifetimes: Lifetimes {
+                    idle: self.manage_session_idle,
+                    max: self.manage_session_max,
+                },
+                secure_cookies: self.http_behind_tls,
+            },
+            publish: PublishTo {
+                nats_url: self.nats_url.expose().to_owned(),
+                subject: self.nats_subject.clone(),
+                stream: self.nats_stream.clone(),
+            },
+        }))
     }
 
     pub fn ingest(&self) -> IngestConfig {
@@ -373,6 +597,51 @@ fn range_rule<T>(range: &RangeInclusive<T>, show: impl Fn(&T) -> String) -> Stri
         show(range.start()),
         show(range.end())
     )
+}
+
+/// The secret in the file at `path`, without its trailing line break.
+fn read_secret(var: &'static str, path: &Path) -> Result<String, InvalidSetting> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        invalid(
+            var,
+            &path.display().to_string(),
+            format!("cannot be read: {e}"),
+        )
+    })?;
+    Ok(text.trim_end_matches(['\n', '\r']).to_owned())
+}
+
+fn show_path(path: Option<&Path>) -> String {
+    path.map(|p| p.display().to_string()).unwrap_or_default()
+}
+
+/// A value's name as clap takes it.
+fn value_name(value: impl ValueEnum) -> String {
+    value
+        .to_possible_value()
+        .map(|v| v.get_name().to_owned())
+        .unwrap_or_default()
+}
+
+/// A trusted proxy: an address (`10.0.0.7`) or a network (`10.0.0.0/8`).
+fn proxy_net(text: &str) -> Result<IpNet, String> {
+    let text = text.trim();
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| "expected an IP address or a network such as 10.0.0.0/8".to_owned())
+}
+
+/// A header name as HTTP takes it.
+fn header_name(text: &str) -> Result<String, String> {
+    let ok = !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if ok {
+        Ok(text.to_ascii_lowercase())
+    } else {
+        Err("is not a header name (letters, digits and - only, e.g. X-Forwarded-User)".into())
+    }
 }
 
 /// `30s`, `2m`, `1h 30m`, as humantime reads and writes them.

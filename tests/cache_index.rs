@@ -129,7 +129,7 @@ async fn a_write_is_announced_even_when_a_read_loaded_that_version_first() {
         .fill(vec![Version::Stored(product(2, 7))], cache.generation())
         .await;
     cache.put([product(2, 7)]).await;
-    match follower.try_recv() {
+    match follower.try_recv().map(|announced| announced.event.clone()) {
         Ok(LiveEvent::Changed(changed)) => assert_eq!((changed.id, changed.revision), (2, 7)),
         other => panic!("expected the change, got {other:?}"),
     }

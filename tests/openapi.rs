@@ -95,7 +95,9 @@ async fn every_json_route_the_router_serves_is_described_and_no_html_page_is() {
     let routes = served_routes(&actors::http::router());
     let mut json_routes = BTreeSet::new();
     for (method, template) in &routes {
-        if *method == Method::POST && template.starts_with("/manage/") {
+        let form_route = template.starts_with("/manage/")
+            || ["/signin", "/signout"].contains(&template.as_str());
+        if *method == Method::POST && form_route {
             // The web UI's forms post here: pages, not the JSON API.
             assert!(
                 description["paths"][template].is_null(),

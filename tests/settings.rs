@@ -49,7 +49,11 @@ fn every_setting_has_its_row_in_the_readme() {
 
 #[test]
 fn every_setting_is_read_from_its_environment_variable() {
-    // (variable, value given, value the service runs with), none of them a default.
+    let users_file = crate::common::operators_file();
+    let users_file = users_file.to_str().unwrap();
+    let key = "k".repeat(40);
+    // (variable, value given, value the service runs with), none of them a
+    // default. (The `*_FILE` settings have a test of their own.)
     let cases = [
         (
             "DATABASE_URL",
@@ -75,14 +79,26 @@ fn every_setting_is_read_from_its_environment_variable() {
         ("CACHE_MAX_BYTES", "2000000", "2000000"),
         ("SHUTDOWN_TIMEOUT", "40s", "40s"),
         ("UI_MANAGE", "false", "false"),
+        ("MANAGE_USERS_FILE", users_file, users_file),
+        (
+            "MANAGE_TRUSTED_PROXIES",
+            "10.0.0.0/8,192.168.1.7",
+            "10.0.0.0/8,192.168.1.7/32",
+        ),
+        ("MANAGE_USER_HEADER", "x-auth-user", "x-auth-user"),
+        ("MANAGE_SESSION_KEY", &key, "***"),
+        ("MANAGE_SESSION_IDLE", "10m", "10m"),
+        ("MANAGE_SESSION_MAX", "2h", "2h"),
+        ("HTTP_BEHIND_TLS", "true", "true"),
+        ("EVENTS_MAX_FOLLOWERS", "50", "50"),
         ("LOG_FORMAT", "json", "json"),
     ];
     let tested: BTreeSet<String> = cases.iter().map(|(var, ..)| var.to_string()).collect();
-    assert_eq!(
-        tested,
-        documented_variables(),
-        "every setting has a case here"
-    );
+    let not_files: BTreeSet<String> = documented_variables()
+        .into_iter()
+        .filter(|var| !var.ends_with("_FILE") || var == "MANAGE_USERS_FILE")
+        .collect();
+    assert_eq!(tested, not_files, "every setting has a case here");
 
     let env: Vec<(&str, &str)> = cases.iter().map(|(var, given, _)| (*var, *given)).collect();
     let output = products(&["config"], &env);
@@ -100,6 +116,61 @@ fn every_setting_is_read_from_its_environment_variable() {
         assert_eq!(printed.get(var), Some(&expected), "{var}={given}");
     }
     assert!(!stdout.contains("pg-pass-1") && !stdout.contains("nats-token-1"));
+    assert!(!stdout.contains(&key), "the session key is not printed");
+}
+
+#[test]
+fn each_secret_is_read_from_its_file_without_the_trailing_line_break() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("secrets-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let database = file("db", "postgres://app:file-pass-1@db.example/from_file\n");
+    let nats = file("nats", "nats://file-token-2@nats.example:4333\n");
+    let key = file("key", &format!("{}\n", "f".repeat(40)));
+    let output = products(
+        &["config"],
+        &[
+            ("DATABASE_URL", "postgres://localhost/from_env"),
+            ("DATABASE_URL_FILE", &database),
+            ("NATS_URL_FILE", &nats),
+            ("MANAGE_SESSION_KEY_FILE", &key),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for line in [
+        "DATABASE_URL=postgres://***@db.example/from_file",
+        "NATS_URL=nats://***@nats.example:4333",
+        "MANAGE_SESSION_KEY=***",
+        &format!("DATABASE_URL_FILE={database}"),
+    ] {
+        assert!(stdout.lines().any(|l| l == line), "{line} in:\n{stdout}");
+    }
+    for secret in ["file-pass-1", "file-token-2", "ffffffff"] {
+        assert!(!stdout.contains(secret), "{secret} printed:\n{stdout}");
+    }
+}
+
+#[test]
+fn a_short_session_key_is_refused_without_being_printed() {
+    let output = products(&["config"], &[("MANAGE_SESSION_KEY", "short-key-1")]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("MANAGE_SESSION_KEY") && stderr.contains("at least 32 bytes"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("short-key-1"), "{stderr}");
 }
 
 #[test]
@@ -128,7 +199,25 @@ fn each_value_out_of_range_is_refused_with_the_setting_the_value_and_the_range()
         ("NATS_DURABLE", "event-*", "'*'"),
         ("NATS_DURABLE", "event processor", "no spaces"),
         ("NATS_RECREATE_CONSUMER", "maybe", "true, false"),
-        ("UI_MANAGE", "yes", "true, false"),
+        ("UI_MANAGE", "yes", "auto, true, false"),
+        ("MANAGE_USERS_FILE", "/nonexistent/users", "cannot be read"),
+        (
+            "MANAGE_TRUSTED_PROXIES",
+            "proxy.example",
+            "expected an IP address",
+        ),
+        ("MANAGE_USER_HEADER", "X User", "not a header name"),
+        (
+            "MANAGE_SESSION_KEY_FILE",
+            "/nonexistent/key",
+            "cannot be read",
+        ),
+        ("MANAGE_SESSION_IDLE", "30s", "1m to 1day"),
+        ("MANAGE_SESSION_MAX", "31days", "1m to 30days"),
+        ("HTTP_BEHIND_TLS", "maybe", "true, false"),
+        ("EVENTS_MAX_FOLLOWERS", "0", "1 to 100000"),
+        ("DATABASE_URL_FILE", "/nonexistent/db", "cannot be read"),
+        ("NATS_URL_FILE", "/nonexistent/nats", "cannot be read"),
         ("NATS_ACK_WAIT", "0s", "1s to 1h"),
         ("NATS_ACK_WAIT", "2h", "1s to 1h"),
         ("NATS_DUPLICATE_WINDOW", "500ms", "1s to 1day"),
@@ -142,10 +231,13 @@ fn each_value_out_of_range_is_refused_with_the_setting_the_value_and_the_range()
         ("LOG_FORMAT", "xml", "pretty, json"),
     ];
     let tested: BTreeSet<String> = cases.iter().map(|(var, ..)| var.to_string()).collect();
+    let shown: BTreeSet<String> = documented_variables()
+        .into_iter()
+        .filter(|var| var != "MANAGE_SESSION_KEY")
+        .collect();
     assert_eq!(
-        tested,
-        documented_variables(),
-        "every setting has a refused value here"
+        tested, shown,
+        "every setting whose value may be shown has a refused value here"
     );
     for (var, value, says) in cases {
         let output = products(&["config"], &[(var, value)]);

@@ -1,10 +1,11 @@
 //! The web UI over HTTP: the live feed (`/events`), the manage forms'
 //! protections, `UI_MANAGE=false`, and the list page's size.
 
-use crate::common::{DEADLINE, TestApp, unique_settings};
+use crate::common::{ALICE, DEADLINE, TestApp, no_redirect, unique_settings};
 use actors::cache::{LIVE_BUFFER, LiveEvent, ProductCache};
 use actors::names::Names;
 use actors::supervisor::RestartBudget;
+use products::settings::UiManage;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Instant;
@@ -150,7 +151,7 @@ async fn a_follower_that_does_not_read_keeps_at_most_the_buffer_and_learns_it_lo
     }
     let mut kept = 0;
     while let Ok(event) = follower.try_recv() {
-        assert!(matches!(event, LiveEvent::Changed(_)));
+        assert!(matches!(event.event, LiveEvent::Changed(_)));
         kept += 1;
     }
     assert_eq!(kept, LIVE_BUFFER);
@@ -168,100 +169,17 @@ async fn a_repeated_write_of_the_same_version_is_not_announced_again() {
     assert!(matches!(follower.try_recv(), Err(TryRecvError::Empty)));
 }
 
-/// A form page's CSRF cookie and token.
-async fn form_token(app: &TestApp) -> (String, String) {
-    let response = app.get("/manage/new").await;
-    assert_eq!(response.status(), 200);
-    let cookie = response.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(
-        cookie.contains("SameSite=Strict") && cookie.contains("HttpOnly"),
-        "{cookie}"
-    );
-    let token = cookie
-        .split(';')
-        .next()
-        .unwrap()
-        .strip_prefix("csrf=")
-        .unwrap()
-        .to_owned();
-    let page = response.text().await.unwrap();
-    assert!(page.contains(&format!("name=\"csrf\" value=\"{token}\"")));
-    (format!("csrf={token}"), token)
-}
-
-#[tokio::test]
-async fn a_form_is_refused_without_its_token_or_from_another_site_and_stored_with_it() {
-    let app = TestApp::spawn().await;
-    let (cookie, token) = form_token(&app).await;
-    let no_redirect = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let post = |cookie: Option<&str>, token: &str, origin: Option<&str>| {
-        let mut request = no_redirect
-            .post(format!("{}/manage/save", app.base))
-            .form(&[
-                ("csrf", token),
-                ("id", "31"),
-                ("name", "forged"),
-                ("price", "1"),
-                ("manufacturer", "m"),
-            ]);
-        if let Some(cookie) = cookie {
-            request = request.header("Cookie", cookie);
-        }
-        if let Some(origin) = origin {
-            request = request.header("Origin", origin);
-        }
-        request.send()
-    };
-    // A forged form: no cookie (a cross-site POST under SameSite=Strict),
-    // the wrong token, or another site's origin.
-    assert_eq!(post(None, &token, None).await.unwrap().status(), 403);
-    assert_eq!(
-        post(Some(&cookie), "0123456789abcdef0123456789abcdef", None)
-            .await
-            .unwrap()
-            .status(),
-        403
-    );
-    assert_eq!(
-        post(Some(&cookie), &token, Some("http://evil.example"))
-            .await
-            .unwrap()
-            .status(),
-        403
-    );
-    assert_eq!(app.get("/products/31").await.status(), 404);
-    assert_eq!(app.rejected_count().await, 0, "nothing was published");
-
-    let origin = app.base.clone();
-    let sent = post(Some(&cookie), &token, Some(&origin)).await.unwrap();
-    assert_eq!(sent.status(), 303);
-    let waiting = sent.headers()["location"].to_str().unwrap().to_owned();
-    assert!(waiting.starts_with("/manage/sent?stream="), "{waiting}");
-    assert_eq!(app.wait_for_product(31).await["name"], "forged");
-    let (_, page) = app.get_text(&waiting).await;
-    assert!(page.contains("Product 31 is stored"), "{page}");
-    assert!(
-        page.contains("<dd>forged</dd>"),
-        "the stored result: {page}"
-    );
-}
-
 #[tokio::test]
 async fn with_ui_manage_false_there_is_no_form_and_nothing_can_be_posted() {
     let mut settings = unique_settings();
-    settings.ui_manage = false;
+    settings.ui_manage = UiManage::False;
     let app = TestApp::spawn_with(settings, RestartBudget::default()).await;
+    let alice = app.sign_in_refused(ALICE).await;
     app.publish(r#"{"id":1,"name":"pen","price":10,"manufacturer":"bic"}"#)
         .await;
     app.wait_for_product(1).await;
-    for path in ["/manage/new", "/manage/edit?id=1"] {
-        let (status, page) = app.get_text(path).await;
+    for path in ["/manage/new", "/manage/edit?id=1", "/signin"] {
+        let (status, page) = app.get_signed_in(&alice, path).await;
         assert_eq!(status, 404, "{path}");
         assert!(page.contains("UI_MANAGE=false"), "{page}");
     }
@@ -273,9 +191,13 @@ async fn with_ui_manage_false_there_is_no_form_and_nothing_can_be_posted() {
         .await
         .unwrap();
     assert_eq!(posted.status(), 404);
-    for path in ["/", "/product?id=1"] {
+    for path in ["/", "/product?id=1", "/rejected"] {
         let (_, page) = app.get_text(path).await;
         assert!(!page.contains("/manage/"), "{path} offers no form: {page}");
+        assert!(
+            !page.contains("/signin"),
+            "{path} offers no sign-in: {page}"
+        );
     }
 }
 
@@ -310,11 +232,9 @@ async fn the_list_page_of_100_products_is_under_50_kb() {
 #[tokio::test]
 async fn a_form_sent_twice_is_one_message_but_sent_again_changed_is_a_new_one() {
     let app = TestApp::spawn().await;
-    let (cookie, token) = form_token(&app).await;
-    let no_redirect = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let cookie = app.sign_in(ALICE).await;
+    let token = app.form_token(&cookie).await;
+    let no_redirect = no_redirect();
     let send = |name: &'static str| {
         no_redirect
             .post(format!("{}/manage/save", app.base))

@@ -42,7 +42,7 @@ use crate::product::Product;
 use crate::timeouts::PERSISTENCE_TIMEOUT;
 pub use block::Cached;
 use block::block_of;
-pub use products::{LIVE_BUFFER, LiveEvent, Page, ProductCache};
+pub use products::{Announced, LIVE_BUFFER, LiveEvent, Page, ProductCache};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

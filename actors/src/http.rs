@@ -12,23 +12,29 @@
 //! When the server stops, the live feeds end first, so that a graceful stop
 //! does not wait on browsers that keep them open.
 
+pub mod access;
 mod api;
+mod forms;
 mod live;
 mod manage;
 mod observe;
 mod openapi;
 mod pages;
 mod params;
+pub mod publisher;
+mod respond;
 mod routes;
 mod rows;
+pub mod session;
+mod signin;
 mod state;
 pub mod views;
 
-pub use manage::ManageArgs;
 pub use routes::router;
 
 use crate::cache::ProductCache;
 use crate::health::Health;
+use crate::metrics::Metrics;
 use crate::names::Names;
 use crate::timeouts::HTTP_GRACE;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -60,6 +66,13 @@ pub enum HttpMsg {
     ServerExited { error: Option<String> },
 }
 
+/// What managing products needs: who may, and where the forms publish.
+#[derive(Clone)]
+pub struct ManageArgs {
+    pub access: access::Access,
+    pub publish: publisher::PublishTo,
+}
+
 #[derive(Clone)]
 pub struct HttpArgs {
     pub names: Names,
@@ -71,6 +84,8 @@ pub struct HttpArgs {
     /// Where the manage forms publish; `None` switches managing off
     /// (`UI_MANAGE=false`).
     pub manage: Option<ManageArgs>,
+    /// Live feeds (`GET /events`) open at once, at most (`EVENTS_MAX_FOLLOWERS`).
+    pub max_followers: usize,
 }
 
 pub struct Http;
@@ -117,17 +132,24 @@ impl Actor for Http {
                     .with_write_stall_timeout(WRITE_STALL_TIMEOUT),
             );
         let handle = server.handle();
-        let publisher = match &args.manage {
-            Some(manage) => Some(manage::Publisher::connect(manage).await?),
+        let manage = match args.manage {
+            Some(manage) => Some(Arc::new(state::Managing {
+                publisher: publisher::Publisher::connect(&manage.publish).await?,
+                access: manage.access,
+            })),
             None => None,
         };
+        let metrics = Metrics::new(&args.names);
         let (closing, closing_now) = watch::channel(false);
         let service = routes::service(state::AppState {
-            names: args.names,
+            names: args.names.clone(),
             health: args.health,
             rows: rows::RowsCache::new(args.products.capacity()),
             products: args.products,
-            publisher,
+            manage,
+            sign_in_failures: signin::Failures::default(),
+            followers: state::Followers::new(args.max_followers, metrics.clone()),
+            metrics,
             closing: closing_now,
         });
         let task = tokio::spawn(async move {

@@ -39,6 +39,10 @@ pub const CACHE_INVALIDATIONS: &str = "products_cache_invalidations_total";
 pub const CHANGE_FEED_LAG: &str = "products_change_feed_lag_seconds";
 pub const HTTP_REQUESTS: &str = "products_http_requests_total";
 pub const HTTP_DURATION: &str = "products_http_request_duration_seconds";
+pub const HTTP_PANICS: &str = "products_http_panics_total";
+pub const LIVE_FOLLOWERS: &str = "products_live_followers";
+pub const LIVE_REFUSED: &str = "products_live_followers_refused_total";
+pub const SIGN_IN_FAILURES: &str = "products_sign_in_failures_total";
 pub const ACTOR_RESTARTS: &str = "products_actor_restarts_total";
 
 /// The label every series carries: the app's instance name.
@@ -160,6 +164,23 @@ fn describe() {
         "HTTP request latency, by route pattern, method and status."
     );
     describe_counter!(
+        HTTP_PANICS,
+        "Requests whose handler panicked (each answered with a 500 and logged with its request id)."
+    );
+    describe_gauge!(
+        LIVE_FOLLOWERS,
+        Unit::Count,
+        "Live feeds (GET /events) open now."
+    );
+    describe_counter!(
+        LIVE_REFUSED,
+        "Live feeds refused with a 503 because EVENTS_MAX_FOLLOWERS were open."
+    );
+    describe_counter!(
+        SIGN_IN_FAILURES,
+        "Sign-ins refused for a wrong name or password (or slowed away after too many)."
+    );
+    describe_counter!(
         ACTOR_RESTARTS,
         "Actors the supervisor restarted after they failed or stopped, by actor."
     );
@@ -185,6 +206,10 @@ pub struct Metrics {
     pub cache_bytes: Gauge,
     pub cache_invalidations: Counter,
     pub change_feed_lag: Histogram,
+    pub http_panics: Counter,
+    pub live_followers: Gauge,
+    pub live_refused: Counter,
+    pub sign_in_failures: Counter,
 }
 
 impl Metrics {
@@ -215,6 +240,10 @@ impl Metrics {
             cache_bytes: gauge!(CACHE_BYTES, &a()),
             cache_invalidations: counter!(CACHE_INVALIDATIONS, &a()),
             change_feed_lag: histogram!(CHANGE_FEED_LAG, &a()),
+            http_panics: counter!(HTTP_PANICS, &a()),
+            live_followers: gauge!(LIVE_FOLLOWERS, &a()),
+            live_refused: counter!(LIVE_REFUSED, &a()),
+            sign_in_failures: counter!(SIGN_IN_FAILURES, &a()),
             app,
         }
     }

@@ -44,6 +44,12 @@ pub fn peer(names: &Names) -> Peer<PersistenceMsg> {
 pub const WRITE_CONNECTIONS: u32 = 2;
 /// Batches accepted for storing at once (being stored, or next).
 const WRITE_QUEUE: usize = 2;
+/// Searches (`LIKE '%text%'`) may be slow on a large catalogue: they run on
+/// at most one in this many read connections, so the pages, the change feed
+/// and the readiness probe always keep the others.
+const READS_PER_SEARCH: u32 = 4;
+/// How long a search waits for a turn before it is refused.
+const SEARCH_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -53,6 +59,9 @@ pub enum StoreError {
     Busy,
     #[error("storing took longer than {0:?} and was cancelled")]
     Cancelled(Duration),
+    /// Every connection searches may use is busy with other searches.
+    #[error("other searches hold every connection searches may use")]
+    SearchesBusy,
 }
 
 /// Postgres's SQLSTATE, if Postgres answered with an error (match on these,
@@ -254,6 +263,8 @@ pub struct PersistenceState {
     reads: DatabaseConnection,
     writer: WriterRef,
     write_queue: Arc<Semaphore>,
+    /// A permit per read connection searches may hold (see [`READS_PER_SEARCH`]).
+    searches: Arc<Semaphore>,
     _listening: listener::Listening,
     /// Carries both pools' connections to Postgres with `TCP_NODELAY`, while
     /// this actor lives (see `persistence/nodelay.rs`).
@@ -277,14 +288,11 @@ impl Actor for Persistence {
         let socket_dir = relay.as_ref().map(nodelay::Relay::socket_dir);
         #[cfg(not(unix))]
         let socket_dir = None;
-        let reads = pool(
-            &args.database_url,
-            args.max_connections
-                .saturating_sub(WRITE_CONNECTIONS)
-                .max(1),
-            socket_dir,
-        )
-        .await?;
+        let read_connections = args
+            .max_connections
+            .saturating_sub(WRITE_CONNECTIONS)
+            .max(1);
+        let reads = pool(&args.database_url, read_connections, socket_dir).await?;
         let writes = pool(&args.database_url, WRITE_CONNECTIONS, socket_dir).await?;
         // A persistence actor that failed or was killed did not stop its
         // writer (ractor stops children only when asked): end that one first.
@@ -298,6 +306,7 @@ impl Actor for Persistence {
             reads,
             writer,
             write_queue: Arc::new(Semaphore::new(WRITE_QUEUE)),
+            searches: Arc::new(Semaphore::new(search_permits(read_connections))),
             _listening: listener::spawn(args.database_url, args.changes),
             #[cfg(unix)]
             _relay: relay,
@@ -358,7 +367,13 @@ impl Actor for Persistence {
                 reply,
             } => {
                 let db = state.reads.clone();
+                let searches = Arc::clone(&state.searches);
                 spawn_reply(reply, async move {
+                    let Ok(Ok(_turn)) =
+                        tokio::time::timeout(SEARCH_WAIT, searches.acquire_owned()).await
+                    else {
+                        return Err(StoreError::SearchesBusy);
+                    };
                     lookups::search(&db, &text, after, limit).await
                 });
             }
@@ -472,6 +487,11 @@ async fn pool(
         options.map_sqlx_postgres_opts(move |options| options.socket(&dir));
     }
     Database::connect(options).await
+}
+
+/// How many searches may run at once over `read_connections` connections.
+fn search_permits(read_connections: u32) -> usize {
+    (read_connections / READS_PER_SEARCH).max(1) as usize
 }
 
 /// Answers a read on a task of its own, so the actor goes on to the next message.

@@ -31,7 +31,31 @@ use tokio::time::{Instant, sleep};
 /// How long a test waits for something that should happen "within a moment".
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
-/// Settings with names no other test uses, on a random port.
+/// The operators every test app knows (`MANAGE_USERS_FILE`), their
+/// passwords below; the hashes written by `products hash-password`.
+const OPERATORS: &str = "\
+alice:$argon2id$v=19$m=19456,t=2,p=1$z0Ptna8zbMGwl8KFFlpLbQ$ZdHZB4cHuYkPEVJ+Ed6YRuo7qAZndhwluehNXxuLuz0
+bob:$argon2id$v=19$m=19456,t=2,p=1$onk+4jKqdKy7uFIwvhA/6g$MKPcim2QFPPBQcxg5Ue5MFJDjgn5TEGMYd+quCX7Juc
+";
+pub const ALICE: (&str, &str) = ("alice", "alice-password-1");
+pub const BOB: (&str, &str) = ("bob", "bob-password-2");
+/// The session key of every test app (sessions hold across its restarts).
+pub const SESSION_KEY: &str = "test-session-key-0123456789abcdef-0123456789";
+
+/// The users file with [`OPERATORS`], written once (atomically: tests run in
+/// processes of their own, at once) under the target directory.
+pub fn operators_file() -> std::path::PathBuf {
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("operators.txt");
+    if std::fs::read_to_string(&path).ok().as_deref() != Some(OPERATORS) {
+        let partial = path.with_extension(format!("{}.tmp", std::process::id()));
+        std::fs::write(&partial, OPERATORS).expect("the target directory is writable");
+        std::fs::rename(&partial, &path).expect("the users file is in place");
+    }
+    path
+}
+
+/// Settings with names no other test uses, on a random port, with the
+/// operators [`ALICE`] and [`BOB`].
 pub fn unique_settings() -> Settings {
     let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
     let mut settings = Settings::defaults();
@@ -44,7 +68,18 @@ pub fn unique_settings() -> Settings {
     settings.nats_durable = format!("durable_{id}");
     // Messages delivered to an actor that a test killed come back quickly.
     settings.nats_ack_wait = Duration::from_secs(3);
+    settings.manage_users_file = Some(operators_file());
+    settings.manage_session_key = Some(SESSION_KEY.into());
     settings
+}
+
+/// A client that does not follow redirects (to see where a form sends).
+pub fn no_redirect() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
 }
 
 /// Logs go to the test's output, shown when a test fails.
@@ -97,10 +132,22 @@ impl TestApp {
             .await
             .expect("NATS is running on 127.0.0.1:4222");
         let js = jetstream::new(client);
-        // The stream exists before the first publish, whatever ingest is doing.
-        js.get_or_create_stream(settings.ingest().stream_config())
+        // The stream exists before the first publish, whatever ingest is
+        // doing. Ingest creates it at the same time: a create that races
+        // another of the same stream can be refused ("subjects overlap with
+        // an existing stream", seen once under the full suite's load), and
+        // the next look finds it.
+        let until = Instant::now() + DEADLINE;
+        while let Err(error) = js
+            .get_or_create_stream(settings.ingest().stream_config())
             .await
-            .expect("the test stream can be created");
+        {
+            assert!(
+                Instant::now() < until,
+                "the test stream can be created: {error}"
+            );
+            sleep(Duration::from_millis(50)).await;
+        }
         TestApp {
             app: Some(app),
             settings,
@@ -192,6 +239,56 @@ impl TestApp {
                 Err(e) => panic!("publish acked: {e}"),
             }
         }
+    }
+
+    /// Signs `operator` in; the session cookie (`name=value`) to send along.
+    pub async fn sign_in(&self, (name, password): (&str, &str)) -> String {
+        let response = no_redirect()
+            .post(format!("{}/signin", self.base))
+            .form(&[("name", name), ("password", password), ("next", "/")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 303, "{name} signs in");
+        let cookie = response.headers()["set-cookie"].to_str().unwrap();
+        cookie.split(';').next().unwrap().to_owned()
+    }
+
+    /// Tries to sign `operator` in where that must fail; a cookie as a
+    /// signed-in browser of another deployment would send it.
+    pub async fn sign_in_refused(&self, (name, password): (&str, &str)) -> String {
+        let response = no_redirect()
+            .post(format!("{}/signin", self.base))
+            .form(&[("name", name), ("password", password)])
+            .send()
+            .await
+            .unwrap();
+        assert_ne!(response.status(), 303, "{name} is not signed in");
+        assert!(response.headers().get("set-cookie").is_none());
+        let session = actors::http::session::Session::open(name, "any");
+        let key = actors::http::session::SessionKey::new(SESSION_KEY.into()).unwrap();
+        format!("products-session={}", session.seal(&key))
+    }
+
+    /// The page at `path` as seen in the session `cookie`.
+    pub async fn get_signed_in(&self, cookie: &str, path: &str) -> (u16, String) {
+        let response = no_redirect()
+            .get(format!("{}{path}", self.base))
+            .header("Cookie", cookie)
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    /// The CSRF token of the form at `path` (default `/manage/new`), in the
+    /// session `cookie`.
+    pub async fn form_token(&self, cookie: &str) -> String {
+        let (status, page) = self.get_signed_in(cookie, "/manage/new").await;
+        assert_eq!(status, 200, "{page}");
+        let needle = "name=\"csrf\" value=\"";
+        let start = page.find(needle).expect("the form has a token") + needle.len();
+        page[start..start + page[start..].find('"').unwrap()].to_owned()
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {

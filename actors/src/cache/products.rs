@@ -42,7 +42,7 @@ use moka::ops::compute::{CompResult, Op};
 use std::collections::HashMap;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 
@@ -99,6 +99,30 @@ impl From<Version> for LiveEvent {
     }
 }
 
+/// A change as it is broadcast to the live followers: the event, and its
+/// encoding for the wire, made by the first follower that sends it and
+/// shared by all the others (an event is encoded once, however many follow).
+#[derive(Debug)]
+pub struct Announced {
+    pub event: LiveEvent,
+    encoded: OnceLock<String>,
+}
+
+impl Announced {
+    fn new(event: LiveEvent) -> Arc<Self> {
+        Arc::new(Self {
+            event,
+            encoded: OnceLock::new(),
+        })
+    }
+
+    /// The event encoded by `encode`, the first time it is asked for; the
+    /// same text every later time.
+    pub fn encoded(&self, encode: impl FnOnce(&LiveEvent) -> String) -> &str {
+        self.encoded.get_or_init(|| encode(&self.event))
+    }
+}
+
 /// A page of the list.
 pub struct Page {
     /// The products, in id order.
@@ -115,7 +139,7 @@ pub struct ProductCache {
     // A std lock: held only to read or change the map, never across an await.
     index: Arc<RwLock<Index>>,
     persistence: Peer<PersistenceMsg>,
-    live: broadcast::Sender<LiveEvent>,
+    live: broadcast::Sender<Arc<Announced>>,
     /// The revision last announced of each id written recently, and when.
     recent: Arc<Mutex<HashMap<i64, (i64, Instant)>>>,
     /// Raised by every `clear`: a read begun before it is not kept.
@@ -480,7 +504,7 @@ impl ProductCache {
 
     /// A receiver of every change announced from now on (at most
     /// [`LIVE_BUFFER`] unread), and the latest revision announced so far.
-    pub fn follow(&self) -> (broadcast::Receiver<LiveEvent>, i64) {
+    pub fn follow(&self) -> (broadcast::Receiver<Arc<Announced>>, i64) {
         let receiver = self.live.subscribe();
         (receiver, self.latest.load(Ordering::Relaxed))
     }
@@ -530,7 +554,7 @@ impl ProductCache {
     fn announce(&self, event: LiveEvent) {
         self.latest.fetch_max(event.revision(), Ordering::Relaxed);
         // No follower: nobody to tell.
-        let _ = self.live.send(event);
+        let _ = self.live.send(Announced::new(event));
     }
 
     /// Forgets everything (on a cache restart, or after a TRUNCATE): reads go

@@ -3,9 +3,9 @@
 use super::openapi::{
     HealthResponses, ListResponses, OneResponses, PagingQuery, ProductIdPath, ReadinessResponses,
 };
-use super::pages::{app_state, next_page};
-use super::params::{self, Paging};
-use super::state::Unavailable;
+use super::params::{self, Paging, next_page};
+use super::respond::{json_error, unavailable_json as unavailable};
+use super::state::{Unavailable, app_state};
 use salvo::http::StatusCode;
 use salvo::http::header::{CONTENT_TYPE, LINK};
 use salvo::oapi::endpoint;
@@ -86,19 +86,4 @@ pub async fn readyz(depot: &mut Depot, res: &mut Response) {
 fn json_body(res: &mut Response, body: impl Into<bytes::Bytes>) {
     let _ = res.add_header(CONTENT_TYPE, "application/json; charset=utf-8", true);
     let _ = res.write_body(body);
-}
-
-/// A JSON error: `{"error": "..."}`.
-pub fn json_error(res: &mut Response, status: StatusCode, message: &str) {
-    res.status_code(status);
-    res.render(Json(json!({ "error": message })));
-}
-
-fn unavailable(res: &mut Response, reason: &str) {
-    tracing::warn!(reason, "request unavailable");
-    json_error(
-        res,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "The catalogue cannot be read right now; try again in a moment.",
-    );
 }

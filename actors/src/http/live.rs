@@ -15,9 +15,14 @@
 //! `{"id", "deleted": true, "revision", "count"}` (`count`: how many products
 //! there are now, `null` until the cache is rebuilt), and `reload` with
 //! `{"revision"}`.
+//!
+//! Each event is encoded once, by the first follower that sends it, and the
+//! others send the same text ([`Announced`]). At most `EVENTS_MAX_FOLLOWERS`
+//! feeds are open at once; one more is answered 503 with `Retry-After`, and
+//! `products_live_followers` says how many are open.
 
-use super::pages::app_state;
-use crate::cache::LiveEvent;
+use super::state::app_state;
+use crate::cache::{Announced, LiveEvent};
 use futures::StreamExt;
 use futures::stream::{self, BoxStream};
 use salvo::prelude::*;
@@ -29,6 +34,8 @@ use tokio::sync::broadcast::error::RecvError;
 
 /// How long a browser waits before it reconnects.
 const RETRY: Duration = Duration::from_secs(2);
+/// What a follower refused for want of room is told to wait, in seconds.
+const FULL_RETRY_AFTER_SECS: u32 = 5;
 /// A comment is sent when nothing else was for this long, so that proxies and
 /// the server's own write-stall timeout see a live connection.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -36,6 +43,17 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 #[handler]
 pub async fn events(req: &mut Request, depot: &mut Depot, res: &mut Response) {
     let state = app_state(depot);
+    let Some(follower) = state.followers.admit() else {
+        res.headers_mut().insert(
+            salvo::http::header::RETRY_AFTER,
+            FULL_RETRY_AFTER_SECS.into(),
+        );
+        res.status_code(StatusCode::SERVICE_UNAVAILABLE);
+        res.render(Text::Plain(
+            "Too many live pages are open on this server right now; this page will try again.",
+        ));
+        return;
+    };
     let since = req
         .header::<String>("last-event-id")
         .or_else(|| req.query::<String>("since"))
@@ -52,21 +70,21 @@ pub async fn events(req: &mut Request, depot: &mut Depot, res: &mut Response) {
             .retry(RETRY)
             .text("{}"),
     };
-    let follow = stream::unfold(Some(receiver), move |receiver| {
+    let follow = stream::unfold(Some((receiver, follower)), move |following| {
         let products = products.clone();
         let mut closing = closing.clone();
         async move {
-            let mut receiver = receiver?;
+            let (mut receiver, follower) = following?;
             let event = tokio::select! {
                 event = receiver.recv() => event,
                 _ = closing.wait_for(|closing| *closing) => return None,
             };
             let sent = match event {
-                Ok(event) => product_event(&event, products.count()),
+                Ok(announced) => product_event(&announced, || products.count()),
                 Err(RecvError::Lagged(_)) => reload(products.latest_revision()),
                 Err(RecvError::Closed) => return None,
             };
-            Some((Ok::<_, Infallible>(sent), Some(receiver)))
+            Some((Ok::<_, Infallible>(sent), Some((receiver, follower))))
         }
     });
     let feed: BoxStream<'static, Result<SseEvent, Infallible>> = if already_closing {
@@ -81,7 +99,17 @@ pub async fn events(req: &mut Request, depot: &mut Depot, res: &mut Response) {
     SseKeepAlive::new(feed).max_interval(KEEP_ALIVE).stream(res);
 }
 
-fn product_event(event: &LiveEvent, count: Option<u64>) -> SseEvent {
+/// The `product` event of `announced`, its data encoded once for every
+/// follower (with the count of products when the first one sends it).
+fn product_event(announced: &Announced, count: impl FnOnce() -> Option<u64>) -> SseEvent {
+    let data = announced.encoded(|event| encode(event, count()));
+    SseEvent::default()
+        .name("product")
+        .id(announced.event.revision().to_string())
+        .text(data)
+}
+
+fn encode(event: &LiveEvent, count: Option<u64>) -> String {
     let data = match event {
         LiveEvent::Changed(product) => json!({
             "id": product.id,
@@ -101,10 +129,7 @@ fn product_event(event: &LiveEvent, count: Option<u64>) -> SseEvent {
             "count": count,
         }),
     };
-    SseEvent::default()
-        .name("product")
-        .id(event.revision().to_string())
-        .text(data.to_string())
+    data.to_string()
 }
 
 fn reload(latest: i64) -> SseEvent {

@@ -9,112 +9,46 @@
 //! decoder's own rules ([`product::check_fields`]) before anything is sent,
 //! and each problem is shown next to its field.
 //!
-//! Cross-site request forgery: every form carries a token that must equal
-//! the `csrf` cookie (double submit). The cookie is random per browser,
-//! `SameSite=Strict` and `HttpOnly`: another site can neither read it (to
-//! copy it into a forged form) nor make the browser send it along with a
-//! cross-site POST. A request whose `Origin` names another host is refused as
-//! well. This needs no server-side session, so every replica accepts a form
-//! another replica served.
+//! Only a signed-in operator ([`super::access`]) gets the forms; each form
+//! posted goes through [`forms::checked`] (this site's page, no control
+//! characters, the operator's CSRF token), and the message names the
+//! operator in a header, set here from the session, never from a field.
 
-use super::pages::{app_state, error_page, render};
+use super::access::Operator;
+use super::forms::{self, Fields};
 use super::params;
-use crate::ingest::source::stream_identity;
+use super::publisher::Publisher;
+use super::respond::{error_page, render};
+use super::state::{Managing, app_state};
 use crate::persistence::MessageOutcome;
 use crate::product::{self, FieldProblem, ProductUpdate};
-use async_nats::jetstream::{self, message::PublishMessage};
 use bytes::Bytes;
 use salvo::http::StatusCode;
-use salvo::http::header::{self, HeaderValue};
 use salvo::prelude::*;
 use serde_json::{Map, Value, json};
-use std::collections::HashMap;
-use std::time::Duration;
+use std::sync::Arc;
 
-/// The cookie and form field that carry the CSRF token.
-const CSRF: &str = "csrf";
-/// How long a publish may take before the form says it failed.
-const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Where and how the forms publish (present only when managing is on).
-#[derive(Clone)]
-pub struct Publisher {
-    js: jetstream::Context,
-    subject: String,
-    stream: String,
-}
-
-/// What the http actor needs to publish: the NATS URL (credentials in it, as
-/// for ingest), the subject and the stream.
-#[derive(Clone)]
-pub struct ManageArgs {
-    pub nats_url: String,
-    pub subject: String,
-    pub stream: String,
-}
-
-impl Publisher {
-    /// Connects in the background: returns at once, even while NATS is away
-    /// (a form sent meanwhile says it could not be sent).
-    pub async fn connect(args: &ManageArgs) -> Result<Self, async_nats::ConnectError> {
-        let (options, servers) = crate::nats_auth::connect_options(&args.nats_url);
-        let client = options
-            .name("products-ui")
-            .retry_on_initial_connect()
-            .connect(servers)
-            .await?;
-        Ok(Self {
-            js: jetstream::new(client),
-            subject: args.subject.clone(),
-            stream: args.stream.clone(),
-        })
-    }
-
-    /// Publishes `payload` with the id `message_id`, and says where it landed
-    /// (the stream's identity and the sequence).
-    async fn publish(&self, payload: Bytes, message_id: &str) -> Result<(String, u64), String> {
-        let message = PublishMessage::build()
-            .payload(payload)
-            .message_id(message_id);
-        let work = async {
-            let ack = self
-                .js
-                .send_publish(self.subject.clone(), message)
-                .await
-                .map_err(|e| e.to_string())?
-                .await
-                .map_err(|e| e.to_string())?;
-            let stream = self
-                .js
-                .get_stream(&self.stream)
-                .await
-                .map_err(|e| e.to_string())?;
-            let identity = stream_identity(&stream).await.map_err(|e| e.to_string())?;
-            Ok((identity, ack.sequence))
-        };
-        tokio::time::timeout(PUBLISH_TIMEOUT, work)
-            .await
-            .map_err(|_| format!("NATS did not answer within {PUBLISH_TIMEOUT:?}"))?
-    }
-}
+/// The fields that may hold line breaks (text areas).
+const MULTILINE: &[&str] = &["description", "attributes"];
+/// The longest `Nats-Msg-Id` a form may carry.
+const MAX_MESSAGE_ID: usize = 64;
 
 /// `GET /manage/new`: an empty form.
 #[handler]
 pub async fn new_form(req: &mut Request, depot: &mut Depot, res: &mut Response) {
-    if !managing(depot, res) {
+    let Some((managing, operator)) = signed_in(req, depot, res) else {
         return;
-    }
-    let token = csrf_token(req, res);
+    };
     let form = FormValues::default();
-    render_form(res, StatusCode::OK, &form, &[], &token, None);
+    render_form(res, StatusCode::OK, &form, &[], &managing, &operator, None);
 }
 
 /// `GET /manage/edit?id=N`: the form, filled with the product as it is.
 #[handler]
 pub async fn edit_form(req: &mut Request, depot: &mut Depot, res: &mut Response) {
-    if !managing(depot, res) {
+    let Some((managing, operator)) = signed_in(req, depot, res) else {
         return;
-    }
+    };
     let id = match params::product_id(req.queries().get("id").map(String::as_str)) {
         Ok(Some(id)) => id,
         Ok(None) => {
@@ -150,34 +84,45 @@ pub async fn edit_form(req: &mut Request, depot: &mut Depot, res: &mut Response)
         } else {
             serde_json::to_string_pretty(&product.attributes).unwrap_or_default()
         },
-        message_id: new_message_id(),
+        message_id: forms::new_message_id(),
     };
-    let token = csrf_token(req, res);
-    render_form(res, StatusCode::OK, &form, &[], &token, Some(product.id));
+    render_form(
+        res,
+        StatusCode::OK,
+        &form,
+        &[],
+        &managing,
+        &operator,
+        Some(product.id),
+    );
 }
 
 /// `POST /manage/save`: checks the fields, publishes the product, and sends
 /// the browser to the page that waits for it to be stored.
 #[handler]
 pub async fn save(req: &mut Request, depot: &mut Depot, res: &mut Response) {
-    let Some(publisher) = publisher(depot, res) else {
+    let Some((managing, operator)) = signed_in(req, depot, res) else {
         return;
     };
-    let Some(fields) = checked_form(req, res).await else {
+    let Some(fields) = forms::checked(req, res, &managing.access, &operator, MULTILINE).await
+    else {
         return;
     };
-    let form = FormValues::from_fields(&fields);
-    let editing = fields.get("editing").and_then(|id| id.parse::<i64>().ok());
+    let Some(message_id) = message_id(&fields, res) else {
+        return;
+    };
+    let form = FormValues::from_fields(&fields, message_id);
+    let editing = fields.get("editing").parse::<i64>().ok();
     let update = match form.check() {
         Ok(update) => update,
         Err(problems) => {
-            let token = fields.get(CSRF).cloned().unwrap_or_default();
             return render_form(
                 res,
                 StatusCode::UNPROCESSABLE_ENTITY,
                 &form,
                 &problems,
-                &token,
+                &managing,
+                &operator,
                 editing,
             );
         }
@@ -190,30 +135,68 @@ pub async fn save(req: &mut Request, depot: &mut Depot, res: &mut Response) {
         "description": update.description,
         "attributes": update.attributes,
     });
-    publish_and_wait(res, &publisher, payload, &form.message_id, update.id).await;
+    publish_and_wait(
+        res,
+        &managing.publisher,
+        payload,
+        &form.message_id,
+        &operator,
+        update.id,
+    )
+    .await;
 }
 
 /// `POST /manage/delete`: publishes the deletion of a product.
 #[handler]
 pub async fn delete(req: &mut Request, depot: &mut Depot, res: &mut Response) {
-    let Some(publisher) = publisher(depot, res) else {
+    let Some((managing, operator)) = signed_in(req, depot, res) else {
         return;
     };
-    let Some(fields) = checked_form(req, res).await else {
+    let Some(fields) = forms::checked(req, res, &managing.access, &operator, &[]).await else {
         return;
     };
-    let id = match params::product_id(fields.get("id").map(String::as_str)) {
+    let id = match params::product_id(Some(fields.get("id")).filter(|id| !id.is_empty())) {
         Ok(Some(id)) => id,
         Ok(None) => return error_page(res, StatusCode::BAD_REQUEST, "Which product? No id given."),
         Err(message) => return error_page(res, StatusCode::BAD_REQUEST, &message),
     };
-    let message_id = fields
-        .get("message_id")
-        .filter(|id| !id.is_empty())
-        .cloned()
-        .unwrap_or_else(new_message_id);
+    let Some(message_id) = message_id(&fields, res) else {
+        return;
+    };
     let payload = json!({"id": id, "deleted": true});
-    publish_and_wait(res, &publisher, payload, &message_id, Some(id)).await;
+    publish_and_wait(
+        res,
+        &managing.publisher,
+        payload,
+        &message_id,
+        &operator,
+        Some(id),
+    )
+    .await;
+}
+
+/// The form's `Nats-Msg-Id` (a new one if it has none); a malformed one is
+/// answered with a 400 that names the field.
+fn message_id(fields: &Fields, res: &mut Response) -> Option<String> {
+    let id = fields.get("message_id");
+    if id.is_empty() {
+        return Some(forms::new_message_id());
+    }
+    let well_formed = id.len() <= MAX_MESSAGE_ID
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+    if !well_formed {
+        error_page(
+            res,
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "The field “message_id” must be 1 to {MAX_MESSAGE_ID} letters, digits or - _ . : (the page sets it: open the form again)."
+            ),
+        );
+        return None;
+    }
+    Some(id.to_owned())
 }
 
 /// `GET /manage/sent?stream=S&seq=N[&id=ID]`: what became of a message a
@@ -226,6 +209,7 @@ pub async fn sent(req: &mut Request, depot: &mut Depot, res: &mut Response) {
         return error_page(res, StatusCode::BAD_REQUEST, "Which message? Give ?seq=N.");
     };
     let id = req.query::<i64>("id").filter(|id| *id > 0);
+    let (_, who) = app_state(depot).who(req, res);
     let outcome = match app_state(depot).outcome(stream, seq, id).await {
         Ok(outcome) => outcome,
         Err(_) => MessageOutcome::Waiting,
@@ -242,6 +226,8 @@ pub async fn sent(req: &mut Request, depot: &mut Depot, res: &mut Response) {
         }
         MessageOutcome::Rejected { reason } => json!({"rejected": reason, "seq": seq}),
     };
+    let mut data = data;
+    data["who"] = who;
     render(res, StatusCode::OK, "manage_sent", data);
 }
 
@@ -250,6 +236,7 @@ async fn publish_and_wait(
     publisher: &Publisher,
     payload: Value,
     message_id: &str,
+    operator: &Operator,
     id: Option<i64>,
 ) {
     let payload = payload.to_string();
@@ -261,16 +248,21 @@ async fn publish_and_wait(
         payload.hash(&mut hasher);
         format!("{message_id}-{:016x}", hasher.finish())
     };
-    match publisher.publish(Bytes::from(payload), &message_id).await {
+    match publisher
+        .publish(Bytes::from(payload), &message_id, &operator.name)
+        .await
+    {
         Ok((stream, seq)) => {
+            tracing::info!(operator = %operator.name, product = ?id, %stream, seq, "a form published a change");
             let mut query = url_query(&[("stream", stream.as_str()), ("seq", &seq.to_string())]);
             if let Some(id) = id {
                 query.push_str(&format!("&id={id}"));
             }
             res.render(Redirect::other(format!("/manage/sent?{query}")));
         }
-        Err(reason) => {
-            tracing::warn!(%reason, "a form could not be published");
+        Err(error) => {
+            let reason = chain(&error);
+            tracing::warn!(operator = %operator.name, %reason, "a form could not be published");
             error_page(
                 res,
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -278,6 +270,18 @@ async fn publish_and_wait(
             );
         }
     }
+}
+
+/// An error and its causes, `: `-separated, for a log line.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        text.push_str(": ");
+        text.push_str(&next.to_string());
+        cause = next.source();
+    }
+    text
 }
 
 /// The form's fields as typed, shown again when they need fixing.
@@ -295,8 +299,8 @@ struct FormValues {
 }
 
 impl FormValues {
-    fn from_fields(fields: &HashMap<String, String>) -> Self {
-        let field = |name: &str| fields.get(name).cloned().unwrap_or_default();
+    fn from_fields(fields: &Fields, message_id: String) -> Self {
+        let field = |name: &str| fields.get(name).to_owned();
         Self {
             id: field("id"),
             name: field("name"),
@@ -304,9 +308,7 @@ impl FormValues {
             manufacturer: field("manufacturer"),
             description: field("description"),
             attributes: field("attributes"),
-            message_id: Some(field("message_id"))
-                .filter(|id| !id.is_empty() && id.len() <= 64)
-                .unwrap_or_else(new_message_id),
+            message_id,
         }
     }
 
@@ -369,9 +371,11 @@ fn render_form(
     status: StatusCode,
     form: &FormValues,
     problems: &[FieldProblem],
-    token: &str,
+    managing: &Managing,
+    operator: &Operator,
     editing: Option<i64>,
 ) {
+    let token = managing.access.csrf_token(operator);
     let problem = |field: &str| {
         problems
             .iter()
@@ -388,6 +392,7 @@ fn render_form(
         "errors": errors,
         "has_errors": !problems.is_empty(),
         "csrf": token,
+        "who": {"operator": operator.name, "csrf": token},
         "editing": editing,
         "limits": {
             "name": product::MAX_NAME_CHARS,
@@ -397,96 +402,37 @@ fn render_form(
     render(res, status, "manage_form", data);
 }
 
-/// Managing is on; else a 404 page that says it is off.
-fn managing(depot: &Depot, res: &mut Response) -> bool {
-    publisher(depot, res).is_some()
-}
-
-fn publisher(depot: &Depot, res: &mut Response) -> Option<Publisher> {
-    let publisher = app_state(depot).publisher.clone();
-    if publisher.is_none() {
-        error_page(
-            res,
-            StatusCode::NOT_FOUND,
-            "Managing products is switched off on this deployment (UI_MANAGE=false): products come from the stream only.",
-        );
+/// The operator a manage request comes from, and what managing needs; else
+/// the answer is written: 404 where managing is off; for a page, a redirect
+/// to sign in; for a form posted, a 403.
+fn signed_in(
+    req: &Request,
+    depot: &Depot,
+    res: &mut Response,
+) -> Option<(Arc<Managing>, Operator)> {
+    let Some(managing) = app_state(depot).manage.clone() else {
+        forms::managing_is_off(res);
+        return None;
+    };
+    if let Some(operator) = managing.access.operator(req, res) {
+        return Some((managing, operator));
     }
-    publisher
-}
-
-/// The posted form's fields, once the request is shown to come from this
-/// site (same-origin `Origin` if any, and the CSRF token matching the cookie).
-async fn checked_form(req: &mut Request, res: &mut Response) -> Option<HashMap<String, String>> {
-    // Under `Referrer-Policy: no-referrer` a browser sends `Origin: null`
-    // with a form: that says nothing, and the token decides.
-    let origin = req.header::<String>("origin").filter(|o| o != "null");
-    let cross_site = match (origin, req.header::<String>("host")) {
-        (Some(origin), Some(host)) => {
-            let origin_host = origin.split_once("://").map(|(_, rest)| rest);
-            origin_host != Some(host.as_str())
-        }
-        (Some(_), None) => true,
-        _ => false,
-    };
-    let fields: HashMap<String, String> = match req.form_data().await {
-        Ok(data) => data
-            .fields
-            .iter_all()
-            .filter_map(|(key, values)| Some((key.clone(), values.first()?.clone())))
-            .collect(),
-        Err(_) => HashMap::new(),
-    };
-    let cookie = cookie(req, CSRF);
-    let token_matches = match (cookie.as_deref(), fields.get(CSRF)) {
-        (Some(cookie), Some(field)) => !cookie.is_empty() && same(cookie, field),
-        _ => false,
-    };
-    if cross_site || !token_matches {
+    if req.method() == salvo::http::Method::GET {
+        let here = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
+        let next = percent_encoding::utf8_percent_encode(&here, percent_encoding::NON_ALPHANUMERIC);
+        res.render(Redirect::other(format!("/signin?next={next}")));
+    } else {
         error_page(
             res,
             StatusCode::FORBIDDEN,
-            "This form could not be accepted: it did not come from this site's own page (or cookies are off). Open the form again and send it from there.",
+            "Only a signed-in operator may change products. Sign in, open the form again and send it from there.",
         );
-        return None;
     }
-    Some(fields)
-}
-
-/// The browser's CSRF token, or a new one (set as its cookie).
-pub(super) fn csrf_token(req: &Request, res: &mut Response) -> String {
-    if let Some(token) = cookie(req, CSRF).filter(|t| t.len() == 32) {
-        return token;
-    }
-    let token = uuid::Uuid::new_v4().simple().to_string();
-    let cookie = format!("{CSRF}={token}; Path=/; SameSite=Strict; HttpOnly");
-    if let Ok(value) = HeaderValue::from_str(&cookie) {
-        res.headers_mut().append(header::SET_COOKIE, value);
-    }
-    token
-}
-
-fn cookie(req: &Request, name: &str) -> Option<String> {
-    req.headers()
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value.to_owned())
-}
-
-/// Compares in time independent of where the two differ.
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |diff, (x, y)| diff | (x ^ y))
-            == 0
-}
-
-pub(super) fn new_message_id() -> String {
-    format!("ui-{}", uuid::Uuid::new_v4())
+    None
 }
 
 fn url_query(pairs: &[(&str, &str)]) -> String {
@@ -505,13 +451,6 @@ fn url_query(pairs: &[(&str, &str)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_csrf_comparison_needs_equal_tokens() {
-        assert!(same("abc", "abc"));
-        assert!(!same("abc", "abd"));
-        assert!(!same("abc", "ab"));
-    }
 
     #[test]
     fn a_form_with_text_for_a_number_gets_the_decoders_message_next_to_it() {

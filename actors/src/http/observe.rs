@@ -11,14 +11,20 @@
 //!   the raw path, so that the series stay as few as the routes; a path no
 //!   route serves counts as `unmatched`, and a method that is not a standard
 //!   one as `other`.
+//! - A handler that panics is answered with a 500 (the error page, or JSON on
+//!   the API's paths), logged at ERROR in the request's span (so with its
+//!   request id) and counted (`products_http_panics_total`): the client gets
+//!   an answer, never a dropped connection.
 
-use super::pages::app_state;
+use super::state::app_state;
 use crate::metrics::{self, Metrics};
 use crate::names::Names;
+use futures::FutureExt;
+use salvo::http::ResBody;
 use salvo::http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use salvo::prelude::*;
 use std::time::Instant;
-use tracing::{Instrument, debug, info_span};
+use tracing::{Instrument, debug, error, info_span};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The longest request id taken from a client.
@@ -55,9 +61,24 @@ impl Handler for Observe {
         if let Ok(value) = HeaderValue::from_str(&id) {
             res.headers_mut().insert(REQUEST_ID, value);
         }
-        ctrl.call_next(req, depot, res)
+        let handled = std::panic::AssertUnwindSafe(ctrl.call_next(req, depot, res))
+            .catch_unwind()
             .instrument(span.clone())
             .await;
+        if let Err(panic) = handled {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|m| (*m).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".to_owned());
+            span.in_scope(|| error!(panic = %message, "a handler panicked; answered 500"));
+            self.metrics.http_panics.increment(1);
+            // Whatever the handler had written is dropped; the catcher writes
+            // the error page (or JSON) for the 500.
+            res.body(ResBody::None);
+            res.headers_mut().remove(CONTENT_TYPE);
+            res.status_code(StatusCode::INTERNAL_SERVER_ERROR);
+        }
         let status = res.status_code.unwrap_or(StatusCode::OK).as_u16();
         let took = started.elapsed();
         span.in_scope(|| debug!(status, took_ms = took.as_secs_f64() * 1000.0, "request"));
@@ -124,7 +145,33 @@ pub async fn serve(depot: &mut Depot, res: &mut Response) {
 
 #[cfg(test)]
 mod tests {
-    use super::well_formed;
+    use super::*;
+    use salvo::catcher::Catcher;
+    use salvo::test::{ResponseExt, TestClient};
+
+    #[handler]
+    async fn panics() {
+        panic!("a bug in a handler");
+    }
+
+    #[tokio::test]
+    async fn a_handler_that_panics_is_answered_500_and_counted() {
+        let names = Names::new(uuid::Uuid::new_v4().to_string());
+        let service = Service::new(Router::with_path("boom").get(panics))
+            .hoop(Observe::new(&names))
+            .catcher(Catcher::default());
+        let mut response = TestClient::get("http://127.0.0.1/boom")
+            .send(&service)
+            .await;
+        assert_eq!(
+            response.status_code,
+            Some(StatusCode::INTERNAL_SERVER_ERROR)
+        );
+        assert!(response.headers().contains_key(REQUEST_ID));
+        assert!(!response.take_string().await.unwrap().is_empty(), "a body");
+        let counted = format!("{}{{app=\"{}\"}} 1", metrics::HTTP_PANICS, names.instance());
+        assert!(metrics::handle().render().contains(&counted), "{counted}");
+    }
 
     #[test]
     fn a_request_id_is_taken_only_when_it_cannot_forge_a_log_line() {

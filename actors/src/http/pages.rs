@@ -1,10 +1,10 @@
 //! The HTML pages: the product list (and search), a product's detail, the
 //! rejected messages, and the error pages. The manage forms are in `manage.rs`.
 
-use super::manage;
-use super::params::{self, Paging};
-use super::state::{AppState, Unavailable};
-use super::views;
+use super::forms::new_message_id;
+use super::params::{self, Paging, next_page};
+use super::respond::{error_page, render, render_failed, unavailable_page as unavailable};
+use super::state::{SearchError, Unavailable, app_state};
 use crate::cache::Page;
 use crate::product::Product;
 use salvo::http::StatusCode;
@@ -14,6 +14,11 @@ use serde_json::{Value, json};
 
 /// The longest search text taken, in characters.
 const MAX_SEARCH_CHARS: usize = 256;
+/// The shortest: the trigram indexes serve three characters or more; a
+/// shorter text would scan every row.
+pub const MIN_SEARCH_CHARS: usize = 3;
+/// What a client is told to wait when every search connection is busy.
+const SEARCH_RETRY_AFTER_SECS: u32 = 2;
 /// Rejected messages a page shows.
 const REJECTED_PAGE: u64 = 50;
 
@@ -30,7 +35,17 @@ pub async fn index(req: &mut Request, depot: &mut Depot, res: &mut Response) {
         .get("q")
         .map(|q| q.trim().chars().take(MAX_SEARCH_CHARS).collect())
         .unwrap_or_default();
+    if !search.is_empty() && search.chars().count() < MIN_SEARCH_CHARS {
+        return error_page(
+            res,
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "A search needs at least {MIN_SEARCH_CHARS} characters: it finds the products whose name or manufacturer contains them."
+            ),
+        );
+    }
     let state = app_state(depot);
+    let (_, who) = state.who(req, res);
     let revision = state.products.latest_revision();
     let found = if search.is_empty() {
         state
@@ -38,10 +53,21 @@ pub async fn index(req: &mut Request, depot: &mut Depot, res: &mut Response) {
             .await
             .map(Found::Page)
     } else {
-        state
-            .search(&search, paging.after, paging.limit)
-            .await
-            .map(Found::Search)
+        match state.search(&search, paging.after, paging.limit).await {
+            Ok(found) => Ok(Found::Search(found)),
+            Err(SearchError::Unavailable(unavailable)) => Err(unavailable),
+            Err(SearchError::Busy) => {
+                res.headers_mut().insert(
+                    salvo::http::header::RETRY_AFTER,
+                    SEARCH_RETRY_AFTER_SECS.into(),
+                );
+                return error_page(
+                    res,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Many searches are running right now. Please try again in a moment.",
+                );
+            }
+        }
     };
     let found = match found {
         Ok(found) => found,
@@ -96,7 +122,7 @@ pub async fn index(req: &mut Request, depot: &mut Depot, res: &mut Response) {
         // The page shows every id up to the end when it is not full: new
         // products may appear at its end.
         "until": next.as_ref().and(last),
-        "manage": state.publisher.is_some(),
+        "who": who,
     });
     render(res, StatusCode::OK, "index", data);
 }
@@ -113,17 +139,18 @@ pub async fn product_page(req: &mut Request, depot: &mut Depot, res: &mut Respon
     let revision = state.products.latest_revision();
     match state.product(id).await {
         Ok(Some(product)) => {
-            let manage = state.publisher.is_some();
-            let csrf = manage.then(|| manage::csrf_token(req, res));
+            let (operator, who) = state.who(req, res);
+            let csrf = operator.map(|(managing, operator)| managing.access.csrf_token(&operator));
             let data = json!({
                 "product": &product,
                 "stream_seq": product.stream_seq,
                 "updated_at": product.updated_at,
                 "attributes": attribute_rows(&product),
                 "revision": revision.max(product.revision),
-                "manage": manage,
+                "manage": csrf.is_some(),
                 "csrf": csrf,
-                "message_id": manage::new_message_id(),
+                "who": who,
+                "message_id": new_message_id(),
             });
             render(res, StatusCode::OK, "product", data);
         }
@@ -154,6 +181,7 @@ pub async fn rejected(req: &mut Request, depot: &mut Depot, res: &mut Response) 
         },
     };
     let state = app_state(depot);
+    let (_, who) = state.who(req, res);
     match state.rejected(before, REJECTED_PAGE).await {
         Ok(messages) => {
             let next = (messages.len() as u64 == REJECTED_PAGE)
@@ -167,7 +195,7 @@ pub async fn rejected(req: &mut Request, depot: &mut Depot, res: &mut Response) 
                 "messages": messages,
                 "next": next,
                 "first_page": before.is_none(),
-                "manage": state.publisher.is_some(),
+                "who": who,
             });
             render(res, StatusCode::OK, "rejected", data);
         }
@@ -180,52 +208,10 @@ fn encode(text: &str) -> String {
     percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
-/// The query string of the next page, if this one (of `len` products, the
-/// last with the id `last`) was full.
-pub fn next_page(len: usize, last: Option<i64>, paging: &Paging) -> Option<String> {
-    let last = last?;
-    (len as u64 == paging.limit).then(|| paging.next_query(last))
-}
-
 /// A page of the list, or of a search's results.
 enum Found {
     Page(Page),
     Search(Vec<Product>),
-}
-
-/// Renders the error page with the status's name and a message for a person.
-pub fn error_page(res: &mut Response, status: StatusCode, message: &str) {
-    let data = json!({
-        "status": status.as_u16(),
-        "title": status.canonical_reason().unwrap_or("Error"),
-        "message": message,
-    });
-    render(res, status, "error", data);
-}
-
-fn unavailable(res: &mut Response, reason: &str) {
-    tracing::warn!(reason, "page unavailable");
-    error_page(
-        res,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "The catalogue cannot be read right now. Please try again in a moment.",
-    );
-}
-
-pub fn render(res: &mut Response, status: StatusCode, template: &str, data: Value) {
-    match views::render(template, data) {
-        Ok(html) => {
-            res.status_code(status);
-            res.render(Text::Html(html));
-        }
-        Err(_) => render_failed(res),
-    }
-}
-
-/// A template failed (logged by `views::render`): the service's fault.
-fn render_failed(res: &mut Response) {
-    res.status_code(StatusCode::INTERNAL_SERVER_ERROR);
-    res.render(Text::Plain("This page could not be rendered."));
 }
 
 #[derive(Serialize)]
@@ -246,10 +232,4 @@ fn attribute_rows(product: &Product) -> Vec<AttributeRow<'_>> {
             },
         })
         .collect()
-}
-
-pub fn app_state(depot: &Depot) -> &AppState {
-    depot
-        .get_typed::<AppState>()
-        .expect("the router injects AppState before every handler")
 }

@@ -90,6 +90,13 @@ fn quote(raw: &str) -> String {
     format!("“{shown}”")
 }
 
+/// The query string of the next page, if this one (of `len` products, the
+/// last with the id `last`) was full.
+pub fn next_page(len: usize, last: Option<i64>, paging: &Paging) -> Option<String> {
+    let last = last?;
+    (len as u64 == paging.limit).then(|| paging.next_query(last))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

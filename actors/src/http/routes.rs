@@ -3,7 +3,7 @@
 
 use super::state::AppState;
 use super::views::Assets;
-use super::{api, live, manage, observe, openapi, pages};
+use super::{api, live, manage, observe, openapi, pages, respond, signin};
 use crate::timeouts::REQUEST_TIMEOUT;
 use salvo::affix_state;
 use salvo::catcher::Catcher;
@@ -44,6 +44,12 @@ pub fn router() -> Router {
         .push(Router::with_path("product").get(pages::product_page))
         .push(Router::with_path("rejected").get(pages::rejected))
         .push(Router::with_path("events").get(live::events))
+        .push(
+            Router::with_path("signin")
+                .get(signin::form)
+                .post(signin::sign_in),
+        )
+        .push(Router::with_path("signout").post(signin::sign_out))
         .push(
             Router::with_path("manage")
                 .push(Router::with_path("new").get(manage::new_form))
@@ -98,8 +104,8 @@ async fn error_response(req: &mut Request, res: &mut Response) {
         .iter()
         .any(|api| path == *api || path.starts_with(&format!("{api}/")))
     {
-        api::json_error(res, status, message);
+        respond::json_error(res, status, message);
     } else {
-        pages::error_page(res, status, message);
+        respond::error_page(res, status, message);
     }
 }

@@ -1,16 +1,23 @@
 //! What the handlers ask of the other actors, each call with a deadline, and
 //! what they read of the others' health without asking.
 
-use super::manage::Publisher;
+use super::access::{Access, Operator};
+use super::publisher::Publisher;
 use super::rows::RowsCache;
+use super::signin::Failures;
 use crate::cache::{Cached, Page, ProductCache};
 use crate::health::{Health, IngestHealth};
+use crate::metrics::Metrics;
 use crate::names::Names;
 use crate::persistence::{self, MessageOutcome, PersistenceMsg, RejectedMessage};
 use crate::product::Product;
 use crate::timeouts::{PERSISTENCE_TIMEOUT, PROBE_TIMEOUT};
+use salvo::{Depot, Request, Response};
 use serde::Serialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
 use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Shared by every handler (injected into the depot by the router).
 #[derive(Clone)]
@@ -21,18 +28,102 @@ pub struct AppState {
     pub products: ProductCache,
     /// The list page's rows, rendered once per block version.
     pub rows: RowsCache,
-    /// Where the manage forms publish; `None` when managing is switched off.
-    pub publisher: Option<Publisher>,
+    /// What the manage forms need; `None` when managing is switched off.
+    pub manage: Option<Arc<Managing>>,
+    /// Recent failed sign-ins, per name and per address.
+    pub sign_in_failures: Failures,
+    /// The open live feeds, and how many more may open.
+    pub followers: Followers,
+    pub metrics: Metrics,
     /// Becomes `true` when the server stops: the live feeds end, so that a
     /// graceful stop does not wait for them.
     pub closing: watch::Receiver<bool>,
+}
+
+/// Managing products: who may, and where their changes are published.
+pub struct Managing {
+    pub access: Access,
+    pub publisher: Publisher,
+}
+
+/// The open live feeds: a permit each, at most `EVENTS_MAX_FOLLOWERS`.
+#[derive(Clone)]
+pub struct Followers {
+    permits: Arc<Semaphore>,
+    metrics: Metrics,
+}
+
+impl Followers {
+    pub fn new(max: usize, metrics: Metrics) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(max)),
+            metrics,
+        }
+    }
+
+    /// A place for one more follower, if there is one (kept until the
+    /// [`Follower`] is dropped).
+    pub fn admit(&self) -> Option<Follower> {
+        let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
+            self.metrics.live_refused.increment(1);
+            return None;
+        };
+        self.metrics.live_followers.increment(1.0);
+        Some(Follower {
+            _permit: permit,
+            metrics: self.metrics.clone(),
+        })
+    }
+}
+
+/// One open feed's place, given back when it is dropped.
+pub struct Follower {
+    _permit: OwnedSemaphorePermit,
+    metrics: Metrics,
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        self.metrics.live_followers.decrement(1.0);
+    }
 }
 
 /// The service cannot answer now (a dependency is away); not the client's fault.
 #[derive(Debug)]
 pub struct Unavailable(pub String);
 
+/// Why a search found nothing to show.
+#[derive(Debug)]
+pub enum SearchError {
+    /// Other searches hold every connection searches may use.
+    Busy,
+    Unavailable(Unavailable),
+}
+
 impl AppState {
+    /// Who is asking, for a page: the operator, if signed in (with what
+    /// managing needs), and the header's data (`who`: the operator and their
+    /// sign-out token, or `sign_in` where operators could sign in).
+    pub fn who(
+        &self,
+        req: &Request,
+        res: &mut Response,
+    ) -> (Option<(Arc<Managing>, Operator)>, Value) {
+        let Some(managing) = self.manage.clone() else {
+            return (None, json!({}));
+        };
+        match managing.access.operator(req, res) {
+            Some(operator) => {
+                let who = json!({
+                    "operator": operator.name,
+                    "csrf": managing.access.csrf_token(&operator),
+                });
+                (Some((managing, operator)), who)
+            }
+            None => (None, json!({"sign_in": true})),
+        }
+    }
+
     /// One product by id, as cached (its JSON), from the cache (which reads
     /// through on a miss).
     pub async fn cached(&self, id: i64) -> Result<Option<Cached>, Unavailable> {
@@ -63,15 +154,25 @@ impl AppState {
         text: &str,
         after: i64,
         limit: u64,
-    ) -> Result<Vec<Product>, Unavailable> {
+    ) -> Result<Vec<Product>, SearchError> {
         let text = text.to_owned();
-        self.persistence(|reply| PersistenceMsg::Search {
-            text,
-            after,
-            limit,
-            reply,
-        })
-        .await
+        let asked = persistence::peer(&self.names)
+            .ask(
+                |reply| PersistenceMsg::Search {
+                    text,
+                    after,
+                    limit,
+                    reply,
+                },
+                PERSISTENCE_TIMEOUT,
+            )
+            .await;
+        match asked {
+            Ok(Ok(found)) => Ok(found),
+            Ok(Err(persistence::StoreError::SearchesBusy)) => Err(SearchError::Busy),
+            Ok(Err(e)) => Err(SearchError::Unavailable(Unavailable(e.to_string()))),
+            Err(e) => Err(SearchError::Unavailable(Unavailable(e.to_string()))),
+        }
     }
 
     /// The newest rejected messages older than `before`, from Postgres.
@@ -185,4 +286,11 @@ impl Check {
             error: Some(error),
         }
     }
+}
+
+/// The state, from the depot the router fills.
+pub fn app_state(depot: &Depot) -> &AppState {
+    depot
+        .get_typed::<AppState>()
+        .expect("the router injects AppState before every handler")
 }

@@ -1,0 +1,285 @@
+//! `GET/POST /signin` and `POST /signout`: operators sign in with their name
+//! and password (from the users file) and get a session cookie.
+//!
+//! A failed sign-in is slowed and counted: its answer waits longer the more
+//! failures its name or its client address has had lately (250 ms, doubling,
+//! up to [`MAX_DELAY`]), and for twice that wait, another try for the same
+//! name or from the same address is answered 429 without checking the
+//! password (so parallel guesses gain nothing). Failures are kept per name and per address in a bounded cache
+//! (an attacker cycling names or addresses evicts entries, never grows
+//! memory), and counted in `products_sign_in_failures_total`. The answer
+//! never says which of the name and the password was wrong.
+
+use super::access::{self, Access};
+use super::forms::{self, Fields};
+use super::respond::{error_page, render};
+use super::state::app_state;
+use moka::future::Cache;
+use salvo::http::StatusCode;
+use salvo::http::header::RETRY_AFTER;
+use salvo::prelude::*;
+use serde_json::json;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+/// The longest a failed sign-in's answer waits.
+const MAX_DELAY: Duration = Duration::from_secs(8);
+/// Names and addresses whose failures are remembered, at most.
+const REMEMBERED: u64 = 100_000;
+/// Failures are forgotten after this long without another.
+const FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
+
+/// Recent failed sign-ins, per name and per client address.
+#[derive(Clone)]
+pub struct Failures {
+    cache: Cache<String, Failed>,
+}
+
+#[derive(Clone, Copy)]
+struct Failed {
+    count: u32,
+    /// No further try before then.
+    not_before: Instant,
+}
+
+impl Default for Failures {
+    fn default() -> Self {
+        Self {
+            cache: Cache::builder()
+                .max_capacity(REMEMBERED)
+                .time_to_idle(FORGET_AFTER)
+                .build(),
+        }
+    }
+}
+
+impl Failures {
+    /// How long until `keys` may try again, if they may not now.
+    async fn wait(&self, keys: &[String]) -> Option<Duration> {
+        let now = Instant::now();
+        let mut longest = None;
+        for key in keys {
+            if let Some(failed) = self.cache.get(key).await
+                && failed.not_before > now
+            {
+                longest = longest.max(Some(failed.not_before - now));
+            }
+        }
+        longest
+    }
+
+    /// Counts a failure for each of `keys`; how long its answer waits.
+    async fn failed(&self, keys: &[String]) -> Duration {
+        let mut most = 0;
+        for key in keys {
+            let count = self.cache.get(key).await.map_or(0, |f| f.count) + 1;
+            most = most.max(count);
+            // Held back for twice the answer's wait: a client that tries
+            // again as soon as it is answered is still held back.
+            let hold = delay(count) * 2;
+            self.cache
+                .insert(
+                    key.clone(),
+                    Failed {
+                        count,
+                        not_before: Instant::now() + hold,
+                    },
+                )
+                .await;
+        }
+        delay(most)
+    }
+
+    async fn succeeded(&self, name_key: &str) {
+        self.cache.invalidate(name_key).await;
+    }
+}
+
+/// 250 ms after the first failure, doubling with each, up to [`MAX_DELAY`].
+fn delay(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    (Duration::from_millis(250) * 2u32.pow(doublings)).min(MAX_DELAY)
+}
+
+/// `GET /signin[?next=/path]`: the sign-in form (or who is signed in).
+#[handler]
+pub async fn form(req: &mut Request, depot: &mut Depot, res: &mut Response) {
+    let Some(access) = access_or_404(depot, res) else {
+        return;
+    };
+    let next = next_path(req.query::<String>("next").as_deref());
+    let operator = access.operator(req, res);
+    let csrf = operator.as_ref().map(|o| access.csrf_token(o));
+    render(
+        res,
+        StatusCode::OK,
+        "signin",
+        json!({
+            "next": next,
+            "here": access.signs_in_here(),
+            "operator": operator.map(|o| o.name),
+            "csrf": csrf,
+        }),
+    );
+}
+
+/// `POST /signin`: checks the name and password; on success sets the session
+/// cookie and sends the browser on to `next`.
+#[handler]
+pub async fn sign_in(req: &mut Request, depot: &mut Depot, res: &mut Response) {
+    let Some(access) = access_or_404(depot, res) else {
+        return;
+    };
+    if !access.signs_in_here() {
+        return error_page(
+            res,
+            StatusCode::NOT_FOUND,
+            "Operators sign in through the proxy in front of this service.",
+        );
+    }
+    if forms::from_another_site(req) {
+        return forms::refuse_cross_site(res);
+    }
+    let Some(fields) = Fields::read(req, res, &[]).await else {
+        return;
+    };
+    let name = fields.get("name").trim().to_owned();
+    let password = fields.get("password");
+    let next = next_path(Some(fields.get("next")));
+    let state = app_state(depot);
+    let failures = &state.sign_in_failures;
+    let address = client_address(req);
+    let keys = [format!("name:{name}"), format!("addr:{address}")];
+    if let Some(wait) = failures.wait(&keys).await {
+        let seconds = wait.as_secs().max(1);
+        res.headers_mut().insert(RETRY_AFTER, seconds.into());
+        return sign_in_again(
+            res,
+            StatusCode::TOO_MANY_REQUESTS,
+            &name,
+            &next,
+            &format!("Too many failed sign-ins. Please wait {seconds} seconds and try again."),
+        );
+    }
+    let session = match access::valid_name(&name) {
+        Ok(name) => access.verify(name, password).await,
+        Err(_) => None,
+    };
+    let Some(session) = session else {
+        state.metrics.sign_in_failures.increment(1);
+        let wait = failures.failed(&keys).await;
+        tracing::warn!(%address, name = %name.escape_debug(), "a sign-in failed");
+        tokio::time::sleep(wait).await;
+        return sign_in_again(
+            res,
+            StatusCode::UNAUTHORIZED,
+            &name,
+            &next,
+            "The name or the password is wrong.",
+        );
+    };
+    failures.succeeded(&keys[0]).await;
+    tracing::info!(operator = %session.name, %address, "an operator signed in");
+    access.set_session_cookie(res, &session);
+    res.render(Redirect::other(next));
+}
+
+/// `POST /signout`: ends the session (its cookie), with the form's CSRF token.
+#[handler]
+pub async fn sign_out(req: &mut Request, depot: &mut Depot, res: &mut Response) {
+    let Some(access) = access_or_404(depot, res) else {
+        return;
+    };
+    let Some(operator) = access.operator(req, res) else {
+        res.render(Redirect::other("/"));
+        return;
+    };
+    let Some(_) = forms::checked(req, res, &access, &operator, &[]).await else {
+        return;
+    };
+    tracing::info!(operator = %operator.name, "an operator signed out");
+    access.clear_session_cookie(res);
+    res.render(Redirect::other("/"));
+}
+
+fn sign_in_again(res: &mut Response, status: StatusCode, name: &str, next: &str, problem: &str) {
+    render(
+        res,
+        status,
+        "signin",
+        json!({"next": next, "here": true, "name": name, "problem": problem}),
+    );
+}
+
+fn access_or_404(depot: &Depot, res: &mut Response) -> Option<Access> {
+    let access = app_state(depot).manage.as_ref().map(|m| m.access.clone());
+    if access.is_none() {
+        forms::managing_is_off(res);
+    }
+    access
+}
+
+/// Where to go after signing in: a path of this site, never another site
+/// (`//host` or `/\host` would be one).
+fn next_path(next: Option<&str>) -> String {
+    match next {
+        Some(path)
+            if path.starts_with('/')
+                && !path.starts_with("//")
+                && !path.starts_with("/\\")
+                && !path.chars().any(char::is_control) =>
+        {
+            path.to_owned()
+        }
+        _ => "/".to_owned(),
+    }
+}
+
+fn client_address(req: &Request) -> String {
+    req.remote_addr()
+        .clone()
+        .into_std()
+        .map(|addr| addr.ip())
+        .map_or_else(|| "unknown".to_owned(), |ip: IpAddr| ip.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wait_doubles_from_a_quarter_second_up_to_its_cap() {
+        assert_eq!(delay(1), Duration::from_millis(250));
+        assert_eq!(delay(2), Duration::from_millis(500));
+        assert_eq!(delay(3), Duration::from_secs(1));
+        assert_eq!(delay(20), MAX_DELAY);
+        assert_eq!(delay(u32::MAX), MAX_DELAY);
+    }
+
+    #[test]
+    fn next_is_a_path_of_this_site() {
+        assert_eq!(next_path(Some("/manage/new")), "/manage/new");
+        for elsewhere in [
+            "//evil.example",
+            "/\\evil.example",
+            "https://evil.example",
+            "",
+            "/a\nb",
+        ] {
+            assert_eq!(next_path(Some(elsewhere)), "/", "{elsewhere:?}");
+        }
+        assert_eq!(next_path(None), "/");
+    }
+
+    #[tokio::test]
+    async fn a_failure_holds_back_the_next_try_of_its_name_and_its_address() {
+        let failures = Failures::default();
+        let keys = ["name:alice".to_owned(), "addr:10.0.0.1".to_owned()];
+        assert_eq!(failures.wait(&keys).await, None);
+        assert_eq!(failures.failed(&keys).await, Duration::from_millis(250));
+        assert!(failures.wait(&["name:alice".to_owned()]).await.is_some());
+        assert!(failures.wait(&["addr:10.0.0.1".to_owned()]).await.is_some());
+        assert_eq!(failures.wait(&["name:bob".to_owned()]).await, None);
+        assert_eq!(failures.failed(&keys).await, Duration::from_millis(500));
+    }
+}
