@@ -32,6 +32,7 @@ fn deletion(stream_seq: u64, id: i64) -> Incoming {
         stream_seq,
         subject: "test.products".into(),
         decoded: actors::product::decode(payload.as_bytes()).map_err(|e| e.to_string()),
+        operator: None,
         payload: Bytes::from(payload),
     }
 }
@@ -183,6 +184,7 @@ async fn the_outcome_of_a_message_is_waiting_then_stored_or_rejected() {
         subject: "test.products".into(),
         payload: Bytes::from_static(b"{}"),
         decoded: Err("the field `name` is missing".into()),
+        operator: None,
     };
     fixture.store(batch("S@1", vec![invalid])).await;
     assert_eq!(

@@ -419,3 +419,73 @@ async fn a_control_character_in_any_form_field_is_a_400_that_names_the_field() {
     assert_eq!(stored["description"], "a pen\r\nthat writes\tblue");
     assert_eq!(app.rejected_count().await, 0);
 }
+
+#[tokio::test]
+async fn a_change_made_through_a_form_names_its_operator_and_a_publishers_does_not() {
+    let app = TestApp::spawn().await;
+    let alice = app.sign_in(ALICE).await;
+    let token = app.form_token(&alice).await;
+    let sent = post(
+        &app,
+        "/manage/save",
+        Some(&alice),
+        None,
+        &[
+            ("csrf", token.as_str()),
+            ("id", "40"),
+            ("name", "desk"),
+            ("price", "100"),
+            ("manufacturer", "oak & co"),
+            // Not a field of the form: the operator comes from the session.
+            ("changed_by", "mallory"),
+            ("operator", "mallory"),
+        ],
+    )
+    .await;
+    assert_eq!(sent.status(), 303);
+    assert_eq!(app.wait_for_product(40).await["changed_by"], "alice");
+    let (_, page) = app.get_text("/product?id=40").await;
+    assert!(
+        page.contains(r#"<dd data-field="changed_by">alice</dd>"#),
+        "{page}"
+    );
+
+    // The same product from another publisher: no operator any more.
+    app.publish(r#"{"id":40,"name":"desk v2","price":100,"manufacturer":"oak"}"#)
+        .await;
+    wait_until("the publisher's version is served", || async {
+        app.get_json("/products/40").await.1["name"] == "desk v2"
+    })
+    .await;
+    let (_, product) = app.get_json("/products/40").await;
+    assert!(product.get("changed_by").is_none(), "{product}");
+    let (_, page) = app.get_text("/product?id=40").await;
+    assert!(
+        page.contains("<span class=\"none\">a publisher</span>"),
+        "{page}"
+    );
+
+    // A header that no operator's name could be is set aside with the reason.
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Products-Operator", "eve:admin");
+    app.js
+        .publish_with_headers(
+            app.settings.nats_subject.clone(),
+            headers,
+            r#"{"id":41,"name":"x","price":1,"manufacturer":"m"}"#.into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    wait_until("the message is set aside", || async {
+        app.rejected_count().await == 1
+    })
+    .await;
+    let (_, rejected) = app.get_text("/rejected").await;
+    assert!(
+        rejected.contains("the Products-Operator header must not contain"),
+        "{rejected}"
+    );
+    assert_eq!(app.get("/products/41").await.status(), 404);
+}

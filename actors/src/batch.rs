@@ -27,6 +27,9 @@ pub struct Incoming {
     pub payload: Bytes,
     /// The product it carries, or the decoder's reason why it carries none.
     pub decoded: Result<ProductUpdate, String>,
+    /// The operator who sent it from the web UI's forms (its
+    /// `Products-Operator` header), if one did.
+    pub operator: Option<String>,
 }
 
 /// What storing a batch did.

@@ -36,7 +36,7 @@ use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::names::Names;
 use crate::persistence::{self, PersistenceMsg, StoreError};
-use crate::product::decode;
+use crate::product::{OPERATOR_HEADER, check_operator, decode};
 use crate::timeouts::{CONNECT_TIMEOUT, PULL_TIMEOUT, PUT_TIMEOUT, STORE_REPLY_WAIT};
 use async_nats::jetstream::{self, AckKind, stream};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -421,11 +421,21 @@ fn to_batch(
         if info.delivered > 1 {
             metrics.redelivered.increment(1);
         }
+        let operator = message
+            .headers
+            .as_ref()
+            .and_then(|headers| headers.get(OPERATOR_HEADER))
+            .map(|name| name.as_str().to_owned());
+        let decoded = match operator.as_deref().map(check_operator) {
+            Some(Err(rule)) => Err(format!("the {OPERATOR_HEADER} header {rule}")),
+            _ => decode(&message.payload).map_err(|reason| reason.to_string()),
+        };
         incoming.push(Incoming {
             stream_seq,
             subject: message.subject.to_string(),
             payload: message.payload.clone(),
-            decoded: decode(&message.payload).map_err(|reason| reason.to_string()),
+            decoded,
+            operator,
         });
         kept.push((message, stream_seq));
     }

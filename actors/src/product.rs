@@ -33,6 +33,29 @@ pub const MAX_PRICE: u64 = 1 << 53;
 /// ones publishers chose can never run out.
 pub const MAX_ID: i64 = 1 << 53;
 
+/// The message header that names the operator who sent a change from the
+/// web UI's forms (set by the service from the session, never from a field).
+pub const OPERATOR_HEADER: &str = "Products-Operator";
+/// The longest operator name.
+pub const MAX_OPERATOR_CHARS: usize = 64;
+
+/// An operator's name, wherever it comes from (the users file, the sign-in
+/// form, a proxy's header, a message's [`OPERATOR_HEADER`]): 1 to
+/// [`MAX_OPERATOR_CHARS`] characters, no control characters, no `:`, no
+/// space at either end.
+pub fn check_operator(name: &str) -> Result<&str, String> {
+    let len = name.chars().count();
+    if len == 0 || len > MAX_OPERATOR_CHARS {
+        return Err(format!("must be 1 to {MAX_OPERATOR_CHARS} characters"));
+    }
+    if name.chars().any(|c| c.is_control() || c == ':') || name.trim() != name {
+        return Err(
+            "must not contain control characters or ':', nor start or end with a space".into(),
+        );
+    }
+    Ok(name)
+}
+
 /// A product as stored and served (its schema in `/openapi.json` is derived
 /// from this type, serde attributes included).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, salvo::oapi::ToSchema)]
@@ -59,6 +82,10 @@ pub struct Product {
     /// the detail page, not served as JSON).
     #[serde(skip)]
     pub updated_at: String,
+    /// The operator who last changed it through the web UI's forms; absent
+    /// when its last message came from another publisher.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_by: Option<String>,
 }
 
 /// A decoded, valid message: a product to create or replace.

@@ -30,6 +30,9 @@ pub struct Model {
     /// message) so that an older update redelivered later does not bring it
     /// back; reads skip it.
     pub deleted: bool,
+    /// Who last changed it through the web UI's forms (the message's
+    /// `Products-Operator` header); `None` for a publisher's own message.
+    pub operator: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

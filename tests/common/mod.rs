@@ -463,6 +463,7 @@ pub fn product_message(stream_seq: u64, id: Option<i64>, name: &str, price: i64)
         subject: "test.products".into(),
         payload: Bytes::from(format!("{update:?}")),
         decoded: Ok(update),
+        operator: None,
     }
 }
 
@@ -631,5 +632,6 @@ pub fn product(id: i64, revision: i64) -> std::sync::Arc<actors::product::Produc
         revision,
         stream_seq: revision,
         updated_at: String::new(),
+        changed_by: None,
     })
 }

@@ -101,7 +101,8 @@
       manufacturer: product.manufacturer,
       description: product.description || 'none',
       updated_at: product.updated_at,
-      stream_seq: String(product.stream_seq)
+      stream_seq: String(product.stream_seq),
+      changed_by: product.changed_by || 'a publisher'
     };
     Object.keys(fields).forEach(function (field) {
       var element = article.querySelector('[data-field="' + field + '"]');

@@ -322,6 +322,7 @@ mod tests {
             revision,
             stream_seq: revision + 100,
             updated_at: format!("2026-11-26 00:00:{revision:02} UTC"),
+            changed_by: None,
         }))
     }
 

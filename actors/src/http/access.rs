@@ -11,6 +11,7 @@
 //! Reads (the pages, the JSON API, `/events`) need no operator.
 
 use super::session::{self, Lifetimes, Session, SessionKey};
+use crate::product;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2};
 use ipnet::IpNet;
@@ -19,9 +20,6 @@ use salvo::prelude::*;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
-
-/// The longest operator name.
-pub const MAX_NAME_CHARS: usize = 64;
 
 /// How operators are known, as configured.
 #[derive(Clone, Debug)]
@@ -163,18 +161,9 @@ impl Access {
 }
 
 /// An operator name as taken from the users file, the sign-in form or a
-/// proxy: 1 to [`MAX_NAME_CHARS`] characters, no control characters, no `:`.
+/// proxy (the rule of [`product::check_operator`]).
 pub fn valid_name(name: &str) -> Result<&str, String> {
-    let len = name.chars().count();
-    if len == 0 || len > MAX_NAME_CHARS {
-        return Err(format!("must be 1 to {MAX_NAME_CHARS} characters"));
-    }
-    if name.chars().any(|c| c.is_control() || c == ':') || name.trim() != name {
-        return Err(
-            "must not contain control characters or ':', nor start or end with a space".into(),
-        );
-    }
-    Ok(name)
+    product::check_operator(name)
 }
 
 /// The operators of a users file: one `name:hash` a line (the hash an

@@ -11,7 +11,8 @@
 //! buffer is bounded, so a slow browser costs no more memory than that.
 //!
 //! Events: `product` with `{"id", "name", "price", "manufacturer",
-//! "description", "stream_seq", "updated_at", "revision", "count"}` or
+//! "description", "stream_seq", "updated_at", "changed_by", "revision",
+//! "count"}` or
 //! `{"id", "deleted": true, "revision", "count"}` (`count`: how many products
 //! there are now, `null` until the cache is rebuilt), and `reload` with
 //! `{"revision"}`.
@@ -119,6 +120,7 @@ fn encode(event: &LiveEvent, count: Option<u64>) -> String {
             "description": product.description,
             "stream_seq": product.stream_seq,
             "updated_at": product.updated_at,
+            "changed_by": product.changed_by,
             "revision": product.revision,
             "count": count,
         }),

@@ -1,16 +1,15 @@
 //! Where the manage forms publish: the product stream, with the form's
-//! `Nats-Msg-Id` and the operator's name in a header ([`OPERATOR_HEADER`]).
+//! `Nats-Msg-Id` and the operator's name in a header
+//! ([`crate::product::OPERATOR_HEADER`]).
 
 use crate::ingest::source::stream_identity;
+use crate::product::OPERATOR_HEADER;
 use async_nats::HeaderValue;
 use async_nats::jetstream::{self, message::PublishMessage};
 use bytes::Bytes;
 use std::str::FromStr;
 use std::time::Duration;
 
-/// The header that names the operator who sent a message from a form. Set
-/// by the service from the session, never from a form's field.
-pub const OPERATOR_HEADER: &str = "Products-Operator";
 /// How long a publish may take before the form says it failed.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 

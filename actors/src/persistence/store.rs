@@ -112,7 +112,7 @@ async fn write_products(
     let ids: Vec<i64> = by_id.keys().copied().collect();
     let created_by: Vec<String> = id_less
         .iter()
-        .map(|(seq, _)| creation_key(stream, *seq))
+        .map(|sequenced| creation_key(stream, sequenced.seq))
         .collect();
 
     let savepoint = txn.begin().await?;
@@ -129,8 +129,14 @@ async fn write_products(
         .collect())
 }
 
-/// An update with the stream sequence of its message.
-type Sequenced<'a> = (u64, &'a ProductUpdate);
+/// An update with the stream sequence of its message, and the operator who
+/// sent it from a form (if one did).
+#[derive(Clone, Copy)]
+struct Sequenced<'a> {
+    seq: u64,
+    update: &'a ProductUpdate,
+    operator: Option<&'a str>,
+}
 
 /// One update per id, the newest message winning: a statement may not touch a
 /// row twice. Newest by stream sequence, not by place in the batch: a
@@ -139,26 +145,30 @@ type Sequenced<'a> = (u64, &'a ProductUpdate);
 fn newest_per_id<'a>(
     messages: &[&'a Incoming],
 ) -> (BTreeMap<i64, Sequenced<'a>>, Vec<Sequenced<'a>>) {
-    let mut by_id = BTreeMap::new();
+    let mut by_id: BTreeMap<i64, Sequenced<'a>> = BTreeMap::new();
     let mut id_less = Vec::new();
     for message in messages {
         let Ok(update) = &message.decoded else {
             continue;
         };
         let seq = message.stream_seq;
+        let sequenced = Sequenced {
+            seq,
+            update,
+            operator: message.operator.as_deref(),
+        };
         match update.id {
             Some(id) => match by_id.entry(id) {
                 Entry::Occupied(mut kept) => {
-                    let (kept_seq, _) = kept.get();
-                    if seq > *kept_seq {
-                        kept.insert((seq, update));
+                    if seq > kept.get().seq {
+                        kept.insert(sequenced);
                     }
                 }
                 Entry::Vacant(slot) => {
-                    slot.insert((seq, update));
+                    slot.insert(sequenced);
                 }
             },
-            None => id_less.push((seq, update)),
+            None => id_less.push(sequenced),
         }
     }
     (by_id, id_less)
@@ -181,19 +191,21 @@ async fn upsert_by_id(
     let ids = by_id.keys().copied();
     let columns = Columns::of(by_id.values().copied());
     let sql = "INSERT INTO products \
-             (id, name, price, manufacturer, description, attributes, stream, stream_seq, deleted) \
+             (id, name, price, manufacturer, description, attributes, stream, stream_seq, deleted, \
+              operator) \
          SELECT u.id, u.name, u.price, u.manufacturer, \
                 CASE WHEN u.has_description THEN u.description END, u.attributes, $1, u.stream_seq, \
-                u.deleted \
+                u.deleted, CASE WHEN u.has_operator THEN u.operator END \
          FROM UNNEST($2::bigint[], $3::text[], $4::bigint[], $5::text[], $6::text[], \
-                     $7::bool[], $8::jsonb[], $9::bigint[], $10::bool[]) \
+                     $7::bool[], $8::jsonb[], $9::bigint[], $10::bool[], $11::text[], $12::bool[]) \
               AS u(id, name, price, manufacturer, description, has_description, attributes, stream_seq, \
-                   deleted) \
+                   deleted, operator, has_operator) \
          ON CONFLICT (id) DO UPDATE SET \
              name = excluded.name, price = excluded.price, manufacturer = excluded.manufacturer, \
              description = excluded.description, attributes = excluded.attributes, \
              stream = excluded.stream, stream_seq = excluded.stream_seq, \
-             updated_at = excluded.updated_at, deleted = excluded.deleted \
+             updated_at = excluded.updated_at, deleted = excluded.deleted, \
+             operator = excluded.operator \
          WHERE products.stream <> excluded.stream OR products.stream_seq < excluded.stream_seq \
          RETURNING *";
     let mut values = vec![stream.into(), array(ArrayType::BigInt, ids)];
@@ -215,6 +227,9 @@ struct Columns {
     stream_seq: Vec<i64>,
     /// A deletion (`{"id": N, "deleted": true}`): kept as a deleted row.
     deleted: Vec<bool>,
+    /// Who sent it from a form; as `description`, `has_operator` says if any.
+    operator: Vec<String>,
+    has_operator: Vec<bool>,
 }
 
 impl Columns {
@@ -228,8 +243,19 @@ impl Columns {
             attributes: Vec::new(),
             stream_seq: Vec::new(),
             deleted: Vec::new(),
+            operator: Vec::new(),
+            has_operator: Vec::new(),
         };
-        for (seq, update) in updates {
+        for Sequenced {
+            seq,
+            update,
+            operator,
+        } in updates
+        {
+            columns
+                .operator
+                .push(operator.unwrap_or_default().to_owned());
+            columns.has_operator.push(operator.is_some());
             columns.name.push(update.name.clone());
             columns.price.push(update.price);
             columns.manufacturer.push(update.manufacturer.clone());
@@ -246,7 +272,7 @@ impl Columns {
         columns
     }
 
-    fn into_values(self) -> [Value; 8] {
+    fn into_values(self) -> [Value; 10] {
         [
             array(ArrayType::String, self.name),
             array(ArrayType::BigInt, self.price),
@@ -256,6 +282,8 @@ impl Columns {
             array(ArrayType::Json, self.attributes),
             array(ArrayType::BigInt, self.stream_seq),
             array(ArrayType::Bool, self.deleted),
+            array(ArrayType::String, self.operator),
+            array(ArrayType::Bool, self.has_operator),
         ]
     }
 }
@@ -313,18 +341,22 @@ async fn insert_new(
     if id_less.is_empty() {
         return Ok(Vec::new());
     }
-    let keys = id_less.iter().map(|(seq, _)| creation_key(stream, *seq));
+    let keys = id_less
+        .iter()
+        .map(|sequenced| creation_key(stream, sequenced.seq));
     let keys = array(ArrayType::String, keys);
     let columns = Columns::of(id_less.iter().copied());
     let sql = "INSERT INTO products \
-             (name, price, manufacturer, description, attributes, stream, stream_seq, created_by) \
+             (name, price, manufacturer, description, attributes, stream, stream_seq, created_by, \
+              operator) \
          SELECT u.name, u.price, u.manufacturer, \
                 CASE WHEN u.has_description THEN u.description END, u.attributes, $1, \
-                u.stream_seq, u.created_by \
+                u.stream_seq, u.created_by, CASE WHEN u.has_operator THEN u.operator END \
          FROM UNNEST($2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], \
-                     $7::bool[], $8::jsonb[], $9::bigint[], $10::bool[]) WITH ORDINALITY \
+                     $7::bool[], $8::jsonb[], $9::bigint[], $10::bool[], $11::text[], $12::bool[]) \
+                     WITH ORDINALITY \
               AS u(created_by, name, price, manufacturer, description, has_description, \
-                   attributes, stream_seq, deleted, n) \
+                   attributes, stream_seq, deleted, operator, has_operator, n) \
          ORDER BY u.n \
          ON CONFLICT (created_by) DO NOTHING \
          RETURNING *";
@@ -568,6 +600,7 @@ impl From<products::Model> for Product {
                 .naive_utc()
                 .format("%Y-%m-%d %H:%M:%S UTC")
                 .to_string(),
+            changed_by: row.operator,
         }
     }
 }
