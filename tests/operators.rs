@@ -489,3 +489,64 @@ async fn a_change_made_through_a_form_names_its_operator_and_a_publishers_does_n
     );
     assert_eq!(app.get("/products/41").await.status(), 404);
 }
+
+#[tokio::test]
+async fn a_session_from_one_replica_is_taken_by_another_with_the_same_key() {
+    let first = TestApp::spawn().await;
+    // A second replica: the same database, stream and key, a durable of its own.
+    let mut settings = first.settings.clone();
+    settings.nats_durable = format!("{}-2", settings.nats_durable);
+    let second = products::App::start(&settings, "second-replica", RestartBudget::default())
+        .await
+        .expect("the second replica starts");
+    let second_base = format!("http://{}", second.http_addr());
+
+    let alice = first.sign_in(ALICE).await;
+    let token = first.form_token(&alice).await;
+    let page = no_redirect()
+        .get(format!("{second_base}/manage/new"))
+        .header("Cookie", &alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200, "the other replica knows the session");
+    let sent = no_redirect()
+        .post(format!("{second_base}/manage/save"))
+        .header("Cookie", &alice)
+        .form(&[
+            ("csrf", token.as_str()),
+            ("id", "7"),
+            ("name", "from the first replica's form"),
+            ("price", "7"),
+            ("manufacturer", "m"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 303, "the other replica took the form");
+    assert_eq!(first.wait_for_product(7).await["changed_by"], "alice");
+    second.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn without_a_session_key_a_random_one_is_made_and_the_log_says_what_that_means() {
+    let settings = unique_settings();
+    let _cleanup = crate::common::Cleanup::new(&settings);
+    let users = crate::common::operators_file();
+    let mut service = crate::common::process::ServiceProcess::start_with_env(
+        &settings,
+        &[("MANAGE_USERS_FILE", users.to_str().unwrap())],
+    );
+    let base = service.base().await;
+    let status = reqwest::get(format!("{base}/signin"))
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200, "managing is on");
+    let log = service.log();
+    assert!(
+        log.contains("MANAGE_SESSION_KEY is not set")
+            && log.contains("sign in again after a restart"),
+        "{log}"
+    );
+}
