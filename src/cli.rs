@@ -40,7 +40,7 @@ pub enum Command {
     /// `smoke-<uuid>` (with a random id from 2^52) through JetStream, wait until
     /// the service at --url serves it as JSON and in its HTML list, and print how
     /// long that took. Exits non-zero if it is not served within --timeout. The
-    /// product stays (there is no delete message).
+    /// product stays (delete it with `{"id": ID, "deleted": true}`).
     Smoke {
         /// The service's address (http://).
         #[arg(long, env = "PRODUCTS_URL", default_value = "http://localhost:8000")]

@@ -7,10 +7,9 @@
 //!
 //! The product is recognisable and stays: its name is `smoke-<uuid>`, its
 //! manufacturer `products smoke`, and its id an explicit random one in
-//! [`SMOKE_IDS`], far above the ids the service assigns to id-less products
-//! (there is no delete message yet). Because the service keeps its id sequence
-//! ahead of every id in the table, products created without an id after a
-//! smoke run get ids above the smoke product's.
+//! [`SMOKE_IDS`], far above the ids the service assigns to id-less products.
+//! It moves nothing: the service gives id-less products the smallest free ids
+//! after the ones it gave before, whatever ids publishers chose.
 
 use crate::produce;
 use crate::settings::Settings;
@@ -21,9 +20,9 @@ use std::future::Future;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-/// The ids a smoke product takes: 2^52 up to 2^52 + 2^32, so that ids the
-/// service assigns afterwards still stay below 2^53 (the largest integer a JSON
-/// number carries exactly) for a very long time.
+/// The ids a smoke product takes: 2^52 up to 2^52 + 2^32, far from the small
+/// ids the service assigns and below 2^53 (the largest integer a JSON number
+/// carries exactly).
 pub const SMOKE_IDS: Range<i64> = (1 << 52)..(1 << 52) + (1 << 32);
 /// The name of a product `smoke` publishes starts with this.
 pub const NAME_PREFIX: &str = "smoke-";

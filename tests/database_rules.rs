@@ -24,6 +24,48 @@ async fn an_id_less_product_does_not_collide_with_ids_written_by_hand() {
 }
 
 #[tokio::test]
+async fn an_id_less_product_after_the_largest_explicit_id_gets_a_small_one_a_message_can_delete() {
+    let app = TestApp::spawn().await;
+    app.publish(r#"{"id":9007199254740992,"name":"at the top","price":1,"manufacturer":"m"}"#)
+        .await;
+    app.wait_for_product(9_007_199_254_740_992).await;
+    app.publish(r#"{"name":"id-less","price":1,"manufacturer":"m"}"#)
+        .await;
+    let listed = app.wait_for_list_len(2).await;
+    assert_eq!(listed[0]["name"], "id-less");
+    let id = listed[0]["id"].as_i64().unwrap();
+    assert_eq!(id, 1);
+    app.publish(format!(r#"{{"id":{id},"deleted":true}}"#))
+        .await;
+    let listed = app.wait_for_list_len(1).await;
+    assert_eq!(listed[0]["name"], "at the top");
+    assert_eq!(app.rejected_count().await, 0);
+}
+
+#[tokio::test]
+async fn an_id_less_product_that_no_id_is_left_for_is_set_aside_with_the_reason() {
+    let app = TestApp::spawn().await;
+    app.publish(r#"{"id":1,"name":"first","price":1,"manufacturer":"m"}"#)
+        .await;
+    app.wait_for_product(1).await;
+    // As if 2^53 ids had been assigned.
+    app.sql("SELECT setval('products_id_seq', 9007199254740992)")
+        .await;
+    app.publish(r#"{"name":"one too many","price":1,"manufacturer":"m"}"#)
+        .await;
+    app.publish(r#"{"id":2,"name":"behind it","price":1,"manufacturer":"m"}"#)
+        .await;
+    app.wait_for_product(2).await;
+    wait_until("the id-less product is set aside", || async {
+        app.rejected_count().await == 1
+    })
+    .await;
+    let (_, page) = app.get_text("/rejected").await;
+    assert!(page.contains("no product id is left to assign"), "{page}");
+    assert_eq!(app.wait_for_list_len(2).await.len(), 2);
+}
+
+#[tokio::test]
 async fn a_message_refused_by_a_new_constraint_is_redelivered_not_set_aside() {
     let app = TestApp::spawn().await;
     app.sql("ALTER TABLE products ADD CONSTRAINT price_below_1000 CHECK (price < 1000)")

@@ -129,3 +129,20 @@ async fn smoke_publishes_nothing_when_the_service_does_not_answer() {
     let mut stream = app.js.get_stream(&app.settings.nats_stream).await.unwrap();
     assert_eq!(stream.info().await.unwrap().state.messages, 0);
 }
+
+#[tokio::test]
+async fn after_a_smoke_run_the_next_id_less_product_gets_the_next_small_id() {
+    let app = TestApp::spawn().await;
+    app.publish(r#"{"name":"first","price":1,"manufacturer":"m"}"#)
+        .await;
+    assert_eq!(app.wait_for_list_len(1).await[0]["id"], 1);
+    let (output, _) = smoke(&app.settings, &app.base, "10s").await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+
+    app.publish(r#"{"name":"after the smoke run","price":1,"manufacturer":"m"}"#)
+        .await;
+    let listed = app.wait_for_list_len(3).await;
+    assert_eq!(listed[1]["name"], "after the smoke run");
+    assert_eq!(listed[1]["id"], 2, "{listed:?}");
+    assert!(SMOKE_IDS.contains(&listed[2]["id"].as_i64().unwrap()));
+}

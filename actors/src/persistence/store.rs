@@ -117,7 +117,6 @@ async fn write_products(
 
     let savepoint = txn.begin().await?;
     let mut current = upsert_by_id(&savepoint, stream, by_id).await?;
-    advance_id_sequence(&savepoint, ids.last().copied()).await?;
     current.extend(insert_new(&savepoint, stream, id_less).await?);
     current.extend(read_unchanged(&savepoint, &current, ids, created_by).await?);
     savepoint.commit().await?;
@@ -312,27 +311,10 @@ async fn rows(
         .await?)
 }
 
-/// Keeps the id sequence ahead of every id in the table (the batch's, and any
-/// written by hand or imported), so that the next id-less product does not
-/// collide with one. `setval` is not transactional: other writers see it at once.
-async fn advance_id_sequence(
-    txn: &DatabaseTransaction,
-    batch_max_id: Option<i64>,
-) -> Result<(), StoreError> {
-    txn.execute_raw(Statement::from_sql_and_values(
-        txn.get_database_backend(),
-        "SELECT setval('products_id_seq', wanted.id) \
-         FROM (SELECT GREATEST($1::bigint, (SELECT max(id) FROM products)) AS id) AS wanted, \
-              products_id_seq \
-         WHERE wanted.id > last_value OR (wanted.id = last_value AND NOT is_called)",
-        [batch_max_id.unwrap_or(0).into()],
-    ))
-    .await?;
-    Ok(())
-}
-
 /// Creates the id-less products, each once: a redelivered message finds its
-/// `created_by` key taken and writes nothing. Ids are given in stream order.
+/// `created_by` key taken and writes nothing. Ids are given in stream order,
+/// by the column's default (`next_product_id()`: the sequence's next id, or
+/// the first free one after it, never past 2^53).
 async fn insert_new(
     txn: &DatabaseTransaction,
     stream: &str,
