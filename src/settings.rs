@@ -35,6 +35,9 @@ pub mod bounds {
     pub const DATABASE_MAX_CONNECTIONS: RangeInclusive<u32> = 2..=1000;
     /// At most 1000 rows per transaction (and 4 × this many unacked messages).
     pub const INGEST_BATCH_SIZE: RangeInclusive<u16> = 1..=1000;
+    pub const INGEST_MAX_DELIVERIES: RangeInclusive<u32> = 1..=100;
+    /// Doubled with each delivery, up to a minute.
+    pub const INGEST_RETRY_DELAY: RangeInclusive<Duration> = millis(100)..=secs(60);
     /// Up to ten million products (a few GB of memory).
     /// 1 MiB to 64 GiB.
     pub const CACHE_MAX_BYTES: RangeInclusive<u64> = (1 << 20)..=(64 << 30);
@@ -52,6 +55,10 @@ pub mod bounds {
 
     const fn secs(s: u64) -> Duration {
         Duration::from_secs(s)
+    }
+
+    const fn millis(ms: u64) -> Duration {
+        Duration::from_millis(ms)
     }
 }
 
@@ -142,6 +149,19 @@ pub struct Settings {
     #[arg(long, env = "INGEST_BATCH_SIZE", global = true, default_value_t = 500,
           value_parser = number_in(bounds::INGEST_BATCH_SIZE))]
     pub ingest_batch_size: u16,
+
+    /// Deliveries of a message that Postgres refuses for a rule of the
+    /// database (a constraint) before it is set aside in rejected_messages
+    /// with Postgres's reason (1 to 100).
+    #[arg(long, env = "INGEST_MAX_DELIVERIES", global = true, default_value_t = 5,
+          value_parser = number_in(bounds::INGEST_MAX_DELIVERIES))]
+    pub ingest_max_deliveries: u32,
+
+    /// How long such a refused message waits before it comes again, doubling
+    /// with each delivery up to a minute (100ms to 1m).
+    #[arg(long, env = "INGEST_RETRY_DELAY", global = true, default_value = "1s",
+          value_parser = duration_in(bounds::INGEST_RETRY_DELAY))]
+    pub ingest_retry_delay: Duration,
 
     /// How often the cache is invalidated (1s to 1day).
     #[arg(long, env = "CACHE_INVALIDATE_EVERY", global = true, default_value = "15s",
@@ -320,6 +340,12 @@ impl Settings {
             |v| v.to_string(),
         )?;
         in_range(
+            "INGEST_MAX_DELIVERIES",
+            self.ingest_max_deliveries,
+            INGEST_MAX_DELIVERIES,
+            |v| v.to_string(),
+        )?;
+        in_range(
             "EVENTS_MAX_FOLLOWERS",
             self.events_max_followers,
             EVENTS_MAX_FOLLOWERS,
@@ -338,6 +364,11 @@ impl Settings {
                 CACHE_INVALIDATE_EVERY,
             ),
             ("SHUTDOWN_TIMEOUT", self.shutdown_timeout, SHUTDOWN_TIMEOUT),
+            (
+                "INGEST_RETRY_DELAY",
+                self.ingest_retry_delay,
+                INGEST_RETRY_DELAY,
+            ),
             (
                 "MANAGE_SESSION_IDLE",
                 self.manage_session_idle,
@@ -449,6 +480,11 @@ impl Settings {
             ),
             ("INGEST_BATCH_SIZE", self.ingest_batch_size.to_string()),
             (
+                "INGEST_MAX_DELIVERIES",
+                self.ingest_max_deliveries.to_string(),
+            ),
+            ("INGEST_RETRY_DELAY", show_duration(self.ingest_retry_delay)),
+            (
                 "CACHE_INVALIDATE_EVERY",
                 show_duration(self.cache_invalidate_every),
             ),
@@ -556,6 +592,8 @@ impl Settings {
             ack_wait: self.nats_ack_wait,
             duplicate_window: self.nats_duplicate_window,
             recreate_consumer: self.nats_recreate_consumer,
+            max_deliveries: self.ingest_max_deliveries,
+            retry_delay: self.ingest_retry_delay,
         }
     }
 }

@@ -71,6 +71,7 @@ async fn a_batch_is_stored_at_once_and_a_redelivery_of_it_changes_nothing() {
         payload: Bytes::from_static(b"{oops"),
         decoded: Err("the payload is not valid JSON".into()),
         operator: None,
+        last_delivery: false,
     });
 
     let applied = fixture.store(first.clone()).await;

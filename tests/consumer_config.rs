@@ -88,6 +88,25 @@ async fn a_consumer_with_another_ack_wait_is_updated_and_read() {
 }
 
 #[tokio::test]
+async fn a_consumer_with_its_own_delivery_bounds_gets_the_services_own() {
+    let (settings, cleanup) = with_existing_consumer(|_, config| {
+        // An operator's bounds: JetStream would drop a message after three
+        // deliveries, whatever the service made of it.
+        config.max_deliver = 3;
+        config.backoff = vec![Duration::from_secs(1), Duration::from_secs(2)];
+    })
+    .await;
+    let app = TestApp::spawn_full(settings, RestartBudget::default(), cleanup).await;
+    app.publish(r#"{"id":1,"name":"pen","price":10,"manufacturer":"bic"}"#)
+        .await;
+    app.wait_for_product(1).await;
+    let config = app.consumer_info().await.config;
+    assert!(config.max_deliver <= 0, "unlimited: {}", config.max_deliver);
+    assert!(config.backoff.is_empty(), "{:?}", config.backoff);
+    assert_eq!(config.ack_wait, app.settings.nats_ack_wait);
+}
+
+#[tokio::test]
 async fn with_recreate_allowed_a_consumer_with_another_filter_is_replaced_and_read() {
     let (mut settings, cleanup) = with_existing_consumer(|settings, config| {
         config.filter_subject = settings.nats_subject.replace("products", "orders");

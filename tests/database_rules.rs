@@ -3,7 +3,9 @@
 //! constraint the contract does not know (added by a deployment) holds the
 //! message back for redelivery instead of discarding it.
 
-use crate::common::{TestApp, wait_until};
+use crate::common::{TestApp, unique_settings, wait_until, wait_until_within};
+use actors::supervisor::RestartBudget;
+use std::time::Duration;
 
 #[tokio::test]
 async fn an_id_less_product_does_not_collide_with_ids_written_by_hand() {
@@ -66,8 +68,11 @@ async fn an_id_less_product_that_no_id_is_left_for_is_set_aside_with_the_reason(
 }
 
 #[tokio::test]
-async fn a_message_refused_by_a_new_constraint_is_redelivered_not_set_aside() {
-    let app = TestApp::spawn().await;
+async fn a_message_refused_by_a_new_constraint_is_redelivered_not_set_aside_before_its_last_delivery()
+ {
+    let mut settings = unique_settings();
+    settings.ingest_max_deliveries = 100;
+    let app = TestApp::spawn_with(settings, RestartBudget::default()).await;
     app.sql("ALTER TABLE products ADD CONSTRAINT price_below_1000 CHECK (price < 1000)")
         .await;
     // Alone in its batch: no other message shows that the database is at fault.
@@ -88,4 +93,73 @@ async fn a_message_refused_by_a_new_constraint_is_redelivered_not_set_aside() {
         .await;
     assert_eq!(app.wait_for_product(5).await["price"], 5000);
     app.wait_for_readiness("postgres", true).await;
+}
+
+#[tokio::test]
+async fn thousands_of_refused_messages_are_set_aside_and_a_valid_one_behind_them_is_stored_within_a_minute()
+ {
+    let app = TestApp::spawn().await;
+    app.sql("ALTER TABLE products ADD CONSTRAINT price_below_1000 CHECK (price < 1000)")
+        .await;
+    // More than the consumer's max_ack_pending (4 × 500): were they held
+    // forever, nothing behind them would ever be delivered.
+    const REFUSED: usize = 2100;
+    let acks = futures::future::join_all((0..REFUSED).map(|i| {
+        let payload = format!(
+            r#"{{"id":{},"name":"lamp","price":5000,"manufacturer":"m"}}"#,
+            i + 1
+        );
+        let js = app.js.clone();
+        let subject = app.settings.nats_subject.clone();
+        async move {
+            js.publish(subject, payload.into())
+                .await
+                .unwrap()
+                .await
+                .unwrap()
+        }
+    }))
+    .await;
+    assert_eq!(acks.len(), REFUSED);
+    app.publish(r#"{"id":99999,"name":"pen","price":10,"manufacturer":"bic"}"#)
+        .await;
+
+    // While they come again, /readyz names the constraint and /metrics
+    // counts them.
+    let body = app.wait_for_readiness("postgres", false).await;
+    assert!(
+        body["postgres"]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("price_below_1000"),
+        "{body}"
+    );
+    wait_until(
+        "the refused messages are counted as being retried",
+        || async {
+            app.get_text("/metrics").await.1.lines().any(|line| {
+                line.starts_with("products_consumer_redelivered_messages{") && !line.ends_with(" 0")
+            })
+        },
+    )
+    .await;
+
+    wait_until_within(
+        "the valid product behind them is stored",
+        Duration::from_secs(60),
+        || async { app.get("/products/99999").await.status() == 200 },
+    )
+    .await;
+    wait_until_within(
+        "every refused message is set aside",
+        Duration::from_secs(60),
+        || async { app.rejected_count().await == REFUSED as u64 },
+    )
+    .await;
+    let (_, page) = app.get_text("/rejected").await;
+    assert!(
+        page.contains("price_below_1000"),
+        "the reason is Postgres's: {page}"
+    );
+    assert_eq!(app.get("/products/1").await.status(), 404);
 }

@@ -33,6 +33,7 @@ fn deletion(stream_seq: u64, id: i64) -> Incoming {
         subject: "test.products".into(),
         decoded: actors::product::decode(payload.as_bytes()).map_err(|e| e.to_string()),
         operator: None,
+        last_delivery: false,
         payload: Bytes::from(payload),
     }
 }
@@ -185,6 +186,7 @@ async fn the_outcome_of_a_message_is_waiting_then_stored_or_rejected() {
         payload: Bytes::from_static(b"{}"),
         decoded: Err("the field `name` is missing".into()),
         operator: None,
+        last_delivery: false,
     };
     fixture.store(batch("S@1", vec![invalid])).await;
     assert_eq!(

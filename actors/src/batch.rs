@@ -30,6 +30,10 @@ pub struct Incoming {
     /// The operator who sent it from the web UI's forms (its
     /// `Products-Operator` header), if one did.
     pub operator: Option<String>,
+    /// This is its last delivery (`INGEST_MAX_DELIVERIES`): if Postgres
+    /// refuses it again, even for a rule of the database, it is set aside
+    /// rather than redelivered, so refused messages never stall the consumer.
+    pub last_delivery: bool,
 }
 
 /// What storing a batch did.
@@ -50,7 +54,8 @@ pub enum Outcome {
     /// Kept in `rejected_messages` with its reason: terminate it, never redeliver.
     SetAside(Rejection),
     /// Not stored, through no fault of its own (a rule of the database, such
-    /// as a constraint added by a deployment): redeliver it later.
+    /// as a constraint added by a deployment): redeliver it later, up to its
+    /// last delivery.
     Retry { reason: String },
 }
 
@@ -59,7 +64,9 @@ pub enum Outcome {
 pub enum Rejection {
     /// Not a valid product (see [`crate::product::decode`]).
     Invalid(String),
-    /// Valid, but its data is something Postgres cannot hold (a data exception).
+    /// Valid, but Postgres refused it: its data is something Postgres cannot
+    /// hold (a data exception), or it broke a rule of the database on its last
+    /// delivery.
     RefusedByPostgres(String),
 }
 

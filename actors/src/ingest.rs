@@ -16,8 +16,12 @@
 //!
 //! After the commit, the new versions go to the cache, then each message is
 //! answered as persistence says: acked (stored), terminated (set aside in
-//! `rejected_messages`), or nak'ed with a delay (to be tried again). If the
-//! batch cannot be stored at all, every message of it is nak'ed with a delay.
+//! `rejected_messages`), or nak'ed with a delay that doubles with each of its
+//! deliveries (`INGEST_RETRY_DELAY`), to be tried again; a message on its last
+//! delivery (`INGEST_MAX_DELIVERIES`) that Postgres refuses is set aside
+//! instead, so refused messages never fill the consumer's unanswered window.
+//! If the batch cannot be stored at all (Postgres away), every message of it
+//! is nak'ed with the actor's back-off, however often it has come.
 //!
 //! What ingest knows of its job (NATS connected, consumer set up, last store)
 //! it writes to [`Health`], where `/readyz` reads it without asking. What it
@@ -103,6 +107,9 @@ impl LagSampler {
                             metrics
                                 .consumer_ack_pending
                                 .set(info.num_ack_pending as f64);
+                            metrics
+                                .consumer_redelivered
+                                .set(info.num_redelivered as f64);
                         }
                         Err(error) => debug!(%error, "cannot sample the consumer's lag"),
                     }
@@ -297,7 +304,7 @@ impl IngestState {
         stream_id: String,
         messages: Vec<jetstream::Message>,
     ) -> Duration {
-        let (messages, batch) = to_batch(stream_id, messages, &self.metrics);
+        let (messages, batch) = to_batch(stream_id, messages, &self.config, &self.metrics);
         let ids: Vec<Option<i64>> = batch
             .messages
             .iter()
@@ -314,17 +321,19 @@ impl IngestState {
                     Outcome::Retry { reason } => Some(reason.clone()),
                     _ => None,
                 });
-                let delay = match &retry {
-                    Some(_) => self.backoff.next_delay(),
-                    None => {
-                        self.backoff.reset();
-                        Duration::ZERO
-                    }
-                };
-                for (((message, seq), outcome), id) in messages.iter().zip(&outcomes).zip(ids) {
+                // The batch committed: the next one is pulled at once, also
+                // when some of its messages were refused (each comes again
+                // after its own wait, and the ones behind it must not wait).
+                self.backoff.reset();
+                for ((kept, outcome), id) in messages.iter().zip(&outcomes).zip(ids) {
                     self.count(outcome);
-                    answer(message, outcome, delay)
-                        .instrument(info_span!("message", stream_seq = *seq, product_id = id))
+                    let delay = self.config.retry_delay_after(kept.delivered);
+                    answer(&kept.message, outcome, delay)
+                        .instrument(info_span!(
+                            "message",
+                            stream_seq = kept.seq,
+                            product_id = id
+                        ))
                         .await;
                 }
                 self.health.update_ingest(|h| {
@@ -332,14 +341,14 @@ impl IngestState {
                         retry.map(|reason| format!("cannot store a message: {reason}"))
                 });
                 debug!(messages = messages.len(), "batch stored");
-                delay
+                Duration::ZERO
             }
             Err(failure) => {
                 let delay = self.backoff.next_delay();
                 warn!(error = %failure, messages = messages.len(), retry_in = ?delay, "cannot store batch; it will be redelivered");
                 self.metrics.retried.increment(messages.len() as u64);
-                for (message, _) in &messages {
-                    let _ = message.ack_with(AckKind::Nak(Some(delay))).await;
+                for kept in &messages {
+                    let _ = kept.message.ack_with(AckKind::Nak(Some(delay))).await;
                 }
                 self.health.update_ingest(|h| {
                     h.store_problem = Some(format!("cannot store messages: {failure}"))
@@ -362,11 +371,7 @@ impl IngestState {
 
     /// Has persistence store the batch, telling JetStream meanwhile that its
     /// messages are in progress, so that a slow store is never redelivered.
-    async fn store(
-        &self,
-        batch: Batch,
-        messages: &[(jetstream::Message, u64)],
-    ) -> Result<Stored, StoreFailure> {
+    async fn store(&self, batch: Batch, messages: &[Pulled]) -> Result<Stored, StoreFailure> {
         let persistence = persistence::peer(&self.names);
         let call = persistence.ask(
             |reply| PersistenceMsg::StoreBatch { batch, reply },
@@ -379,8 +384,8 @@ impl IngestState {
             tokio::select! {
                 stored = &mut call => return Ok(stored??),
                 _ = progress.tick() => {
-                    for (message, _) in messages {
-                        let _ = message.ack_with(AckKind::Progress).await;
+                    for kept in messages {
+                        let _ = kept.message.ack_with(AckKind::Progress).await;
                     }
                 }
             }
@@ -402,11 +407,20 @@ impl IngestState {
 
 /// Decodes each message into the batch handed to persistence, keeping each
 /// message (with its stream sequence) to answer it afterwards.
+/// A message pulled, with what ingest needs to answer it.
+struct Pulled {
+    message: jetstream::Message,
+    seq: u64,
+    /// Its delivery, counting from 1.
+    delivered: u64,
+}
+
 fn to_batch(
     stream: String,
     messages: Vec<jetstream::Message>,
+    config: &IngestConfig,
     metrics: &Metrics,
-) -> (Vec<(jetstream::Message, u64)>, Batch) {
+) -> (Vec<Pulled>, Batch) {
     let mut kept = Vec::with_capacity(messages.len());
     let mut incoming = Vec::with_capacity(messages.len());
     for message in messages {
@@ -418,7 +432,8 @@ fn to_batch(
             continue;
         };
         let stream_seq = info.stream_sequence;
-        if info.delivered > 1 {
+        let delivered = u64::try_from(info.delivered).unwrap_or(1).max(1);
+        if delivered > 1 {
             metrics.redelivered.increment(1);
         }
         let operator = message
@@ -436,8 +451,13 @@ fn to_batch(
             payload: message.payload.clone(),
             decoded,
             operator,
+            last_delivery: delivered >= u64::from(config.max_deliveries),
         });
-        kept.push((message, stream_seq));
+        kept.push(Pulled {
+            message,
+            seq: stream_seq,
+            delivered,
+        });
     }
     let batch = Batch {
         stream,

@@ -31,6 +31,7 @@ pub const BATCH_SIZE: &str = "products_batch_size_messages";
 pub const STORE_DURATION: &str = "products_store_duration_seconds";
 pub const CONSUMER_PENDING: &str = "products_consumer_pending_messages";
 pub const CONSUMER_ACK_PENDING: &str = "products_consumer_ack_pending_messages";
+pub const CONSUMER_REDELIVERED: &str = "products_consumer_redelivered_messages";
 pub const CACHE_HITS: &str = "products_cache_hits_total";
 pub const CACHE_MISSES: &str = "products_cache_misses_total";
 pub const CACHE_ENTRIES: &str = "products_cache_entries";
@@ -130,6 +131,11 @@ fn describe() {
         Unit::Count,
         "Messages delivered and not answered yet (sampled every 2 s)."
     );
+    describe_gauge!(
+        CONSUMER_REDELIVERED,
+        Unit::Count,
+        "Messages being retried: delivered more than once and not answered yet, on every replica (sampled every 2 s)."
+    );
     describe_counter!(
         CACHE_HITS,
         "Block reads (64 ids a block) the cache answered from memory."
@@ -200,6 +206,7 @@ pub struct Metrics {
     pub store_duration: Histogram,
     pub consumer_pending: Gauge,
     pub consumer_ack_pending: Gauge,
+    pub consumer_redelivered: Gauge,
     pub cache_hits: Counter,
     pub cache_misses: Counter,
     pub cache_entries: Gauge,
@@ -234,6 +241,7 @@ impl Metrics {
             store_duration: histogram!(STORE_DURATION, &a()),
             consumer_pending: gauge!(CONSUMER_PENDING, &a()),
             consumer_ack_pending: gauge!(CONSUMER_ACK_PENDING, &a()),
+            consumer_redelivered: gauge!(CONSUMER_REDELIVERED, &a()),
             cache_hits: counter!(CACHE_HITS, &a()),
             cache_misses: counter!(CACHE_MISSES, &a()),
             cache_entries: gauge!(CACHE_ENTRIES, &a()),

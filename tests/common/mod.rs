@@ -464,6 +464,7 @@ pub fn product_message(stream_seq: u64, id: Option<i64>, name: &str, price: i64)
         payload: Bytes::from(format!("{update:?}")),
         decoded: Ok(update),
         operator: None,
+        last_delivery: false,
     }
 }
 

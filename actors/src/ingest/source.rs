@@ -30,7 +30,16 @@ pub struct IngestConfig {
     /// Whether a durable consumer whose configuration cannot be changed to the
     /// one this service needs may be deleted and created again.
     pub recreate_consumer: bool,
+    /// Deliveries of a message Postgres refuses for a rule of the database
+    /// before it is set aside (`INGEST_MAX_DELIVERIES`).
+    pub max_deliveries: u32,
+    /// The wait before a refused message comes again, doubling with each
+    /// delivery up to [`MAX_RETRY_DELAY`] (`INGEST_RETRY_DELAY`).
+    pub retry_delay: Duration,
 }
+
+/// The longest wait before a refused message comes again.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
 
 impl IngestConfig {
     /// The stream as this service creates it when it is missing (`produce` uses
@@ -44,6 +53,17 @@ impl IngestConfig {
         }
     }
 
+    /// How long a message refused on its `delivered`th delivery waits before
+    /// the next.
+    pub fn retry_delay_after(&self, delivered: u64) -> Duration {
+        let doublings = u32::try_from(delivered.saturating_sub(1))
+            .unwrap_or(u32::MAX)
+            .min(16);
+        self.retry_delay
+            .saturating_mul(1 << doublings)
+            .min(MAX_RETRY_DELAY)
+    }
+
     /// The durable consumer this service needs.
     pub fn consumer_config(&self) -> pull::Config {
         pull::Config {
@@ -53,6 +73,12 @@ impl IngestConfig {
             filter_subject: self.subject.clone(),
             // Room for one batch in flight and the next one buffered.
             max_ack_pending: (self.batch_size * 4) as i64,
+            // Delivered until answered: a message that cannot be stored now
+            // (Postgres away) is never dropped by JetStream. Refused ones are
+            // bounded by the service itself (`max_deliveries`), and their
+            // waits are its naks', not a JetStream back-off.
+            max_deliver: -1,
+            backoff: Vec::new(),
             ..Default::default()
         }
     }
@@ -172,6 +198,27 @@ fn differences(have: &consumer::Config, want: &pull::Config, kind: Changeable) -
         differ(
             Changeable::Yes,
             format!("ack_wait {:?} -> {:?}", have.ack_wait, want.ack_wait),
+        );
+    }
+    // 0 and -1 both say "no limit".
+    let unlimited = |n: i64| if n <= 0 { -1 } else { n };
+    if unlimited(have.max_deliver) != unlimited(want.max_deliver) {
+        differ(
+            Changeable::Yes,
+            format!(
+                "max_deliver {} -> unlimited (INGEST_MAX_DELIVERIES bounds refused messages, and a \
+                 message that cannot be stored yet must not be dropped)",
+                have.max_deliver
+            ),
+        );
+    }
+    if have.backoff != want.backoff {
+        differ(
+            Changeable::Yes,
+            format!(
+                "backoff {:?} -> none (the service waits INGEST_RETRY_DELAY, doubling)",
+                have.backoff
+            ),
         );
     }
     if have.max_ack_pending != want.max_ack_pending {

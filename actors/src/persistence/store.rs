@@ -30,7 +30,8 @@ use tracing::warn;
 /// unreachable), each message is tried on its own (a savepoint each): one
 /// whose data Postgres cannot hold is set aside, one that breaks a rule of the
 /// database (a constraint the contract does not know) is left to be
-/// redelivered, and the others are stored.
+/// redelivered (set aside too on its last delivery), and the others are
+/// stored.
 pub async fn store_batch(db: &DatabaseConnection, batch: &Batch) -> Result<Stored, StoreError> {
     let mut outcomes: Vec<Outcome> = batch
         .messages
@@ -78,21 +79,24 @@ async fn one_by_one(
         match write_products(txn, &batch.stream, &[message]).await {
             Ok(stored) => current.extend(stored),
             Err(error) if error.is_refusal() => {
-                *outcome = if error.is_data_exception() {
+                *outcome = if error.is_data_exception() || message.last_delivery {
                     Outcome::SetAside(Rejection::RefusedByPostgres(error.to_string()))
                 } else {
                     Outcome::Retry {
                         reason: error.to_string(),
                     }
                 };
-                refusals.push(error);
+                if !message.last_delivery {
+                    refusals.push(error);
+                }
             }
             Err(error) => return Err(error),
         }
     }
     if tried > 1 && refusals.len() == tried {
-        // Every message refused: the database is at fault (a schema change,
-        // say), not the messages. Keep them all for a retry.
+        // Every message refused, none on its last delivery: the database is
+        // at fault (a schema change, say), not the messages. Keep them all
+        // for a retry.
         return Err(refusals.swap_remove(0));
     }
     Ok(current)
