@@ -20,6 +20,73 @@ async fn cache_status(app: &TestApp) -> CacheStatus {
 }
 
 #[tokio::test]
+async fn what_the_service_stored_since_start_is_served_from_memory_while_postgres_is_away() {
+    let proxy = PgProxy::start().await;
+    let mut settings = unique_settings();
+    let cleanup = Cleanup::new(&settings);
+    let database = settings
+        .database_url
+        .expose()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    settings.database_url = proxy.database_url(&database).into();
+    let app = TestApp::spawn_full(settings, RestartBudget::default(), cleanup).await;
+    app.wait_for_readiness("cache", true).await;
+
+    // Ten products in two blocks no read has cached (the rebuild found none),
+    // and a deletion; nothing is read through the cache before the outage.
+    let ids: Vec<i64> = (1..=5).chain(1000..=1004).collect();
+    for id in &ids {
+        app.publish(format!(
+            r#"{{"id":{id},"name":"p{id}","price":{id},"manufacturer":"m"}}"#
+        ))
+        .await;
+    }
+    app.publish(r#"{"id":3,"deleted":true}"#).await;
+    let db = app.db().await;
+    wait_until("everything is stored", || async {
+        let stored = db
+            .query_one_raw(sea_orm::Statement::from_string(
+                db.get_database_backend(),
+                "SELECT count(*) FILTER (WHERE NOT deleted) AS n FROM products",
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<i64>("", "n")
+            .unwrap();
+        stored == 9
+    })
+    .await;
+    drop(db);
+
+    proxy.down().await;
+    for id in ids.iter().filter(|id| **id != 3) {
+        let (status, product) = app.get_json(&format!("/products/{id}")).await;
+        assert_eq!(
+            (status, &product["name"]),
+            (200, &format!("p{id}").into()),
+            "{id}"
+        );
+    }
+    assert_eq!(app.get("/product?id=1002").await.status(), 200);
+    assert_eq!(app.get("/products/3").await.status(), 404, "deleted");
+    let (status, list) = app.get_json("/products").await;
+    assert_eq!(status, 200, "{list}");
+    let listed: Vec<i64> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(listed, [1, 2, 4, 5, 1000, 1001, 1002, 1003, 1004]);
+    // What the service never saw still needs Postgres.
+    assert_eq!(app.get("/products/2000").await.status(), 503);
+}
+
+#[tokio::test]
 async fn postgres_going_away_stops_acks_keeps_serving_the_cache_and_loses_nothing() {
     let proxy = PgProxy::start().await;
     let mut settings = unique_settings();

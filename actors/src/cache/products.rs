@@ -11,8 +11,14 @@
 //!   later version of a row, deletions included): whatever order a
 //!   read-through, a rebuild, ingest's own writes and the change feed arrive
 //!   in, a newer version is never replaced by an older. A write to a block
-//!   that is not cached changes nothing there: the next read of that block
-//!   reads Postgres, where the write is committed.
+//!   that is not cached changes no block: the next read of that block reads
+//!   Postgres, where the write is committed.
+//! - Every version written (by ingest, or seen through the change feed) is
+//!   also kept on its own, the newest per id, in a second moka bounded by an
+//!   eighth of the budget ([`WRITTEN_SHARE`]): while Postgres cannot be read,
+//!   a product (or a list block) that no cached block holds is served from
+//!   there, so what the service stored or saw since it started stays
+//!   readable through an outage, within that budget.
 //! - An index of every block that holds products (with a bit per id) serves
 //!   the list pages from memory, once a rebuild has filled it; until then
 //!   lists are read from Postgres. It costs 16 bytes per 64 ids, and is never
@@ -56,6 +62,10 @@ const RECENT_FOR: Duration = Duration::from_secs(10);
 /// The ids kept at most (past it, the oldest half is forgotten; a version
 /// written again after that may be announced twice).
 const RECENT_IDS: usize = 1 << 18;
+
+/// The versions written since start get this share of the budget, on top of
+/// the blocks' (1/8).
+const WRITTEN_SHARE: u64 = 8;
 
 /// Blocks read at once after a deletion (see [`ProductCache::delete`]).
 const DELETION_READS: usize = 8;
@@ -136,6 +146,9 @@ pub struct Page {
 #[derive(Clone)]
 pub struct ProductCache {
     blocks: Moka<i64, Arc<Block>>,
+    /// The newest version of each id written since start (within its
+    /// budget), for reads while Postgres is away.
+    written: Moka<i64, Version>,
     // A std lock: held only to read or change the map, never across an await.
     index: Arc<RwLock<Index>>,
     persistence: Peer<PersistenceMsg>,
@@ -185,8 +198,13 @@ impl ProductCache {
             .max_capacity(max_bytes)
             .weigher(|_, block: &Arc<Block>| weight(block))
             .build();
+        let written = Moka::builder()
+            .max_capacity(max_bytes / WRITTEN_SHARE)
+            .weigher(|_, version: &Version| version_weight(version))
+            .build();
         Self {
             blocks,
+            written,
             index: Arc::default(),
             persistence: persistence::peer(names),
             live: broadcast::Sender::new(LIVE_BUFFER),
@@ -200,7 +218,15 @@ impl ProductCache {
     /// One product by id (`None`: Postgres has no such product). A miss reads
     /// its block through from Postgres once: concurrent misses wait for that read.
     pub async fn get(&self, id: i64) -> Result<Option<Cached>, CacheError> {
-        Ok(self.block(block_of(id)).await?.get(id))
+        match self.block(block_of(id)).await {
+            Ok(block) => Ok(block.get(id)),
+            // Postgres cannot be read: the version this service last wrote
+            // or saw, if it kept one.
+            Err(error) => match self.written.get(&id).await {
+                Some(version) => Ok(Block::new([version]).get(id)),
+                None => Err(error),
+            },
+        }
     }
 
     /// Up to `limit` products with an id greater than `after`, in id order:
@@ -222,7 +248,7 @@ impl ProductCache {
                 return self.page_from_postgres(after, limit).await;
             };
             let Some(found) = next else { break };
-            let block = self.block(found).await?;
+            let block = self.listed_block(found).await?;
             page.extend(block.after(after).take(limit - page.len()));
             blocks.push(block);
             match found.checked_add(1) {
@@ -304,6 +330,7 @@ impl ProductCache {
     async fn write(&self, versions: impl Iterator<Item = Version>) {
         let mut by_block: BTreeMap<i64, Vec<Version>> = BTreeMap::new();
         for version in versions {
+            self.remember(&version).await;
             by_block
                 .entry(block_of(version.id()))
                 .or_default()
@@ -368,6 +395,46 @@ impl ProductCache {
             })
             .await;
         (current, cached)
+    }
+
+    /// Keeps `version` as the id's newest written, unless a newer one is kept.
+    async fn remember(&self, version: &Version) {
+        let version = version.clone();
+        self.written
+            .entry(version.id())
+            .and_compute_with(|kept| async move {
+                match kept {
+                    Some(kept) if kept.value().revision() >= version.revision() => Op::Nop,
+                    _ => Op::Put(version),
+                }
+            })
+            .await;
+    }
+
+    /// The block `key` for a list: from memory or Postgres, or else, while
+    /// Postgres cannot be read, made of the versions written since start if
+    /// they hold every id the index lists in it.
+    async fn listed_block(&self, key: i64) -> Result<Arc<Block>, CacheError> {
+        let error = match self.block(key).await {
+            Ok(block) => return Ok(block),
+            Err(error) => error,
+        };
+        let mask = {
+            let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+            index.blocks.get(&key).copied().unwrap_or(0)
+        };
+        let (first, _) = ids_of(key);
+        let mut versions = Vec::new();
+        for bit in 0..BLOCK_IDS {
+            if mask & (1 << bit) == 0 {
+                continue;
+            }
+            match self.written.get(&(first + bit)).await {
+                Some(version) => versions.push(version),
+                None => return Err(error),
+            }
+        }
+        Ok(Arc::new(Block::new(versions)))
     }
 
     /// Announces `version` unless a version of its id as new was announced
@@ -557,11 +624,13 @@ impl ProductCache {
         let _ = self.live.send(Announced::new(event));
     }
 
-    /// Forgets everything (on a cache restart, or after a TRUNCATE): reads go
-    /// to Postgres until a rebuild has filled it again.
+    /// Forgets everything (on a cache restart, or after a TRUNCATE), the
+    /// versions written since start included: reads go to Postgres until a
+    /// rebuild has filled it again.
     pub fn clear(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.blocks.invalidate_all();
+        self.written.invalidate_all();
         *self.index.write().unwrap_or_else(|e| e.into_inner()) = Index::default();
     }
 
@@ -591,6 +660,22 @@ impl ProductCache {
 }
 
 /// Lists the ids of the block `key` (from the block's own contents).
+/// What a version kept on its own weighs, roughly: its text, and what moka
+/// keeps per entry.
+fn version_weight(version: &Version) -> u32 {
+    let text = match version {
+        Version::Stored(product) => {
+            product.name.len()
+                + product.manufacturer.len()
+                + product.description.as_ref().map_or(0, String::len)
+                + 64 * product.attributes.len()
+                + std::mem::size_of::<Product>()
+        }
+        Version::Deleted { .. } => 0,
+    };
+    u32::try_from(text + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
+}
+
 fn list(index: &RwLock<Index>, key: i64, mask: u64) {
     index
         .write()
