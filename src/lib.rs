@@ -100,6 +100,7 @@ impl App {
                 products: products.clone(),
                 changes,
                 invalidate_every: settings.cache_invalidate_every,
+                catch_up_max_rows: settings.cache_catch_up_max_rows,
             },
             http: HttpArgs {
                 names: names.clone(),

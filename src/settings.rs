@@ -43,6 +43,8 @@ pub mod bounds {
     pub const CACHE_MAX_BYTES: RangeInclusive<u64> = (1 << 20)..=(64 << 30);
     pub const NATS_ACK_WAIT: RangeInclusive<Duration> = secs(1)..=secs(3600);
     pub const NATS_DUPLICATE_WINDOW: RangeInclusive<Duration> = secs(1)..=secs(86_400);
+    /// Rows one catch-up of the change feed reads at most.
+    pub const CACHE_CATCH_UP_MAX_ROWS: RangeInclusive<u64> = 100..=1_000_000;
     /// The timer panics on zero; more often than once a second only thrashes.
     pub const CACHE_INVALIDATE_EVERY: RangeInclusive<Duration> = secs(1)..=secs(86_400);
     pub const SHUTDOWN_TIMEOUT: RangeInclusive<Duration> = secs(1)..=secs(600);
@@ -167,6 +169,12 @@ pub struct Settings {
     #[arg(long, env = "CACHE_INVALIDATE_EVERY", global = true, default_value = "15s",
           value_parser = duration_in(bounds::CACHE_INVALIDATE_EVERY))]
     pub cache_invalidate_every: Duration,
+
+    /// Changed rows one catch-up of the change feed reads at most (100 to
+    /// 1000000); past it, the blocks that hold them are read again whole.
+    #[arg(long, env = "CACHE_CATCH_UP_MAX_ROWS", global = true, default_value_t = 10_000,
+          value_parser = number_in(bounds::CACHE_CATCH_UP_MAX_ROWS))]
+    pub cache_catch_up_max_rows: u64,
 
     /// The cache's memory budget in bytes (1048576 to 68719476736): products
     /// past it are evicted, least used first, and read from Postgres again.
@@ -346,6 +354,12 @@ impl Settings {
             |v| v.to_string(),
         )?;
         in_range(
+            "CACHE_CATCH_UP_MAX_ROWS",
+            self.cache_catch_up_max_rows,
+            CACHE_CATCH_UP_MAX_ROWS,
+            |v| v.to_string(),
+        )?;
+        in_range(
             "EVENTS_MAX_FOLLOWERS",
             self.events_max_followers,
             EVENTS_MAX_FOLLOWERS,
@@ -489,6 +503,10 @@ impl Settings {
                 show_duration(self.cache_invalidate_every),
             ),
             ("CACHE_MAX_BYTES", self.cache_max_bytes.to_string()),
+            (
+                "CACHE_CATCH_UP_MAX_ROWS",
+                self.cache_catch_up_max_rows.to_string(),
+            ),
             ("SHUTDOWN_TIMEOUT", show_duration(self.shutdown_timeout)),
             ("UI_MANAGE", value_name(self.ui_manage)),
             (

@@ -79,6 +79,7 @@ async fn spawn_cache(
             products: products.clone(),
             changes: changes.clone(),
             invalidate_every,
+            catch_up_max_rows: 10_000,
         },
     )
     .await

@@ -253,7 +253,8 @@ async fn health_is_up_and_readiness_names_each_part() {
     let (_, body) = app.get_json("/readyz").await;
     assert_eq!(
         body,
-        json!({"postgres": {"ready": true}, "nats": {"ready": true}, "cache": {"ready": true}})
+        json!({"postgres": {"ready": true}, "nats": {"ready": true}, "cache": {"ready": true},
+               "change_feed": {"caught_up": true}})
     );
 }
 

@@ -11,6 +11,7 @@ mod bad_input;
 mod bench_smoke;
 mod browser;
 mod cache_index;
+mod change_feed;
 mod commands;
 mod consumer_config;
 mod database_rules;

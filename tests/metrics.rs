@@ -241,7 +241,12 @@ async fn cache_reads_and_http_requests_are_counted_by_route_and_status() {
 
 #[tokio::test]
 async fn a_refused_message_is_counted_as_retried_and_redelivered_until_it_is_stored() {
-    let app = TestApp::spawn().await;
+    // Each delivery answered long before JetStream would redeliver it on its
+    // own (a nak that comes after an ack-wait redelivery brings none: under
+    // the full suite's load, 3 s was not always enough).
+    let mut settings = crate::common::unique_settings();
+    settings.nats_ack_wait = std::time::Duration::from_secs(30);
+    let app = TestApp::spawn_with(settings, actors::supervisor::RestartBudget::default()).await;
     app.sql("ALTER TABLE products ADD CONSTRAINT price_below_1000 CHECK (price < 1000)")
         .await;
     app.publish(r#"{"id":5,"name":"lamp","price":5000,"manufacturer":"ikea"}"#)

@@ -37,7 +37,7 @@ use crate::changes::ChangeSignal;
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::names::{Child, Names};
-use crate::persistence::{self, Changes, PersistenceMsg, StoreError, Version};
+use crate::persistence::{self, Changes, PersistenceMsg, StoreError, TooMany, Version};
 use crate::product::Product;
 use crate::timeouts::PERSISTENCE_TIMEOUT;
 pub use block::Cached;
@@ -117,6 +117,9 @@ pub struct CacheArgs {
     /// Raised when Postgres says products changed.
     pub changes: ChangeSignal,
     pub invalidate_every: Duration,
+    /// Changed rows one catch-up reads at most (`CACHE_CATCH_UP_MAX_ROWS`);
+    /// past it, the blocks that hold them are read again whole.
+    pub catch_up_max_rows: u64,
     pub names: Names,
 }
 
@@ -133,6 +136,7 @@ pub struct CacheState {
     again: bool,
     invalidations: u64,
     rebuild_backoff: Backoff,
+    catch_up_max_rows: u64,
     tasks: [JoinHandle<()>; 2],
     metrics: Metrics,
 }
@@ -158,6 +162,7 @@ impl Actor for Cache {
             health: args.health,
             products: args.products,
             cursor: None,
+            catch_up_max_rows: args.catch_up_max_rows,
             catching_up: false,
             again: false,
             invalidations: 0,
@@ -245,8 +250,17 @@ impl CacheState {
         let persistence = persistence::peer(&self.names);
         let products = self.products.clone();
         let metrics = self.metrics.clone();
+        let health = self.health.clone();
+        let max_rows = self.catch_up_max_rows;
         tokio::spawn(async move {
-            let result = catch_up(&persistence, &products, since, &metrics).await;
+            let feed = Feed {
+                persistence: &persistence,
+                products: &products,
+                metrics: &metrics,
+                health: &health,
+                max_rows,
+            };
+            let result = feed.catch_up(since).await;
             let _ = myself.cast(CacheMsg::CaughtUp { result });
         });
     }
@@ -256,6 +270,10 @@ impl CacheState {
         match result {
             Ok(CatchUp::Applied(snapshot)) => {
                 self.cursor = Some(snapshot);
+                self.health.feed_caught_up();
+                self.metrics
+                    .change_feed_caught_up
+                    .set(unix_seconds(std::time::SystemTime::now()));
                 if std::mem::take(&mut self.again) {
                     self.catch_up(myself);
                 }
@@ -269,6 +287,8 @@ impl CacheState {
             Err(error) => {
                 // The next signal or the timer tries again, from the same snapshot.
                 warn!(%error, "cannot catch up with Postgres; serving what is cached");
+                self.health
+                    .feed_behind(format!("cannot catch up with Postgres: {error}"));
             }
         }
     }
@@ -303,44 +323,75 @@ impl CacheState {
     }
 }
 
-/// Applies every change committed since `since`.
-async fn catch_up(
-    persistence: &Peer<PersistenceMsg>,
-    products: &ProductCache,
-    since: String,
-    metrics: &Metrics,
-) -> Result<CatchUp, CacheError> {
-    let Changes {
-        snapshot,
-        products: changed,
-        deleted,
-        age,
-    } = persistence
-        .ask(
-            |reply| PersistenceMsg::ChangesSince {
-                since: Some(since),
-                reply,
-            },
-            PERSISTENCE_TIMEOUT,
-        )
-        .await??;
-    if deleted.iter().any(|deleted| deleted.id.is_none()) {
-        return Ok(CatchUp::Truncated);
+/// What a catch-up task needs.
+struct Feed<'a> {
+    persistence: &'a Peer<PersistenceMsg>,
+    products: &'a ProductCache,
+    metrics: &'a Metrics,
+    health: &'a Health,
+    max_rows: u64,
+}
+
+impl Feed<'_> {
+    /// Applies every change committed since `since`: each one, or, past
+    /// `max_rows`, the blocks that hold them, read again whole.
+    async fn catch_up(&self, since: String) -> Result<CatchUp, CacheError> {
+        let Changes {
+            snapshot,
+            products: changed,
+            deleted,
+            age,
+            too_many,
+        } = self
+            .persistence
+            .ask(
+                |reply| PersistenceMsg::ChangesSince {
+                    since: Some(since),
+                    max_rows: self.max_rows,
+                    reply,
+                },
+                PERSISTENCE_TIMEOUT,
+            )
+            .await??;
+        if deleted.iter().any(|deleted| deleted.id.is_none()) {
+            return Ok(CatchUp::Truncated);
+        }
+        if let Some(TooMany { rows, blocks }) = too_many {
+            let problem = format!(
+                "the change feed fell behind: {rows} rows changed at once, more than one read \
+                 takes ({max}); reading their {} blocks again",
+                blocks.len(),
+                max = self.max_rows
+            );
+            warn!(rows, blocks = blocks.len(), "{problem}");
+            self.health.feed_behind(problem);
+            self.products.reload(&blocks).await?;
+            self.metrics
+                .change_feed_blocks_reread
+                .increment(blocks.len() as u64);
+            return Ok(CatchUp::Applied(snapshot));
+        }
+        if !changed.is_empty() || !deleted.is_empty() {
+            debug!(
+                changed = changed.len(),
+                deleted = deleted.len(),
+                "caught up with Postgres"
+            );
+        }
+        let read = Instant::now();
+        self.products.delete(deleted).await;
+        self.products.put(changed.into_iter().map(Arc::new)).await;
+        if let Some(age) = age {
+            self.metrics.change_feed_lag.record(age + read.elapsed());
+        }
+        Ok(CatchUp::Applied(snapshot))
     }
-    if !changed.is_empty() || !deleted.is_empty() {
-        debug!(
-            changed = changed.len(),
-            deleted = deleted.len(),
-            "caught up with Postgres"
-        );
-    }
-    let read = Instant::now();
-    products.delete(deleted).await;
-    products.put(changed.into_iter().map(Arc::new)).await;
-    if let Some(age) = age {
-        metrics.change_feed_lag.record(age + read.elapsed());
-    }
-    Ok(CatchUp::Applied(snapshot))
+}
+
+/// Seconds since the Unix epoch, for a timestamp gauge.
+fn unix_seconds(at: std::time::SystemTime) -> f64 {
+    at.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Takes the snapshot to catch up from, then loads every product in id
@@ -351,7 +402,11 @@ async fn rebuild(
 ) -> Result<String, CacheError> {
     let start = persistence
         .ask(
-            |reply| PersistenceMsg::ChangesSince { since: None, reply },
+            |reply| PersistenceMsg::ChangesSince {
+                since: None,
+                max_rows: 0,
+                reply,
+            },
             PERSISTENCE_TIMEOUT,
         )
         .await??;

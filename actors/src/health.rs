@@ -13,7 +13,18 @@ use tokio::sync::watch;
 pub struct Health {
     ingest: Arc<watch::Sender<IngestHealth>>,
     cache_rebuilt: Arc<watch::Sender<bool>>,
+    feed: Arc<watch::Sender<FeedHealth>>,
     fatal: Arc<watch::Sender<Option<String>>>,
+}
+
+/// The change feed's view: how current this replica's cache is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FeedHealth {
+    /// When the last catch-up with Postgres succeeded.
+    pub caught_up_at: Option<std::time::SystemTime>,
+    /// Why the cache is not caught up, if it is not (a failed read, or more
+    /// changes than one read takes being read again by block).
+    pub problem: Option<String>,
 }
 
 /// Ingest's view of its job: reading from NATS and storing into Postgres.
@@ -44,6 +55,7 @@ impl Health {
                 store_problem: None,
             })),
             cache_rebuilt: Arc::new(watch::Sender::new(false)),
+            feed: Arc::new(watch::Sender::new(FeedHealth::default())),
             fatal: Arc::new(watch::Sender::new(None)),
         }
     }
@@ -68,6 +80,23 @@ impl Health {
 
     pub fn set_cache_rebuilt(&self, rebuilt: bool) {
         self.cache_rebuilt.send_replace(rebuilt);
+    }
+
+    pub fn feed(&self) -> FeedHealth {
+        self.feed.borrow().clone()
+    }
+
+    /// The feed caught up now.
+    pub fn feed_caught_up(&self) {
+        self.feed.send_replace(FeedHealth {
+            caught_up_at: Some(std::time::SystemTime::now()),
+            problem: None,
+        });
+    }
+
+    /// The feed is not caught up, and why.
+    pub fn feed_behind(&self, problem: String) {
+        self.feed.send_modify(|feed| feed.problem = Some(problem));
     }
 
     /// Why the service cannot go on (a configuration that cannot work), once

@@ -38,6 +38,8 @@ pub const CACHE_ENTRIES: &str = "products_cache_entries";
 pub const CACHE_BYTES: &str = "products_cache_bytes";
 pub const CACHE_INVALIDATIONS: &str = "products_cache_invalidations_total";
 pub const CHANGE_FEED_LAG: &str = "products_change_feed_lag_seconds";
+pub const CHANGE_FEED_CAUGHT_UP: &str = "products_change_feed_caught_up_timestamp_seconds";
+pub const CHANGE_FEED_BLOCKS_REREAD: &str = "products_change_feed_blocks_reread_total";
 pub const HTTP_REQUESTS: &str = "products_http_requests_total";
 pub const HTTP_DURATION: &str = "products_http_request_duration_seconds";
 pub const HTTP_PANICS: &str = "products_http_panics_total";
@@ -160,6 +162,15 @@ fn describe() {
         Unit::Seconds,
         "Per catch-up that applied changes: Postgres's clock at the read less the newest change's updated_at, plus the time to apply it."
     );
+    describe_gauge!(
+        CHANGE_FEED_CAUGHT_UP,
+        Unit::Seconds,
+        "When this replica's cache last caught up with Postgres (Unix time): time() minus this is how far behind it may be."
+    );
+    describe_counter!(
+        CHANGE_FEED_BLOCKS_REREAD,
+        "Blocks the change feed read again whole because more changes came at once than one read takes (CACHE_CATCH_UP_MAX_ROWS)."
+    );
     describe_counter!(
         HTTP_REQUESTS,
         "HTTP requests answered, by route pattern, method and status."
@@ -213,6 +224,8 @@ pub struct Metrics {
     pub cache_bytes: Gauge,
     pub cache_invalidations: Counter,
     pub change_feed_lag: Histogram,
+    pub change_feed_caught_up: Gauge,
+    pub change_feed_blocks_reread: Counter,
     pub http_panics: Counter,
     pub live_followers: Gauge,
     pub live_refused: Counter,
@@ -248,6 +261,8 @@ impl Metrics {
             cache_bytes: gauge!(CACHE_BYTES, &a()),
             cache_invalidations: counter!(CACHE_INVALIDATIONS, &a()),
             change_feed_lag: histogram!(CHANGE_FEED_LAG, &a()),
+            change_feed_caught_up: gauge!(CHANGE_FEED_CAUGHT_UP, &a()),
+            change_feed_blocks_reread: counter!(CHANGE_FEED_BLOCKS_REREAD, &a()),
             http_panics: counter!(HTTP_PANICS, &a()),
             live_followers: gauge!(LIVE_FOLLOWERS, &a()),
             live_refused: counter!(LIVE_REFUSED, &a()),

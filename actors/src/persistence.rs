@@ -117,6 +117,19 @@ pub struct Changes {
     /// changes was written (its `updated_at`, or `deleted_at`); `None` when
     /// there are none. For the change feed's lag.
     pub age: Option<Duration>,
+    /// More changes than one read takes (`max_rows`): `products` and
+    /// `deleted` are empty, and these are the blocks (of 64 ids) that
+    /// changed, for the reader to read again whole.
+    pub too_many: Option<TooMany>,
+}
+
+/// Changes too many for one read, by block.
+#[derive(Debug, Clone, Default)]
+pub struct TooMany {
+    /// How many rows changed (products and tombstones).
+    pub rows: u64,
+    /// The keys (`id >> 6`) of the blocks they are in, in order.
+    pub blocks: Vec<i64>,
 }
 
 /// One message set aside, as the rejected page shows it.
@@ -214,6 +227,9 @@ pub enum PersistenceMsg {
     /// (none given: only the snapshot to start from).
     ChangesSince {
         since: Option<String>,
+        /// Past this many changed rows, only the blocks are answered
+        /// ([`Changes::too_many`]).
+        max_rows: u64,
         reply: RpcReplyPort<Result<Changes, StoreError>>,
     },
     /// From http's search: up to `limit` products after the id `after` whose
@@ -354,10 +370,14 @@ impl Actor for Persistence {
                     store::versions(&db, from, until, limit).await
                 });
             }
-            PersistenceMsg::ChangesSince { since, reply } => {
+            PersistenceMsg::ChangesSince {
+                since,
+                max_rows,
+                reply,
+            } => {
                 let db = state.reads.clone();
                 spawn_reply(reply, async move {
-                    store::changes_since(&db, since.as_deref()).await
+                    store::changes_since(&db, since.as_deref(), max_rows).await
                 });
             }
             PersistenceMsg::Search {

@@ -82,20 +82,18 @@ pub enum LiveEvent {
     Changed(Arc<Product>),
     /// Deleted, by the write with this revision.
     Deleted { id: i64, revision: i64 },
+    /// Changes were applied without an event each (the cache was cleared, or
+    /// the change feed read whole blocks again): a page must reload.
+    Reload,
 }
 
 impl LiveEvent {
-    pub fn id(&self) -> i64 {
-        match self {
-            LiveEvent::Changed(product) => product.id,
-            LiveEvent::Deleted { id, .. } => *id,
-        }
-    }
-
+    /// The revision of the change (0 for a reload).
     pub fn revision(&self) -> i64 {
         match self {
             LiveEvent::Changed(product) => product.revision,
             LiveEvent::Deleted { revision, .. } => *revision,
+            LiveEvent::Reload => 0,
         }
     }
 }
@@ -632,6 +630,29 @@ impl ProductCache {
         self.blocks.invalidate_all();
         self.written.invalidate_all();
         *self.index.write().unwrap_or_else(|e| e.into_inner()) = Index::default();
+        self.announce(LiveEvent::Reload);
+    }
+
+    /// Reads the blocks `keys` again from Postgres, whole (the change feed
+    /// had more changes than one read takes: these blocks hold them), and
+    /// tells the live pages to reload, since these changes come without an
+    /// event each. Fails if a block cannot be read (the caller tries again).
+    pub async fn reload(&self, keys: &[i64]) -> Result<(), CacheError> {
+        let mut reads = futures::stream::iter(keys.iter().copied())
+            .map(|key| async move {
+                let (first, last) = ids_of(key);
+                for id in first..=last {
+                    self.written.invalidate(&id).await;
+                }
+                self.blocks.invalidate(&key).await;
+                self.block(key).await.map(drop)
+            })
+            .buffer_unordered(DELETION_READS);
+        while let Some(read) = reads.next().await {
+            read?;
+        }
+        self.announce(LiveEvent::Reload);
+        Ok(())
     }
 
     /// Says that the index holds every id (a rebuild has loaded them all).

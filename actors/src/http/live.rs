@@ -81,6 +81,9 @@ pub async fn events(req: &mut Request, depot: &mut Depot, res: &mut Response) {
                 _ = closing.wait_for(|closing| *closing) => return None,
             };
             let sent = match event {
+                Ok(announced) if matches!(announced.event, LiveEvent::Reload) => {
+                    reload(products.latest_revision())
+                }
                 Ok(announced) => product_event(&announced, || products.count()),
                 Err(RecvError::Lagged(_)) => reload(products.latest_revision()),
                 Err(RecvError::Closed) => return None,
@@ -130,6 +133,7 @@ fn encode(event: &LiveEvent, count: Option<u64>) -> String {
             "revision": revision,
             "count": count,
         }),
+        LiveEvent::Reload => json!({}),
     };
     data.to_string()
 }

@@ -199,6 +199,21 @@ pub struct ReadinessBody {
     pub nats: CheckBody,
     /// The cache has been rebuilt from Postgres since the last start.
     pub cache: CheckBody,
+    /// How current the cache is; said, not counted in readiness.
+    pub change_feed: FeedBody,
+}
+
+/// `{"caught_up": true}`, or `{"caught_up": false, "error": "why",
+/// "seconds_since_caught_up": N}`.
+#[derive(Serialize, ToSchema)]
+#[salvo(schema(name = "ChangeFeed"))]
+pub struct FeedBody {
+    pub caught_up: bool,
+    /// Only when not caught up.
+    pub error: Option<String>,
+    /// Only when not caught up: since the last catch-up that succeeded
+    /// (absent if none has yet).
+    pub seconds_since_caught_up: Option<u64>,
 }
 
 /// `GET /readyz`.
@@ -209,7 +224,8 @@ pub enum ReadinessResponses {
     #[salvo(response(
         status_code = 200,
         examples(("GET /readyz" = (summary = "A service that is ready.", value = json!({
-            "postgres": {"ready": true}, "nats": {"ready": true}, "cache": {"ready": true}
+            "postgres": {"ready": true}, "nats": {"ready": true}, "cache": {"ready": true},
+            "change_feed": {"caught_up": true}
         }))))
     ))]
     Ready(ReadinessBody),

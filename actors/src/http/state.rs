@@ -248,6 +248,19 @@ impl AppState {
             } else {
                 Check::down("not yet rebuilt from Postgres".into())
             },
+            change_feed: {
+                let feed = self.health.feed();
+                let behind = feed
+                    .caught_up_at
+                    .and_then(|at| at.elapsed().ok())
+                    .map(|d| d.as_secs());
+                let caught_up = feed.problem.is_none();
+                FeedCheck {
+                    caught_up,
+                    error: feed.problem,
+                    seconds_since_caught_up: if caught_up { None } else { behind },
+                }
+            },
         }
     }
 }
@@ -257,6 +270,18 @@ pub struct Readiness {
     pub postgres: Check,
     pub nats: Check,
     pub cache: Check,
+    /// How current the cache is (said, not counted in readiness).
+    pub change_feed: FeedCheck,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FeedCheck {
+    pub caught_up: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// While not caught up: since the last catch-up that succeeded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seconds_since_caught_up: Option<u64>,
 }
 
 impl Readiness {

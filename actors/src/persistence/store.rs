@@ -1,6 +1,6 @@
 //! The SeaORM queries and mutations, kept apart from the actors that call them.
 
-use super::{Changes, Deleted, StoreError, Version};
+use super::{Changes, Deleted, StoreError, TooMany, Version};
 use crate::batch::{Batch, Incoming, KEPT_PAYLOAD_BYTES, Outcome, Rejection, Stored};
 use crate::product::{Product, ProductUpdate};
 use entity::products;
@@ -485,11 +485,19 @@ pub async fn versions(
 /// to ask from next time. Exact: a row written by a transaction that `since`
 /// did not see is in the answer, whatever order transactions committed in.
 /// With no `since`, only the snapshot (a starting point).
+///
+/// What `since` did not see is what transactions in progress then (its
+/// `xip` list) and transactions begun after it (from its `xmax`) wrote:
+/// point lookups and one range of the `changed_by` index, so that the read
+/// grows with what was written since, never with how long some transaction
+/// has been held open (which pins the snapshot's `xmin`, not its `xmax`).
+/// Past `max_rows` changed rows, only the blocks they are in are answered.
 pub async fn changes_since(
     db: &DatabaseConnection,
     since: Option<&str>,
+    max_rows: u64,
 ) -> Result<Changes, StoreError> {
-    // One snapshot for the three reads, so that the next `since` is exact.
+    // One snapshot for every read, so that the next `since` is exact.
     let txn = db
         .begin_with_config(
             Some(IsolationLevel::RepeatableRead),
@@ -507,53 +515,97 @@ pub async fn changes_since(
     let read_at: DateTimeWithTimeZone = read.try_get("", "read_at")?;
     let mut changes = Changes {
         snapshot: read.try_get("", "snapshot")?,
-        products: Vec::new(),
-        deleted: Vec::new(),
-        age: None,
+        ..Changes::default()
     };
-    // The newest change's time (Postgres's clock, as `read_at`).
-    let mut newest: Option<DateTimeWithTimeZone> = None;
-    if let Some(since) = since {
-        const UNSEEN: &str = "changed_by >= pg_snapshot_xmin($1::pg_snapshot) \
-             AND NOT pg_visible_in_snapshot(changed_by, $1::pg_snapshot)";
-        for row in products::Entity::find()
-            .from_raw_sql(Statement::from_sql_and_values(
-                backend,
-                format!("SELECT * FROM products WHERE {UNSEEN}"),
-                [since.into()],
-            ))
-            .all(&txn)
-            .await?
-        {
-            newest = Ord::max(newest, Some(row.updated_at));
-            if row.deleted {
+    let Some(since) = since else {
+        txn.commit().await?;
+        return Ok(changes);
+    };
+    const UNSEEN: &str = "(changed_by = ANY (ARRAY(SELECT pg_snapshot_xip($1::pg_snapshot))) \
+          OR changed_by >= pg_snapshot_xmax($1::pg_snapshot))";
+    let limit = i64::try_from(max_rows).unwrap_or(i64::MAX);
+    let rows = products::Entity::find()
+        .from_raw_sql(Statement::from_sql_and_values(
+            backend,
+            format!("SELECT * FROM products WHERE {UNSEEN} LIMIT $2"),
+            [since.into(), limit.saturating_add(1).into()],
+        ))
+        .all(&txn)
+        .await?;
+    let tombstones = txn
+        .query_all_raw(Statement::from_sql_and_values(
+            backend,
+            format!(
+                "SELECT id, revision, deleted_at FROM product_tombstones WHERE {UNSEEN} LIMIT $2"
+            ),
+            [since.into(), limit.saturating_add(1).into()],
+        ))
+        .await?;
+    if (rows.len() + tombstones.len()) as u64 > max_rows {
+        changes.too_many = Some(too_many(&txn, since).await?);
+        // A TRUNCATE among them: every block changed.
+        for row in &tombstones {
+            let id: Option<i64> = row.try_get("", "id")?;
+            if id.is_none() {
                 changes.deleted.push(Deleted {
-                    id: Some(row.id),
-                    revision: row.revision,
+                    id: None,
+                    revision: row.try_get("", "revision")?,
                 });
-            } else {
-                changes.products.push(Product::from(row));
             }
         }
-        for row in txn
-            .query_all_raw(Statement::from_sql_and_values(
-                backend,
-                format!("SELECT id, revision, deleted_at FROM product_tombstones WHERE {UNSEEN}"),
-                [since.into()],
-            ))
-            .await?
-        {
-            let deleted_at: DateTimeWithTimeZone = row.try_get("", "deleted_at")?;
-            newest = Ord::max(newest, Some(deleted_at));
+        txn.commit().await?;
+        return Ok(changes);
+    }
+    // The newest change's time (Postgres's clock, as `read_at`).
+    let mut newest: Option<DateTimeWithTimeZone> = None;
+    for row in rows {
+        newest = Ord::max(newest, Some(row.updated_at));
+        if row.deleted {
             changes.deleted.push(Deleted {
-                id: row.try_get("", "id")?,
-                revision: row.try_get("", "revision")?,
+                id: Some(row.id),
+                revision: row.revision,
             });
+        } else {
+            changes.products.push(Product::from(row));
         }
+    }
+    for row in tombstones {
+        let deleted_at: DateTimeWithTimeZone = row.try_get("", "deleted_at")?;
+        newest = Ord::max(newest, Some(deleted_at));
+        changes.deleted.push(Deleted {
+            id: row.try_get("", "id")?,
+            revision: row.try_get("", "revision")?,
+        });
     }
     txn.commit().await?;
     changes.age = newest.map(|at| (read_at - at).to_std().unwrap_or_default());
     Ok(changes)
+}
+
+/// The blocks that changed since `since`, and how many rows did.
+async fn too_many(txn: &DatabaseTransaction, since: &str) -> Result<TooMany, StoreError> {
+    let rows = txn
+        .query_all_raw(Statement::from_sql_and_values(
+            txn.get_database_backend(),
+            "WITH unseen AS ( \
+                 SELECT id FROM products \
+                 WHERE changed_by = ANY (ARRAY(SELECT pg_snapshot_xip($1::pg_snapshot))) \
+                    OR changed_by >= pg_snapshot_xmax($1::pg_snapshot) \
+                 UNION ALL \
+                 SELECT id FROM product_tombstones \
+                 WHERE id IS NOT NULL \
+                   AND (changed_by = ANY (ARRAY(SELECT pg_snapshot_xip($1::pg_snapshot))) \
+                    OR changed_by >= pg_snapshot_xmax($1::pg_snapshot))) \
+             SELECT id >> 6 AS block, count(*) AS rows FROM unseen GROUP BY 1 ORDER BY 1",
+            [since.into()],
+        ))
+        .await?;
+    let mut found = TooMany::default();
+    for row in rows {
+        found.blocks.push(row.try_get("", "block")?);
+        found.rows += u64::try_from(row.try_get::<i64>("", "rows")?).unwrap_or(0);
+    }
+    Ok(found)
 }
 
 /// What identifies the product an id-less message created.
