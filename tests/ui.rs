@@ -15,6 +15,8 @@ use tokio::sync::broadcast::error::TryRecvError;
 struct Feed {
     response: reqwest::Response,
     buffer: String,
+    /// The last event id received, as a browser keeps it for `Last-Event-ID`.
+    last_id: String,
 }
 
 #[derive(Debug)]
@@ -36,11 +38,26 @@ impl Feed {
         Feed {
             response,
             buffer: String::new(),
+            last_id: String::new(),
         }
     }
 
-    /// The next event (comments skipped), within [`DEADLINE`].
+    /// The next event (comments and `position` events skipped: their id is
+    /// kept), within [`DEADLINE`].
     async fn next(&mut self) -> Event {
+        let until = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let event = tokio::time::timeout_at(until, self.next_any())
+                .await
+                .expect("an event other than `position` comes in time");
+            if event.name != "position" {
+                return event;
+            }
+        }
+    }
+
+    /// The next event, `position` ones included, within [`DEADLINE`].
+    async fn next_any(&mut self) -> Event {
         tokio::time::timeout(DEADLINE, async {
             loop {
                 if let Some(end) = self.buffer.find("\n\n") {
@@ -51,6 +68,9 @@ impl Feed {
                             .find_map(|line| line.strip_prefix(&format!("{name}:")))
                             .map(|value| value.trim().to_owned())
                     };
+                    if let Some(id) = field("id") {
+                        self.last_id = id;
+                    }
                     let Some(name) = field("event") else { continue };
                     return Event {
                         name,
@@ -95,8 +115,9 @@ async fn the_feed_streams_each_write_even_one_made_by_another_writer_in_sql() {
     assert_eq!(event.data["id"], 9);
     assert_eq!(event.data["name"], "by hand");
     assert_eq!(event.data["count"], 2);
-    let revision: i64 = event.id.parse().unwrap();
-    assert!(revision > hello.id.parse::<i64>().unwrap());
+    let revision = event.data["revision"].as_i64().unwrap();
+    // Ids are positions (Postgres snapshots), not revisions.
+    assert_eq!(hello.id.split(':').count(), 3, "{}", hello.id);
 
     app.publish(r#"{"id":9,"deleted":true}"#).await;
     let event = feed.next().await;
@@ -105,26 +126,53 @@ async fn the_feed_streams_each_write_even_one_made_by_another_writer_in_sql() {
         (json!(9), json!(true))
     );
     assert_eq!(event.data["count"], 1);
-    assert!(event.id.parse::<i64>().unwrap() > revision);
+    assert!(event.data["revision"].as_i64().unwrap() > revision);
 }
 
 #[tokio::test]
-async fn a_follower_that_comes_back_behind_is_told_to_reload_and_one_up_to_date_is_not() {
+async fn a_follower_that_comes_back_behind_gets_what_it_missed_and_one_up_to_date_is_not_sent_it_again()
+ {
     let app = TestApp::spawn().await;
     app.publish(r#"{"id":1,"name":"pen","price":10,"manufacturer":"bic"}"#)
         .await;
     app.wait_for_product(1).await;
     let mut feed = Feed::open(&app, "/events", None).await;
-    let latest = feed.next().await.id;
+    let position = feed.next().await.id;
     drop(feed);
 
-    let mut up_to_date = Feed::open(&app, "/events", Some(&latest)).await;
-    assert_eq!(up_to_date.next().await.name, "hello");
-    let mut behind = Feed::open(&app, "/events", Some("1")).await;
-    let told = behind.next().await;
-    assert_eq!(told.name, "reload");
-    assert_eq!(told.id, latest, "the next reconnect starts from now");
-    // The page's own revision (`?since=`) works the same way.
+    // While it is away: a change, and a deletion.
+    app.publish(r#"{"id":2,"name":"toy","price":5,"manufacturer":"lego"}"#)
+        .await;
+    app.publish(r#"{"id":1,"deleted":true}"#).await;
+    crate::common::wait_until("the deletion is applied", || async {
+        app.get("/products/1").await.status() == 404
+    })
+    .await;
+
+    let mut behind = Feed::open(&app, "/events", Some(&position)).await;
+    let mut missed = vec![behind.next().await, behind.next().await];
+    missed.sort_by_key(|event| event.data["id"].as_i64());
+    assert_eq!(missed[0].data["deleted"], true, "{missed:?}");
+    assert_eq!(missed[1].data["name"], "toy", "{missed:?}");
+    // Its position moved past them: coming back from there, nothing again.
+    let caught_up = behind.last_id.clone();
+    assert_ne!(caught_up, position);
+    drop(behind);
+    let mut up_to_date = Feed::open(&app, "/events", Some(&caught_up)).await;
+    let first = up_to_date.next().await;
+    assert!(
+        first.name == "hello" || first.data["revision"].as_i64().is_some(),
+        "{first:?}"
+    );
+    // The page's own position (`?since=`) works the same way, and one that
+    // is not a position is told to reload.
+    let mut from_page = Feed::open(
+        &app,
+        &format!("/events?since={}", urlencode(&position)),
+        None,
+    )
+    .await;
+    assert_eq!(from_page.next().await.name, "product");
     assert_eq!(
         Feed::open(&app, "/events?since=0", None)
             .await
@@ -133,6 +181,56 @@ async fn a_follower_that_comes_back_behind_is_told_to_reload_and_one_up_to_date_
             .name,
         "reload"
     );
+}
+
+#[tokio::test]
+async fn a_change_committed_after_a_later_revision_still_reaches_a_follower_that_reconnects() {
+    let app = TestApp::spawn().await;
+    app.publish(r#"{"id":1,"name":"pen","price":10,"manufacturer":"bic"}"#)
+        .await;
+    app.wait_for_product(1).await;
+    let mut feed = Feed::open(&app, "/events", None).await;
+    assert_eq!(feed.next().await.name, "hello");
+
+    // A writes product 1 first (the lower revision) but commits last.
+    let db = app.db().await;
+    let a = sea_orm::TransactionTrait::begin(&db).await.unwrap();
+    sea_orm::ConnectionTrait::execute_unprepared(
+        &a,
+        "UPDATE products SET name = 'written first, committed last' WHERE id = 1",
+    )
+    .await
+    .unwrap();
+    app.sql(
+        "INSERT INTO products (id, name, price, manufacturer, stream, stream_seq) \
+         VALUES (2, 'written last, committed first', 1, 'psql', 'elsewhere', 1)",
+    )
+    .await;
+    let b = feed.next().await;
+    assert_eq!(b.data["id"], 2);
+    // The feed's position moves past B (A still in progress), the page goes
+    // away there, and A commits meanwhile.
+    let before_b = b.id.clone();
+    loop {
+        let event = feed.next_any().await;
+        if event.name == "position" && event.id != before_b {
+            break;
+        }
+    }
+    let last_seen = feed.last_id.clone();
+    drop(feed);
+    a.commit().await.unwrap();
+
+    let mut back = Feed::open(&app, "/events", Some(&last_seen)).await;
+    let event = back.next().await;
+    assert_eq!(event.name, "product", "A's change, not a hello: {event:?}");
+    assert_eq!(event.data["id"], 1);
+    assert_eq!(event.data["name"], "written first, committed last");
+    assert_ne!(back.last_id, last_seen, "its position moved past A");
+}
+
+fn urlencode(text: &str) -> String {
+    text.replace(':', "%3A").replace(',', "%2C")
 }
 
 #[tokio::test]

@@ -269,6 +269,7 @@ impl CacheState {
         self.catching_up = false;
         match result {
             Ok(CatchUp::Applied(snapshot)) => {
+                self.products.caught_up_to(&snapshot);
                 self.cursor = Some(snapshot);
                 self.health.feed_caught_up();
                 self.metrics
@@ -306,8 +307,9 @@ impl CacheState {
     fn finish_rebuild(&mut self, myself: CacheRef, result: Result<String, CacheError>) {
         match result {
             Ok(snapshot) => {
-                self.cursor = Some(snapshot);
                 self.products.index_is_complete();
+                self.products.caught_up_to(&snapshot);
+                self.cursor = Some(snapshot);
                 self.health.set_cache_rebuilt(true);
                 self.rebuild_backoff.reset();
                 info!("cache rebuilt from Postgres");

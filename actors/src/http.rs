@@ -28,6 +28,7 @@ mod rows;
 pub mod session;
 mod signin;
 mod state;
+mod throttle;
 pub mod views;
 
 pub use routes::router;
@@ -147,7 +148,7 @@ impl Actor for Http {
             rows: rows::RowsCache::new(args.products.capacity()),
             products: args.products,
             manage,
-            sign_in_failures: signin::Failures::default(),
+            sign_in_failures: throttle::Failures::default(),
             followers: state::Followers::new(args.max_followers, metrics.clone()),
             metrics,
             closing: closing_now,

@@ -11,6 +11,13 @@
   }
   var indicator = document.getElementById('live');
   var formatter = new Intl.NumberFormat('en-US');
+  // The newest revision shown of each id: an event not newer (one brought
+  // again after a reconnect) changes nothing.
+  var shown = {};
+  var article = document.getElementById('product');
+  if (article && article.dataset.revision) {
+    shown[article.dataset.id] = Number(article.dataset.revision);
+  }
 
   function status(text, state) {
     if (!indicator) { return; }
@@ -116,12 +123,15 @@
     article.classList.add('fresh');
   }
 
-  var source = new EventSource('/events?since=' + encodeURIComponent(body.dataset.revision || '0'));
+  var position = body.dataset.position;
+  var source = new EventSource(position ? '/events?since=' + encodeURIComponent(position) : '/events');
   source.addEventListener('open', function () { status('live', 'on'); });
   source.addEventListener('error', function () { status('reconnecting…', 'off'); });
   source.addEventListener('reload', missed);
   source.addEventListener('product', function (event) {
     var product = JSON.parse(event.data);
+    if (shown[product.id] >= product.revision) { return; }
+    shown[product.id] = product.revision;
     if (kind === 'list') { onList(product); } else { onProduct(product); }
   });
 }());

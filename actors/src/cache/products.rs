@@ -85,6 +85,10 @@ pub enum LiveEvent {
     /// Changes were applied without an event each (the cache was cleared, or
     /// the change feed read whole blocks again): a page must reload.
     Reload,
+    /// Every change committed before this position (a Postgres snapshot)
+    /// has been announced: a follower that has read this far and comes back
+    /// from here misses nothing.
+    Position(Arc<str>),
 }
 
 impl LiveEvent {
@@ -93,7 +97,7 @@ impl LiveEvent {
         match self {
             LiveEvent::Changed(product) => product.revision,
             LiveEvent::Deleted { revision, .. } => *revision,
-            LiveEvent::Reload => 0,
+            LiveEvent::Reload | LiveEvent::Position(_) => 0,
         }
     }
 }
@@ -155,8 +159,11 @@ pub struct ProductCache {
     recent: Arc<Mutex<HashMap<i64, (i64, Instant)>>>,
     /// Raised by every `clear`: a read begun before it is not kept.
     generation: Arc<AtomicU64>,
-    /// The highest revision announced (or loaded): where a live page starts.
+    /// The highest revision announced (or loaded).
     latest: Arc<AtomicI64>,
+    /// The change feed's position: the Postgres snapshot of the last
+    /// catch-up applied (`None` until the first); where a page starts.
+    position: Arc<RwLock<Option<Arc<str>>>>,
     metrics: Metrics,
 }
 
@@ -209,6 +216,7 @@ impl ProductCache {
             recent: Arc::default(),
             generation: Arc::default(),
             latest: Arc::default(),
+            position: Arc::default(),
             metrics: Metrics::new(names),
         }
     }
@@ -572,6 +580,24 @@ impl ProductCache {
     pub fn follow(&self) -> (broadcast::Receiver<Arc<Announced>>, i64) {
         let receiver = self.live.subscribe();
         (receiver, self.latest.load(Ordering::Relaxed))
+    }
+
+    /// Where the change feed stands: every change committed before this
+    /// Postgres snapshot has been applied (and announced, or loaded by the
+    /// rebuild that began there). `None` until the first rebuild.
+    pub fn position(&self) -> Option<Arc<str>> {
+        self.position
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The change feed has applied everything committed before `snapshot`:
+    /// a page starts from there, and the live followers are told.
+    pub fn caught_up_to(&self, snapshot: &str) {
+        let position: Arc<str> = Arc::from(snapshot);
+        *self.position.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(&position));
+        self.announce(LiveEvent::Position(position));
     }
 
     /// The latest revision announced or loaded.

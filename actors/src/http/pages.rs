@@ -46,7 +46,8 @@ pub async fn index(req: &mut Request, depot: &mut Depot, res: &mut Response) {
     }
     let state = app_state(depot);
     let (_, who) = state.who(req, res);
-    let revision = state.products.latest_revision();
+    // Read before the page: what is committed after it reaches the page live.
+    let position = state.products.position();
     let found = if search.is_empty() {
         state
             .page(paging.after, paging.limit)
@@ -117,7 +118,7 @@ pub async fn index(req: &mut Request, depot: &mut Depot, res: &mut Response) {
         "count": if search.is_empty() { state.products.count() } else { None },
         "q": search,
         "searching": !search.is_empty(),
-        "revision": revision,
+        "position": position.as_deref(),
         "after": paging.after,
         // The page shows every id up to the end when it is not full: new
         // products may appear at its end.
@@ -136,7 +137,7 @@ pub async fn product_page(req: &mut Request, depot: &mut Depot, res: &mut Respon
         Err(message) => return error_page(res, StatusCode::BAD_REQUEST, &message),
     };
     let state = app_state(depot);
-    let revision = state.products.latest_revision();
+    let position = state.products.position();
     match state.product(id).await {
         Ok(Some(product)) => {
             let (operator, who) = state.who(req, res);
@@ -146,7 +147,8 @@ pub async fn product_page(req: &mut Request, depot: &mut Depot, res: &mut Respon
                 "stream_seq": product.stream_seq,
                 "updated_at": product.updated_at,
                 "attributes": attribute_rows(&product),
-                "revision": revision.max(product.revision),
+                "position": position.as_deref(),
+                "revision": product.revision,
                 "manage": csrf.is_some(),
                 "csrf": csrf,
                 "who": who,

@@ -4,7 +4,7 @@
 use super::access::{Access, Operator};
 use super::publisher::Publisher;
 use super::rows::RowsCache;
-use super::signin::Failures;
+use super::throttle::Failures;
 use crate::cache::{Cached, Page, ProductCache};
 use crate::health::{Health, IngestHealth};
 use crate::metrics::Metrics;
@@ -173,6 +173,21 @@ impl AppState {
             Ok(Err(e)) => Err(SearchError::Unavailable(Unavailable(e.to_string()))),
             Err(e) => Err(SearchError::Unavailable(Unavailable(e.to_string()))),
         }
+    }
+
+    /// Every change committed after the position `since`, from Postgres (at
+    /// most `max_rows`: past it, only which blocks changed).
+    pub async fn changes_since(
+        &self,
+        since: String,
+        max_rows: u64,
+    ) -> Result<persistence::Changes, Unavailable> {
+        self.persistence(|reply| PersistenceMsg::ChangesSince {
+            since: Some(since),
+            max_rows,
+            reply,
+        })
+        .await
     }
 
     /// The newest rejected messages older than `before`, from Postgres.
