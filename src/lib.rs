@@ -41,10 +41,26 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tracing::info;
 
-/// Runs the service until SIGTERM or Ctrl-C.
+/// Runs the service until SIGTERM or Ctrl-C: then `/readyz` answers 503 at
+/// once, requests are served for `SHUTDOWN_DRAIN` (so that load balancers
+/// stop sending them), and the service stops gracefully. A second signal
+/// exits at once, with a non-zero code, after saying so.
 pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
     let app = App::start(settings, "products", RestartBudget::default()).await?;
-    app.run_until(shutdown_signal()).await
+    let health = app.health().clone();
+    let drain = settings.shutdown_drain;
+    let stop = async move {
+        shutdown_signal().await;
+        health.set_shutting_down();
+        info!(drain = ?drain, "stopping: /readyz answers 503, serving for the drain delay first");
+        tokio::spawn(async {
+            shutdown_signal().await;
+            tracing::error!("a second stop signal: exiting at once");
+            std::process::exit(130);
+        });
+        tokio::time::sleep(drain).await;
+    };
+    app.run_until(stop).await
 }
 
 /// The running service: the supervisor and the address it serves on.
@@ -85,7 +101,10 @@ impl App {
         let health = Health::new();
         let changes = ChangeSignal::default();
         let products = ProductCache::new(&names, settings.cache_max_bytes);
-        let shutdown_budget = settings.shutdown_timeout;
+        // The drain (see `serve`) is part of the shutdown's budget.
+        let shutdown_budget = settings
+            .shutdown_timeout
+            .saturating_sub(settings.shutdown_drain);
         let args = SupervisorArgs {
             names: names.clone(),
             persistence: PersistenceArgs {
@@ -109,6 +128,7 @@ impl App {
                 listener: Arc::new(listener),
                 manage: settings.manage()?,
                 max_followers: settings.events_max_followers,
+                ready_max_lag: settings.ready_max_lag,
             },
             ingest: IngestArgs {
                 names: names.clone(),

@@ -48,6 +48,9 @@ pub mod bounds {
     /// The timer panics on zero; more often than once a second only thrashes.
     pub const CACHE_INVALIDATE_EVERY: RangeInclusive<Duration> = secs(1)..=secs(86_400);
     pub const SHUTDOWN_TIMEOUT: RangeInclusive<Duration> = secs(1)..=secs(600);
+    /// Less than `SHUTDOWN_TIMEOUT`, whose budget it is part of.
+    pub const SHUTDOWN_DRAIN: RangeInclusive<Duration> = secs(0)..=secs(300);
+    pub const READY_MAX_LAG: RangeInclusive<Duration> = secs(1)..=secs(86_400);
     /// JetStream's longest stream or consumer name.
     pub const NATS_NAME_LEN: RangeInclusive<usize> = 1..=255;
     /// Each open feed holds a connection and a receiver of the broadcast.
@@ -187,6 +190,21 @@ pub struct Settings {
     #[arg(long, env = "SHUTDOWN_TIMEOUT", global = true, default_value = "25s",
           value_parser = duration_in(bounds::SHUTDOWN_TIMEOUT))]
     pub shutdown_timeout: Duration,
+
+    /// On SIGTERM or Ctrl-C, how long /readyz answers 503 while requests
+    /// are still served, before the listener closes (0s to 5m, less than
+    /// SHUTDOWN_TIMEOUT, whose budget it is part of). A second signal exits
+    /// at once.
+    #[arg(long, env = "SHUTDOWN_DRAIN", global = true, default_value = "5s",
+          value_parser = duration_in(bounds::SHUTDOWN_DRAIN))]
+    pub shutdown_drain: Duration,
+
+    /// If set, a replica whose change feed has not caught up for longer than
+    /// this answers /readyz with 503 (1s to 1day; off by default: an old
+    /// answer is better than none).
+    #[arg(long, env = "READY_MAX_LAG", global = true,
+          value_parser = duration_in(bounds::READY_MAX_LAG))]
+    pub ready_max_lag: Option<Duration>,
 
     /// Whether the web UI offers signed-in operators forms to add, edit and
     /// delete products (each publishes a message to NATS_SUBJECT): `auto`
@@ -378,6 +396,7 @@ impl Settings {
                 CACHE_INVALIDATE_EVERY,
             ),
             ("SHUTDOWN_TIMEOUT", self.shutdown_timeout, SHUTDOWN_TIMEOUT),
+            ("SHUTDOWN_DRAIN", self.shutdown_drain, SHUTDOWN_DRAIN),
             (
                 "INGEST_RETRY_DELAY",
                 self.ingest_retry_delay,
@@ -429,6 +448,19 @@ impl Settings {
                 format!(
                     "none of the stream's subjects (NATS_STREAM_SUBJECTS={subjects}) takes it, \
                      so the stream this service creates would never hold the products"
+                ),
+            ));
+        }
+        if let Some(lag) = self.ready_max_lag {
+            in_range("READY_MAX_LAG", lag, READY_MAX_LAG, |d| show_duration(*d))?;
+        }
+        if self.shutdown_drain >= self.shutdown_timeout {
+            return Err(invalid(
+                "SHUTDOWN_DRAIN",
+                &show_duration(self.shutdown_drain),
+                format!(
+                    "must be less than SHUTDOWN_TIMEOUT={}, whose budget it is part of",
+                    show_duration(self.shutdown_timeout)
                 ),
             ));
         }
@@ -508,6 +540,11 @@ impl Settings {
                 self.cache_catch_up_max_rows.to_string(),
             ),
             ("SHUTDOWN_TIMEOUT", show_duration(self.shutdown_timeout)),
+            ("SHUTDOWN_DRAIN", show_duration(self.shutdown_drain)),
+            (
+                "READY_MAX_LAG",
+                self.ready_max_lag.map(show_duration).unwrap_or_default(),
+            ),
             ("UI_MANAGE", value_name(self.ui_manage)),
             (
                 "MANAGE_USERS_FILE",

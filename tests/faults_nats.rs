@@ -1,5 +1,6 @@
 //! NATS goes away and comes back, or is not there at the start: the service
-//! stays up, says so on /readyz, serves what it has, and resumes by itself.
+//! stays up, says so on /readyz (still 200: every replica shares NATS) and in
+//! /metrics, serves what it has, and resumes by itself.
 //! Each test runs a nats-server of its own, on its own port and store.
 
 use crate::common::servers::NatsServer;
@@ -25,8 +26,14 @@ async fn nats_going_away_and_coming_back_resumes_ingest_by_itself() {
 
     nats.kill();
     let readiness = app.wait_for_readiness("nats", false).await;
-    assert_eq!(app.get("/readyz").await.status(), 503);
+    // NATS is every replica's: its absence is said, and the replica keeps
+    // its traffic (it serves from memory).
+    assert_eq!(app.get("/readyz").await.status(), 200);
     assert_eq!(readiness["postgres"]["ready"], true, "{readiness}");
+    let metrics = app.get_text("/metrics").await.1;
+    let instance = crate::common::instance_name(&app.settings);
+    let gauge = format!("products_part_ready{{app=\"{instance}\",part=\"nats\"}} 0");
+    assert!(metrics.contains(&gauge), "{gauge} in\n{metrics}");
     // Still serving.
     assert_eq!(app.get("/products/1").await.status(), 200);
     assert_eq!(app.get("/").await.status(), 200);

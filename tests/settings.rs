@@ -81,6 +81,8 @@ fn every_setting_is_read_from_its_environment_variable() {
         ("CACHE_MAX_BYTES", "2000000", "2000000"),
         ("CACHE_CATCH_UP_MAX_ROWS", "5000", "5000"),
         ("SHUTDOWN_TIMEOUT", "40s", "40s"),
+        ("SHUTDOWN_DRAIN", "12s", "12s"),
+        ("READY_MAX_LAG", "2m", "2m"),
         ("UI_MANAGE", "false", "false"),
         ("MANAGE_USERS_FILE", users_file, users_file),
         (
@@ -234,6 +236,9 @@ fn each_value_out_of_range_is_refused_with_the_setting_the_value_and_the_range()
         ("CACHE_CATCH_UP_MAX_ROWS", "10", "100 to 1000000"),
         ("SHUTDOWN_TIMEOUT", "0s", "1s to 10m"),
         ("SHUTDOWN_TIMEOUT", "11m", "1s to 10m"),
+        ("SHUTDOWN_DRAIN", "6m", "0s to 5m"),
+        ("SHUTDOWN_DRAIN", "25s", "less than SHUTDOWN_TIMEOUT"),
+        ("READY_MAX_LAG", "0s", "1s to 1day"),
         ("LOG_FORMAT", "xml", "pretty, json"),
     ];
     let tested: BTreeSet<String> = cases.iter().map(|(var, ..)| var.to_string()).collect();

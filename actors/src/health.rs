@@ -14,6 +14,7 @@ pub struct Health {
     ingest: Arc<watch::Sender<IngestHealth>>,
     cache_rebuilt: Arc<watch::Sender<bool>>,
     feed: Arc<watch::Sender<FeedHealth>>,
+    shutting_down: Arc<watch::Sender<bool>>,
     fatal: Arc<watch::Sender<Option<String>>>,
 }
 
@@ -56,6 +57,7 @@ impl Health {
             })),
             cache_rebuilt: Arc::new(watch::Sender::new(false)),
             feed: Arc::new(watch::Sender::new(FeedHealth::default())),
+            shutting_down: Arc::new(watch::Sender::new(false)),
             fatal: Arc::new(watch::Sender::new(None)),
         }
     }
@@ -97,6 +99,16 @@ impl Health {
     /// The feed is not caught up, and why.
     pub fn feed_behind(&self, problem: String) {
         self.feed.send_modify(|feed| feed.problem = Some(problem));
+    }
+
+    /// Whether the service has been asked to stop (it drains: `/readyz`
+    /// answers 503 while requests are still served).
+    pub fn shutting_down(&self) -> bool {
+        *self.shutting_down.borrow()
+    }
+
+    pub fn set_shutting_down(&self) {
+        self.shutting_down.send_replace(true);
     }
 
     /// Why the service cannot go on (a configuration that cannot work), once

@@ -87,6 +87,8 @@ pub struct HttpArgs {
     pub manage: Option<ManageArgs>,
     /// Live feeds (`GET /events`) open at once, at most (`EVENTS_MAX_FOLLOWERS`).
     pub max_followers: usize,
+    /// A change feed further behind makes `/readyz` 503 (`READY_MAX_LAG`).
+    pub ready_max_lag: Option<Duration>,
 }
 
 pub struct Http;
@@ -151,6 +153,7 @@ impl Actor for Http {
             sign_in_failures: throttle::Failures::default(),
             followers: state::Followers::new(args.max_followers, metrics.clone()),
             metrics,
+            ready_max_lag: args.ready_max_lag,
             closing: closing_now,
         });
         let task = tokio::spawn(async move {

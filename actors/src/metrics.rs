@@ -43,6 +43,8 @@ pub const CHANGE_FEED_BLOCKS_REREAD: &str = "products_change_feed_blocks_reread_
 pub const HTTP_REQUESTS: &str = "products_http_requests_total";
 pub const HTTP_DURATION: &str = "products_http_request_duration_seconds";
 pub const HTTP_PANICS: &str = "products_http_panics_total";
+pub const PART_READY: &str = "products_part_ready";
+pub const SHUTTING_DOWN: &str = "products_shutting_down";
 pub const LIVE_FOLLOWERS: &str = "products_live_followers";
 pub const LIVE_REFUSED: &str = "products_live_followers_refused_total";
 pub const SIGN_IN_FAILURES: &str = "products_sign_in_failures_total";
@@ -180,6 +182,14 @@ fn describe() {
         Unit::Seconds,
         "HTTP request latency, by route pattern, method and status."
     );
+    describe_gauge!(
+        PART_READY,
+        "1 when a part can do its job, by part (postgres: the last store; nats: connected with a consumer; cache: rebuilt; change_feed: caught up), read at the scrape."
+    );
+    describe_gauge!(
+        SHUTTING_DOWN,
+        "1 from the stop signal on: /readyz answers 503 while requests drain."
+    );
     describe_counter!(
         HTTP_PANICS,
         "Requests whose handler panicked (each answered with a 500 and logged with its request id)."
@@ -282,6 +292,20 @@ impl Metrics {
         ];
         counter!(HTTP_REQUESTS, &labels).increment(1);
         histogram!(HTTP_DURATION, &labels).record(took);
+    }
+
+    /// Whether `part` can do its job now (set at each scrape).
+    pub fn part_ready(&self, part: &'static str, ready: bool) {
+        gauge!(PART_READY, APP => self.app.clone(), "part" => part).set(if ready {
+            1.0
+        } else {
+            0.0
+        });
+    }
+
+    /// Whether the service is shutting down (set at each scrape).
+    pub fn shutting_down(&self, yes: bool) {
+        gauge!(SHUTTING_DOWN, APP => self.app.clone()).set(if yes { 1.0 } else { 0.0 });
     }
 
     /// The supervisor restarted `child`.

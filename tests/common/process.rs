@@ -105,6 +105,30 @@ impl ServiceProcess {
         None
     }
 
+    /// Sends the signal `name` (`TERM`, `INT`) to the process.
+    pub fn signal(&self, name: &str) {
+        let child = self.child.as_ref().expect("the service is running");
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits up to `deadline` for the process to exit by itself.
+    pub async fn wait_exit(&mut self, deadline: Duration) -> Option<ExitStatus> {
+        let until = Instant::now() + deadline;
+        while Instant::now() < until {
+            let child = self.child.as_mut()?;
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return Some(status);
+            }
+            sleep(Duration::from_millis(20)).await;
+        }
+        None
+    }
+
     /// What the process logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

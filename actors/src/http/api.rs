@@ -71,8 +71,11 @@ pub async fn healthz(res: &mut Response) {
     res.render(Json(json!({"status": "ok"})));
 }
 
-/// `GET /readyz`: 200 when Postgres and NATS are reachable and the cache is
-/// rebuilt; 503 otherwise, with the part that is not ready and why.
+/// `GET /readyz`: 200 when this replica should get traffic (its cache is
+/// rebuilt, it is not shutting down, its change feed is within
+/// `READY_MAX_LAG` if set); 503 otherwise. Either way the body names each
+/// part's state and why (Postgres and NATS are said, not counted: every
+/// replica shares them).
 #[endpoint(tags("health"), responses(ReadinessResponses))]
 pub async fn readyz(depot: &mut Depot, res: &mut Response) {
     let readiness = app_state(depot).readiness().await;

@@ -132,9 +132,20 @@ fn route(req: &Request) -> String {
 pub async fn serve(depot: &mut Depot, res: &mut Response) {
     let state = app_state(depot);
     let (entries, bytes) = state.products.size().await;
-    let metrics = Metrics::new(&state.names);
+    let metrics = &state.metrics;
     metrics.cache_entries.set(entries as f64);
     metrics.cache_bytes.set(bytes as f64);
+    // What the parts report of themselves (no question to Postgres here:
+    // a scrape stays quick while Postgres hangs).
+    let ingest = state.health.ingest();
+    metrics.part_ready("postgres", ingest.store_problem.is_none());
+    metrics.part_ready(
+        "nats",
+        ingest.nats_connected && ingest.consumer_problem.is_none(),
+    );
+    metrics.part_ready("cache", state.health.cache_rebuilt());
+    metrics.part_ready("change_feed", state.health.feed().problem.is_none());
+    metrics.shutting_down(state.health.shutting_down());
     let _ = res.add_header(
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

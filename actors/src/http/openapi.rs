@@ -193,14 +193,18 @@ pub struct CheckBody {
 #[derive(Serialize, ToSchema)]
 #[salvo(schema(name = "Readiness"))]
 pub struct ReadinessBody {
-    /// Postgres answers a ping and takes writes.
+    /// Postgres answers a ping and takes writes (said, not counted: every
+    /// replica shares it).
     pub postgres: CheckBody,
-    /// Connected to NATS, with a consumer that works.
+    /// Connected to NATS, with a consumer that works (said, not counted).
     pub nats: CheckBody,
     /// The cache has been rebuilt from Postgres since the last start.
     pub cache: CheckBody,
-    /// How current the cache is; said, not counted in readiness.
+    /// How current the cache is; counted in readiness only with
+    /// `READY_MAX_LAG`.
     pub change_feed: FeedBody,
+    /// Present (`true`) from the stop signal on: the replica drains.
+    pub shutting_down: Option<bool>,
 }
 
 /// `{"caught_up": true}`, or `{"caught_up": false, "error": "why",
@@ -220,7 +224,8 @@ pub struct FeedBody {
 #[derive(ToResponses)]
 #[allow(dead_code)] // a description: never built
 pub enum ReadinessResponses {
-    /// Every part is ready.
+    /// This replica should get traffic: its cache is rebuilt and it is not
+    /// shutting down (Postgres and NATS may still be away: see the body).
     #[salvo(response(
         status_code = 200,
         examples(("GET /readyz" = (summary = "A service that is ready.", value = json!({
@@ -229,8 +234,9 @@ pub enum ReadinessResponses {
         }))))
     ))]
     Ready(ReadinessBody),
-    /// A part is not ready: the same object, with `"ready": false` and an
-    /// `"error"` for each part that is not.
+    /// Not yet rebuilt, shutting down, or (with `READY_MAX_LAG`) too far
+    /// behind: the same object, with `"ready": false` and an `"error"` for
+    /// each part that is not.
     #[salvo(response(status_code = 503))]
     NotReady(ReadinessBody),
 }

@@ -35,6 +35,8 @@ pub struct AppState {
     /// The open live feeds, and how many more may open.
     pub followers: Followers,
     pub metrics: Metrics,
+    /// `READY_MAX_LAG`: a change feed further behind makes `/readyz` 503.
+    pub ready_max_lag: Option<std::time::Duration>,
     /// Becomes `true` when the server stops: the live feeds end, so that a
     /// graceful stop does not wait for them.
     pub closing: watch::Receiver<bool>,
@@ -276,17 +278,43 @@ impl AppState {
                     seconds_since_caught_up: if caught_up { None } else { behind },
                 }
             },
+            shutting_down: self.health.shutting_down(),
+            max_lag: self.ready_max_lag,
         }
     }
 }
 
+/// What `/readyz` answers. Whether this replica should get traffic: its
+/// cache is built, it is not shutting down, and (with `READY_MAX_LAG`) its
+/// change feed is not further behind than that. Postgres and NATS are shared
+/// by every replica: their state is said (and gauged), but does not take
+/// this replica out of its load balancer, since the catalogue is served from
+/// memory while they are away.
 #[derive(Debug, Serialize)]
 pub struct Readiness {
     pub postgres: Check,
     pub nats: Check,
     pub cache: Check,
-    /// How current the cache is (said, not counted in readiness).
+    /// How current the cache is.
     pub change_feed: FeedCheck,
+    /// Asked to stop: draining before the listener closes.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub shutting_down: bool,
+    #[serde(skip)]
+    max_lag: Option<std::time::Duration>,
+}
+
+impl Readiness {
+    pub fn is_ready(&self) -> bool {
+        let lagging = self.max_lag.is_some_and(|max| {
+            !self.change_feed.caught_up
+                && self
+                    .change_feed
+                    .seconds_since_caught_up
+                    .is_none_or(|behind| behind > max.as_secs())
+        });
+        self.cache.ready && !self.shutting_down && !lagging
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -297,12 +325,6 @@ pub struct FeedCheck {
     /// While not caught up: since the last catch-up that succeeded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seconds_since_caught_up: Option<u64>,
-}
-
-impl Readiness {
-    pub fn is_ready(&self) -> bool {
-        self.postgres.ready && self.nats.ready && self.cache.ready
-    }
 }
 
 #[derive(Debug, Serialize)]
