@@ -116,3 +116,39 @@ async fn a_held_transaction_and_a_burst_too_large_for_one_read_still_let_a_delet
     held.rollback().await.unwrap();
     second.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_truncate_behind_more_changes_than_one_read_takes_still_empties_the_cache() {
+    let mut settings = unique_settings();
+    settings.cache_catch_up_max_rows = 100;
+    let app = TestApp::spawn_with(settings, RestartBudget::default()).await;
+    app.sql(
+        "INSERT INTO products (id, name, price, manufacturer, stream, stream_seq) \
+         SELECT g, 'p' || g, g, 'm', 'by hand', 0 FROM generate_series(1, 500) g",
+    )
+    .await;
+    wait_until("the products are listed", || async {
+        app.get_json("/products?limit=1000")
+            .await
+            .1
+            .as_array()
+            .map(Vec::len)
+            == Some(500)
+    })
+    .await;
+    assert_eq!(app.get("/products/450").await.status(), 200);
+    // Many deletions (each a tombstone), then every product at once, between
+    // two catch-ups.
+    let db = connect(&app.settings.database_url).await;
+    let txn = db.begin().await.unwrap();
+    txn.execute_unprepared("DELETE FROM products WHERE id <= 300")
+        .await
+        .unwrap();
+    txn.execute_unprepared("TRUNCATE products").await.unwrap();
+    txn.commit().await.unwrap();
+    wait_until("nothing is served any more", || async {
+        app.get("/products/450").await.status() == 404
+            && app.get_json("/products").await.1 == serde_json::json!([])
+    })
+    .await;
+}

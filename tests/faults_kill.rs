@@ -285,7 +285,8 @@ async fn sigterm_finishes_the_batch_in_flight_and_exits_0_within_seconds() {
     .messages();
     publish_in_order(&js, &settings, &backlog).await;
 
-    let mut service = ServiceProcess::start(&settings);
+    // No drain: the signal must find the batch in flight.
+    let mut service = ServiceProcess::start_with_env(&settings, &[("SHUTDOWN_DRAIN", "0s")]);
     let in_flight = RefCell::new(None);
     wait_until("a batch is delivered and not yet acked", || async {
         let Ok(stream) = js.get_stream(&settings.nats_stream).await else {

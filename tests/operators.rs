@@ -550,3 +550,62 @@ async fn without_a_session_key_a_random_one_is_made_and_the_log_says_what_that_m
         "{log}"
     );
 }
+
+#[tokio::test]
+async fn sign_ins_sent_together_are_held_back_not_checked_each() {
+    let app = TestApp::spawn().await;
+    let tries = futures::future::join_all((0..20).map(|_| {
+        no_redirect()
+            .post(format!("{}/signin", app.base))
+            .form(&[("name", ALICE.0), ("password", "guess")])
+            .send()
+    }))
+    .await;
+    let statuses: Vec<u16> = tries
+        .iter()
+        .map(|r| r.as_ref().unwrap().status().as_u16())
+        .collect();
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    assert_eq!(
+        checked, 1,
+        "one try checked, the others held back: {statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| [401, 429].contains(s)),
+        "{statuses:?}"
+    );
+    let metrics = app.get_text("/metrics").await.1;
+    let instance = crate::common::instance_name(&app.settings);
+    let line = format!("products_sign_in_failures_total{{app=\"{instance}\"}} 1");
+    assert!(metrics.contains(&line), "{line} in:\n{metrics}");
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_failures_are_counted_per_client_not_per_proxy() {
+    let mut settings = unique_settings();
+    settings.manage_trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+    let app = TestApp::spawn_with(settings, RestartBudget::default()).await;
+    let from = |client: &'static str, password: &'static str| {
+        no_redirect()
+            .post(format!("{}/signin", app.base))
+            .header("X-Forwarded-For", client)
+            .form(&[("name", BOB.0), ("password", password)])
+            .send()
+    };
+    assert_eq!(from("198.51.100.7", "guess").await.unwrap().status(), 401);
+    // The same client again at once is held back; another is not (its name
+    // is, though: bob's name failed). Alice, from a third, signs in.
+    assert_eq!(from("198.51.100.7", BOB.1).await.unwrap().status(), 429);
+    let alice = no_redirect()
+        .post(format!("{}/signin", app.base))
+        .header("X-Forwarded-For", "203.0.113.9")
+        .form(&[("name", ALICE.0), ("password", ALICE.1)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        alice.status(),
+        303,
+        "one client's failures are not every client's"
+    );
+}

@@ -350,6 +350,7 @@ impl Feed<'_> {
                 |reply| PersistenceMsg::ChangesSince {
                     since: Some(since),
                     max_rows: self.max_rows,
+                    blocks: true,
                     reply,
                 },
                 PERSISTENCE_TIMEOUT,
@@ -407,6 +408,7 @@ async fn rebuild(
             |reply| PersistenceMsg::ChangesSince {
                 since: None,
                 max_rows: 0,
+                blocks: false,
                 reply,
             },
             PERSISTENCE_TIMEOUT,

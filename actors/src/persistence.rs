@@ -94,6 +94,12 @@ impl StoreError {
             .is_some_and(|code| ["22", "23", "54"].iter().any(|c| code.starts_with(c)))
     }
 
+    /// Another row holds the key (SQLSTATE 23505): two writers took the same
+    /// free id at once, say; the next try goes through.
+    pub fn is_unique_violation(&self) -> bool {
+        self.sqlstate().is_some_and(|code| code == "23505")
+    }
+
     /// The data itself is something Postgres cannot hold (class 22, data
     /// exception, or 54, a limit): the message's fault. A constraint (class
     /// 23) is a rule of the database the contract does not know, such as one a
@@ -119,7 +125,8 @@ pub struct Changes {
     pub age: Option<Duration>,
     /// More changes than one read takes (`max_rows`): `products` and
     /// `deleted` are empty, and these are the blocks (of 64 ids) that
-    /// changed, for the reader to read again whole.
+    /// changed, for the reader to read again whole (none listed when not
+    /// asked for).
     pub too_many: Option<TooMany>,
 }
 
@@ -230,6 +237,9 @@ pub enum PersistenceMsg {
         /// Past this many changed rows, only the blocks are answered
         /// ([`Changes::too_many`]).
         max_rows: u64,
+        /// Whether to say which blocks, past `max_rows` (a whole-table
+        /// aggregate: the cache needs it, a live page only needs to know).
+        blocks: bool,
         reply: RpcReplyPort<Result<Changes, StoreError>>,
     },
     /// From http's search: up to `limit` products after the id `after` whose
@@ -373,11 +383,12 @@ impl Actor for Persistence {
             PersistenceMsg::ChangesSince {
                 since,
                 max_rows,
+                blocks,
                 reply,
             } => {
                 let db = state.reads.clone();
                 spawn_reply(reply, async move {
-                    store::changes_since(&db, since.as_deref(), max_rows).await
+                    store::changes_since(&db, since.as_deref(), max_rows, blocks).await
                 });
             }
             PersistenceMsg::Search {

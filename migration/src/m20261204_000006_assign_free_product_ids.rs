@@ -31,7 +31,9 @@ BEGIN
         FROM products p
         WHERE p.id >= candidate
           AND NOT EXISTS (SELECT 1 FROM products q WHERE q.id = p.id + 1);
-        PERFORM setval('products_id_seq', candidate);
+        -- Never backwards: another writer may have moved it further meanwhile.
+        PERFORM setval('products_id_seq', candidate)
+        WHERE candidate > (SELECT last_value FROM products_id_seq);
     END IF;
     IF candidate > 9007199254740992 THEN
         RAISE EXCEPTION 'no product id is left to assign: ids go up to 2^53 (9007199254740992)'

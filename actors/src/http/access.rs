@@ -70,6 +70,7 @@ impl Access {
     /// time, when due).
     pub fn operator(&self, req: &Request, res: &mut Response) -> Option<Operator> {
         if let Some(name) = self.proxied_operator(req) {
+            private(res);
             return Some(Operator {
                 name,
                 nonce: String::new(),
@@ -84,6 +85,7 @@ impl Access {
         if let Some(touched) = session.touched() {
             self.set_session_cookie(res, &touched);
         }
+        private(res);
         Some(Operator {
             name: session.name,
             nonce: session.nonce,
@@ -123,17 +125,46 @@ impl Access {
     /// Signs `name` in with `password`, if they match a line of the users
     /// file: the session to set. Takes as long for an unknown name as for a
     /// wrong password, so the time says nothing about which was wrong.
-    pub async fn verify(&self, name: &str, password: &str) -> Option<Session> {
+    ///
+    /// At most [`VERIFYING_AT_ONCE`] passwords are checked at once (each
+    /// takes 19 MiB and a core for tens of milliseconds): past it, `Busy`.
+    pub async fn verify(&self, name: &str, password: &str) -> Result<Option<Session>, Busy> {
+        let Ok(_turn) = VERIFYING.try_acquire() else {
+            return Err(Busy);
+        };
         let hash = self.users.get(name).cloned();
         let checked = hash.clone().unwrap_or_else(|| dummy_hash().to_owned());
         let password = password.to_owned();
         let matches = tokio::task::spawn_blocking(move || verify_password(&password, &checked))
             .await
             .unwrap_or(false);
-        match (matches, hash) {
+        Ok(match (matches, hash) {
             (true, Some(hash)) => Some(Session::open(name, &hash)),
             _ => None,
+        })
+    }
+
+    /// The client's address: the connection's, or, on a connection from a
+    /// trusted proxy, the last address its `X-Forwarded-For` names (the one
+    /// the proxy saw), so that one client's failures are not every client's.
+    pub fn client_ip(&self, req: &Request) -> Option<IpAddr> {
+        let from = unmapped(req.remote_addr().clone().into_std()?.ip());
+        if !self.trusted(from) {
+            return Some(from);
         }
+        let forwarded = req
+            .headers()
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .last()
+            .and_then(|last| last.trim().parse::<IpAddr>().ok());
+        Some(forwarded.map_or(from, unmapped))
+    }
+
+    fn trusted(&self, from: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(&from))
     }
 
     /// Sets the session cookie for `session`.
@@ -149,6 +180,7 @@ impl Access {
     }
 
     fn set_cookie(&self, res: &mut Response, value: &str, max_age: u64) {
+        private(res);
         let secure = if self.secure_cookies { "; Secure" } else { "" };
         let cookie = format!(
             "{}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}",
@@ -157,6 +189,31 @@ impl Access {
         if let Ok(value) = HeaderValue::from_str(&cookie) {
             res.headers_mut().append(header::SET_COOKIE, value);
         }
+    }
+}
+
+/// Passwords checked at once, at most.
+pub const VERIFYING_AT_ONCE: usize = 2;
+static VERIFYING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(VERIFYING_AT_ONCE);
+
+/// Every password check's turn is taken: try again in a moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Busy;
+
+/// An answer for one operator (it carries their form tokens, or sets their
+/// cookie): no shared cache may keep it.
+fn private(res: &mut Response) {
+    res.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
+}
+
+/// An IPv4 address mapped into IPv6 (`::ffff:a.b.c.d`) as IPv4.
+fn unmapped(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
     }
 }
 

@@ -20,7 +20,8 @@
 //! "count"}` or `{"id", "deleted": true, "revision", "count"}` (`count`: how
 //! many products there are now, `null` until the cache is rebuilt; a page
 //! ignores an event whose revision is not above the one it shows), `position`
-//! (no data: the follower's position moved), `hello` and `reload`.
+//! (no data: the follower's position moved), `hello` (the follower is up to
+//! date: it comes first, or after the changes it was brought) and `reload`.
 //!
 //! Each event is encoded once, by the first follower that sends it, and the
 //! others send the same text ([`Announced`]). At most `EVENTS_MAX_FOLLOWERS`
@@ -131,7 +132,9 @@ impl Following {
     /// past it, and announces it once.
     async fn start(&mut self, since: Option<String>) -> Vec<SseEvent> {
         self.position = self.app.products.position();
-        match since {
+        // No position given: from the cache's (what ingest announced before
+        // this follower came is read again).
+        match since.or_else(|| self.position.as_deref().map(str::to_owned)) {
             Some(since) => self.replay(since).await,
             None => vec![self.event("hello").retry(RETRY).text("{}")],
         }
@@ -171,8 +174,9 @@ impl Following {
         })
     }
 
-    /// Every change committed after `since`, from Postgres, the last with the
-    /// read's position as its id; `reload` if that cannot be done.
+    /// Every change committed after `since`, from Postgres, then `hello` with
+    /// the read's position as its id (up to date); `reload` if that cannot
+    /// be done.
     async fn replay(&mut self, since: String) -> Vec<SseEvent> {
         if !well_formed(&since) {
             return vec![self.reload()];
@@ -182,11 +186,6 @@ impl Following {
                 if changes.too_many.is_none() && changes.deleted.iter().all(|d| d.id.is_some()) =>
             {
                 changes
-            }
-            // Postgres away, and the follower is where the cache is: what the
-            // cache announces from now on is all it can be told.
-            Err(_) if self.position.as_deref() == Some(since.as_str()) => {
-                return vec![self.event("hello").retry(RETRY).text("{}")];
             }
             _ => return vec![self.reload()],
         };
@@ -207,7 +206,8 @@ impl Following {
             .iter()
             .map(|e| (event_id(e), e.revision()))
             .collect();
-        // Until the last is sent, a reconnect starts from `since` again.
+        // Until `hello` says it is up to date, a reconnect starts from
+        // `since` again.
         let since: Arc<str> = Arc::from(since);
         let mut sent: Vec<SseEvent> = changed
             .iter()
@@ -219,10 +219,7 @@ impl Following {
             })
             .collect();
         self.position = Some(Arc::from(changes.snapshot.as_str()));
-        match sent.last_mut() {
-            Some(last) => *last = std::mem::take(last).id(changes.snapshot),
-            None => sent.push(self.event("hello").retry(RETRY).text("{}")),
-        }
+        sent.push(self.event("hello").retry(RETRY).text("{}"));
         sent
     }
 

@@ -12,7 +12,6 @@ use salvo::http::StatusCode;
 use salvo::http::header::RETRY_AFTER;
 use salvo::prelude::*;
 use serde_json::json;
-use std::net::IpAddr;
 
 /// `GET /signin[?next=/path]`: the sign-in form (or who is signed in).
 #[handler]
@@ -61,9 +60,16 @@ pub async fn sign_in(req: &mut Request, depot: &mut Depot, res: &mut Response) {
     let next = next_path(Some(fields.get("next")));
     let state = app_state(depot);
     let failures = &state.sign_in_failures;
-    let address = client_address(req);
-    let keys = [format!("name:{name}"), format!("addr:{address}")];
-    if let Some(wait) = failures.wait(&keys).await {
+    let address = access
+        .client_ip(req)
+        .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+    // Only a name an operator could have is a key of its own (bounded).
+    let name_key = match access::valid_name(&name) {
+        Ok(name) => format!("name:{name}"),
+        Err(_) => "name:(not a name)".to_owned(),
+    };
+    let keys = [name_key, format!("addr:{address}")];
+    if let Err(wait) = failures.begin(&keys).await {
         let seconds = wait.as_secs().max(1);
         res.headers_mut().insert(RETRY_AFTER, seconds.into());
         return sign_in_again(
@@ -76,7 +82,17 @@ pub async fn sign_in(req: &mut Request, depot: &mut Depot, res: &mut Response) {
     }
     let session = match access::valid_name(&name) {
         Ok(name) => access.verify(name, password).await,
-        Err(_) => None,
+        Err(_) => Ok(None),
+    };
+    let Ok(session) = session else {
+        res.headers_mut().insert(RETRY_AFTER, 1u32.into());
+        return sign_in_again(
+            res,
+            StatusCode::SERVICE_UNAVAILABLE,
+            &name,
+            &next,
+            "Many sign-ins are being checked right now. Please try again in a moment.",
+        );
     };
     let Some(session) = session else {
         state.metrics.sign_in_failures.increment(1);
@@ -91,7 +107,7 @@ pub async fn sign_in(req: &mut Request, depot: &mut Depot, res: &mut Response) {
             "The name or the password is wrong.",
         );
     };
-    failures.succeeded(&keys[0]).await;
+    failures.succeeded(&keys).await;
     tracing::info!(operator = %session.name, %address, "an operator signed in");
     access.set_session_cookie(res, &session);
     res.render(Redirect::other(next));
@@ -146,14 +162,6 @@ fn next_path(next: Option<&str>) -> String {
         }
         _ => "/".to_owned(),
     }
-}
-
-fn client_address(req: &Request) -> String {
-    req.remote_addr()
-        .clone()
-        .into_std()
-        .map(|addr| addr.ip())
-        .map_or_else(|| "unknown".to_owned(), |ip: IpAddr| ip.to_string())
 }
 
 #[cfg(test)]

@@ -187,6 +187,7 @@ impl AppState {
         self.persistence(|reply| PersistenceMsg::ChangesSince {
             since: Some(since),
             max_rows,
+            blocks: false,
             reply,
         })
         .await

@@ -8,6 +8,7 @@
 //! [`FORGET_AFTER`] without another.
 
 use moka::future::Cache;
+use moka::ops::compute::Op;
 use std::time::{Duration, Instant};
 
 /// The longest a failed sign-in's answer waits.
@@ -42,18 +43,51 @@ impl Default for Failures {
 }
 
 impl Failures {
-    /// How long until `keys` may try again, if they may not now.
-    pub async fn wait(&self, keys: &[String]) -> Option<Duration> {
+    /// Begins a try for `keys`, unless one of them is held back: then how
+    /// long it is, and no key is touched (a try held back by one key must not
+    /// hold back the others, or two keys could keep each other held). A try
+    /// that begins holds its keys back as if it will fail, so that tries sent
+    /// together cannot all pass before the first failure is counted.
+    pub async fn begin(&self, keys: &[String]) -> Result<(), Duration> {
         let now = Instant::now();
-        let mut longest = None;
+        let mut longest: Option<Duration> = None;
         for key in keys {
             if let Some(failed) = self.cache.get(key).await
                 && failed.not_before > now
             {
-                longest = longest.max(Some(failed.not_before - now));
+                longest = Some(longest.unwrap_or_default().max(failed.not_before - now));
             }
         }
-        longest
+        if let Some(wait) = longest {
+            return Err(wait);
+        }
+        // Each key held in one step: of two tries that got this far at once,
+        // one holds the key and the other finds it held.
+        let mut raced: Option<Duration> = None;
+        for key in keys {
+            let raced = &mut raced;
+            self.cache
+                .entry(key.clone())
+                .and_compute_with(|entry| async move {
+                    let now = Instant::now();
+                    let failed = entry.map(|entry| entry.into_value());
+                    match failed {
+                        Some(failed) if failed.not_before > now => {
+                            *raced = Some(raced.unwrap_or_default().max(failed.not_before - now));
+                            Op::Nop
+                        }
+                        failed => {
+                            let count = failed.map_or(0, |f| f.count);
+                            Op::Put(Failed {
+                                count,
+                                not_before: now + delay(count + 1),
+                            })
+                        }
+                    }
+                })
+                .await;
+        }
+        raced.map_or(Ok(()), Err)
     }
 
     /// Counts a failure for each of `keys`; how long its answer waits.
@@ -78,8 +112,14 @@ impl Failures {
         delay(most)
     }
 
-    pub async fn succeeded(&self, name_key: &str) {
-        self.cache.invalidate(name_key).await;
+    /// A try for `keys` succeeded: its name's failures are forgotten, and
+    /// an address with none lets the next try through at once.
+    pub async fn succeeded(&self, keys: &[String]) {
+        for key in keys {
+            if key.starts_with("name:") || self.cache.get(key).await.is_some_and(|f| f.count == 0) {
+                self.cache.invalidate(key).await;
+            }
+        }
     }
 }
 
@@ -103,14 +143,24 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failure_holds_back_the_next_try_of_its_name_and_its_address() {
+    async fn a_try_holds_back_the_next_of_its_name_and_its_address_until_it_ends() {
         let failures = Failures::default();
         let keys = ["name:alice".to_owned(), "addr:10.0.0.1".to_owned()];
-        assert_eq!(failures.wait(&keys).await, None);
+        assert_eq!(failures.begin(&keys).await, Ok(()));
+        // Sent together: the second waits, whatever the first's outcome.
+        assert!(failures.begin(&["name:alice".to_owned()]).await.is_err());
+        assert!(failures.begin(&["addr:10.0.0.1".to_owned()]).await.is_err());
+        assert_eq!(failures.begin(&["name:bob".to_owned()]).await, Ok(()));
         assert_eq!(failures.failed(&keys).await, Duration::from_millis(250));
-        assert!(failures.wait(&["name:alice".to_owned()]).await.is_some());
-        assert!(failures.wait(&["addr:10.0.0.1".to_owned()]).await.is_some());
-        assert_eq!(failures.wait(&["name:bob".to_owned()]).await, None);
         assert_eq!(failures.failed(&keys).await, Duration::from_millis(500));
+    }
+
+    #[tokio::test]
+    async fn a_success_lets_the_next_try_through() {
+        let failures = Failures::default();
+        let keys = ["name:alice".to_owned(), "addr:10.0.0.1".to_owned()];
+        assert_eq!(failures.begin(&keys).await, Ok(()));
+        failures.succeeded(&keys).await;
+        assert_eq!(failures.begin(&keys).await, Ok(()));
     }
 }

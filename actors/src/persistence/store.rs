@@ -79,14 +79,17 @@ async fn one_by_one(
         match write_products(txn, &batch.stream, &[message]).await {
             Ok(stored) => current.extend(stored),
             Err(error) if error.is_refusal() => {
-                *outcome = if error.is_data_exception() || message.last_delivery {
+                // A unique key taken meanwhile is never final: the next try
+                // takes another (an id assigned by two replicas at once).
+                let last = message.last_delivery && !error.is_unique_violation();
+                *outcome = if error.is_data_exception() || last {
                     Outcome::SetAside(Rejection::RefusedByPostgres(error.to_string()))
                 } else {
                     Outcome::Retry {
                         reason: error.to_string(),
                     }
                 };
-                if !message.last_delivery {
+                if !last {
                     refusals.push(error);
                 }
             }
@@ -496,6 +499,7 @@ pub async fn changes_since(
     db: &DatabaseConnection,
     since: Option<&str>,
     max_rows: u64,
+    blocks: bool,
 ) -> Result<Changes, StoreError> {
     // One snapshot for every read, so that the next `since` is exact.
     let txn = db
@@ -542,16 +546,26 @@ pub async fn changes_since(
         ))
         .await?;
     if (rows.len() + tombstones.len()) as u64 > max_rows {
-        changes.too_many = Some(too_many(&txn, since).await?);
-        // A TRUNCATE among them: every block changed.
-        for row in &tombstones {
-            let id: Option<i64> = row.try_get("", "id")?;
-            if id.is_none() {
-                changes.deleted.push(Deleted {
-                    id: None,
-                    revision: row.try_get("", "revision")?,
-                });
-            }
+        // A TRUNCATE among them (looked for apart: the rows read are only
+        // the first ones) changed every block.
+        let truncated = txn
+            .query_one_raw(Statement::from_sql_and_values(
+                backend,
+                format!(
+                    "SELECT revision FROM product_tombstones WHERE id IS NULL AND {UNSEEN} LIMIT 1"
+                ),
+                [since.into()],
+            ))
+            .await?;
+        if let Some(row) = truncated {
+            changes.deleted.push(Deleted {
+                id: None,
+                revision: row.try_get("", "revision")?,
+            });
+        } else if blocks {
+            changes.too_many = Some(too_many(&txn, since).await?);
+        } else {
+            changes.too_many = Some(TooMany::default());
         }
         txn.commit().await?;
         return Ok(changes);
