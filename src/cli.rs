@@ -1,5 +1,6 @@
 //! The command line: `products [serve]`, `products produce`, `products smoke`,
-//! `products migrate`, `products hash-password`, `products config`.
+//! `products migrate`, `products hash-password`, `products healthcheck`,
+//! `products config`.
 
 use crate::settings::Settings;
 use clap::{Parser, Subcommand};
@@ -59,6 +60,11 @@ pub enum Command {
         /// The operator's name (1 to 64 characters, no ':').
         name: String,
     },
+    /// Ask the service on HTTP_ADDR (0.0.0.0 and :: as the loopback) whether
+    /// it is alive (`GET /healthz`): exit 0 if it answers 200 within 2 s, 1
+    /// otherwise. For container health checks: the image needs no curl, and
+    /// the port follows the setting.
+    Healthcheck,
     /// Check the settings and print them as `VAR=value` lines (credentials
     /// redacted), then exit: what `serve` would run with.
     Config,

@@ -48,6 +48,16 @@ async fn main() -> anyhow::Result<()> {
             println!("{line}");
             Ok(())
         }
+        Command::Healthcheck => {
+            let addr = products::operators::loopback(cli.settings.http_addr);
+            match products::operators::alive(addr).await {
+                Ok(()) => Ok(()),
+                Err(reason) => {
+                    eprintln!("products at {addr} is not healthy: {reason}");
+                    std::process::exit(1);
+                }
+            }
+        }
         Command::Migrate => products::database::prepare(&cli.settings.database_url).await,
         Command::Config => {
             for (var, value) in cli.settings.to_env() {

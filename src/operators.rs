@@ -1,4 +1,5 @@
-//! `products hash-password`: an operator's line for `MANAGE_USERS_FILE`.
+//! What operators run beside the service: `products hash-password` (an
+//! operator's line for `MANAGE_USERS_FILE`) and `products healthcheck`.
 
 use actors::http::access;
 use anyhow::{Context, bail};
@@ -29,4 +30,34 @@ pub fn hash_password_line(name: &str) -> anyhow::Result<String> {
         bail!("the password is empty; nothing was written");
     }
     Ok(format!("{name}:{}", access::hash_password(&password)))
+}
+
+/// Where to ask a service that listens on `addr`: its own address, or the
+/// loopback when it listens on every interface.
+pub fn loopback(addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    std::net::SocketAddr::new(ip, addr.port())
+}
+
+/// `GET /healthz` at `addr` answered 200 within 2 s.
+pub async fn alive(addr: std::net::SocketAddr) -> Result<(), String> {
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(2))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let response = client
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if response.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!("/healthz answered {}", response.status()))
+    }
 }

@@ -207,3 +207,36 @@ async fn a_rejected_message_is_logged_once_at_warn_with_its_reason() {
     assert!(line.contains(&format!("stream_seq={bad}")), "{line}");
     assert!(line.contains("must not be negative"), "{line}");
 }
+
+#[tokio::test]
+async fn healthcheck_exits_0_for_a_live_service_on_http_addr_and_1_for_none() {
+    let app = crate::common::TestApp::spawn().await;
+    let healthcheck = |addr: String| {
+        Command::new(env!("CARGO_BIN_EXE_products"))
+            .arg("healthcheck")
+            .env_clear()
+            .env("HTTP_ADDR", addr)
+            .output()
+            .expect("the products binary runs")
+    };
+    // Listening on every interface is asked on the loopback.
+    let port = app.app().http_addr().port();
+    let live = tokio::task::spawn_blocking(move || healthcheck(format!("0.0.0.0:{port}")))
+        .await
+        .unwrap();
+    assert!(
+        live.status.success(),
+        "{}",
+        String::from_utf8_lossy(&live.stderr)
+    );
+    // Port 1: nothing listens there.
+    let dead = tokio::task::spawn_blocking(move || healthcheck("127.0.0.1:1".to_owned()))
+        .await
+        .unwrap();
+    assert_eq!(dead.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&dead.stderr).contains("is not healthy"),
+        "{}",
+        String::from_utf8_lossy(&dead.stderr)
+    );
+}
