@@ -1,11 +1,30 @@
 use clap::{CommandFactory, Parser};
 use products::cli::{Cli, Command};
 use products::produce::Source;
+use products::settings::LogFormat;
+use std::process::ExitCode;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let mut cli = Cli::parse();
-    products::telemetry::init(cli.settings.log_format);
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let format = cli.settings.log_format;
+    products::telemetry::init(format);
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        // A fatal error is a log line like any other in JSON (for the
+        // collector), and plain text for a person.
+        Err(error) if format == LogFormat::Json => {
+            tracing::error!(error = %format!("{error:#}"), "products stopped");
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("Error: {error:?}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(mut cli: Cli) -> anyhow::Result<()> {
     // Every command refuses settings out of range before it connects anywhere,
     // the way clap refuses a value it cannot parse (a usage error, exit code 2).
     let checked = cli
@@ -15,6 +34,10 @@ async fn main() -> anyhow::Result<()> {
         .and_then(|settings| settings.validate().map(|()| settings));
     match checked {
         Ok(settings) => cli.settings = settings,
+        Err(invalid) if cli.settings.log_format == LogFormat::Json => {
+            tracing::error!(setting = invalid.var, error = %invalid, "products cannot start");
+            std::process::exit(2);
+        }
         Err(invalid) => Cli::command()
             .error(clap::error::ErrorKind::ValueValidation, invalid)
             .exit(),

@@ -14,7 +14,7 @@ fn lines_saying(service: &ServiceProcess, message: &str) -> Vec<Value> {
         .log()
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|line| line["fields"]["message"] == message)
+        .filter(|line| line["message"] == message)
         .collect()
 }
 
@@ -61,21 +61,19 @@ async fn every_http_log_line_and_response_carry_the_request_id() {
 
     wait_until("each request is logged with its id", || async {
         let requests = lines_saying(&service, "request");
-        ["client-id-1.2_3", &made[0], &made[1]].iter().all(|id| {
-            requests
-                .iter()
-                .any(|line| line["span"]["request_id"] == *id)
-        })
+        ["client-id-1.2_3", &made[0], &made[1]]
+            .iter()
+            .all(|id| requests.iter().any(|line| line["request_id"] == *id))
     })
     .await;
     let requests = lines_saying(&service, "request");
     let line = requests
         .iter()
-        .find(|line| line["span"]["request_id"] == "client-id-1.2_3")
+        .find(|line| line["request_id"] == "client-id-1.2_3")
         .unwrap();
-    assert_eq!(line["span"]["route"], "/products/{id}", "{line}");
-    assert_eq!(line["span"]["path"], "/products/77", "{line}");
-    assert_eq!(line["fields"]["status"], 404, "{line}");
+    assert_eq!(line["route"], "/products/{id}", "{line}");
+    assert_eq!(line["path"], "/products/77", "{line}");
+    assert_eq!(line["status"], 404, "{line}");
 }
 
 #[tokio::test]
@@ -115,28 +113,31 @@ async fn a_log_line_about_a_message_names_its_stream_sequence_and_product_id() {
     .await;
     let line = &lines_saying(&service, "message not stored; it will be redelivered")[0];
     assert_eq!(line["level"], "WARN", "{line}");
-    assert_eq!(line["span"]["stream_seq"], seq, "{line}");
-    assert_eq!(line["span"]["product_id"], 5, "{line}");
+    assert_eq!(line["stream_seq"], seq, "{line}");
+    assert_eq!(line["product_id"], 5, "{line}");
     assert!(
-        line["fields"]["reason"]
+        line["reason"]
             .as_str()
             .is_some_and(|r| r.contains("price_below_1000")),
         "{line}"
     );
-    // Its batch's span names the batch's sequences; the batches before it
-    // (the invalid message's, the earlier tries of this one) are over.
-    let batches: Vec<&Value> = line["spans"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|span| span["name"] == "batch")
-        .collect();
-    assert_eq!(batches.len(), 1, "one batch span: {line}");
-    let batch = batches[0];
+    // Its batch's span names the batch's sequences, at the top level too
+    // (one flat object a line).
     assert!(
-        batch["last_seq"].as_u64().is_some_and(|last| last >= seq),
+        line["last_seq"].as_u64().is_some_and(|last| last >= seq),
         "{line}"
     );
+    assert!(
+        line.get("fields").is_none() && line.get("span").is_none() && line.get("spans").is_none(),
+        "flat: {line}"
+    );
+    assert!(
+        line["timestamp"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z') && t.contains('T')),
+        "RFC 3339: {line}"
+    );
+    assert_eq!(line["target"], "actors::ingest", "{line}");
 
     // An invalid message names no product: its line has the sequence only.
     wait_until("the invalid message is logged", || async {
@@ -144,6 +145,49 @@ async fn a_log_line_about_a_message_names_its_stream_sequence_and_product_id() {
     })
     .await;
     let line = &lines_saying(&service, "message set aside")[0];
-    assert_eq!(line["span"]["stream_seq"], seq - 1, "{line}");
-    assert!(line["span"]["product_id"].is_null(), "{line}");
+    assert_eq!(line["stream_seq"], seq - 1, "{line}");
+    assert!(line["product_id"].is_null(), "{line}");
+}
+
+#[test]
+fn a_fatal_error_at_start_is_a_json_line_too() {
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_products"))
+            .args(args)
+            .env_clear()
+            .env("LOG_FORMAT", "json")
+            .envs(env.iter().copied())
+            .output()
+            .expect("the products binary runs")
+    };
+    let last_line = |output: &std::process::Output| -> Value {
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        let line = stderr.lines().last().unwrap_or_default().to_owned();
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: not JSON: {stderr}"))
+    };
+    // A setting refused: exit 2, the setting named.
+    let refused = run(&["config"], &[("UI_MANAGE", "true")]);
+    assert_eq!(refused.status.code(), Some(2));
+    let line = last_line(&refused);
+    assert_eq!(
+        (&line["level"], &line["setting"]),
+        (&"ERROR".into(), &"UI_MANAGE".into()),
+        "{line}"
+    );
+    // A database that cannot be reached: exit 1, why.
+    let unreachable = run(
+        &["migrate"],
+        &[(
+            "DATABASE_URL",
+            "postgres://postgres@127.0.0.1:1/products_nowhere",
+        )],
+    );
+    assert_eq!(unreachable.status.code(), Some(1));
+    let line = last_line(&unreachable);
+    assert_eq!(line["level"], "ERROR", "{line}");
+    assert_eq!(line["message"], "products stopped", "{line}");
+    assert!(
+        line["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{line}"
+    );
 }
