@@ -34,9 +34,12 @@ async fn nats_going_away_and_coming_back_resumes_ingest_by_itself() {
     let instance = crate::common::instance_name(&app.settings);
     let gauge = format!("products_part_ready{{app=\"{instance}\",part=\"nats\"}} 0");
     assert!(metrics.contains(&gauge), "{gauge} in\n{metrics}");
-    // Still serving.
+    // Still serving, and the pages say updates are paused.
     assert_eq!(app.get("/products/1").await.status(), 200);
-    assert_eq!(app.get("/").await.status(), 200);
+    let (status, page) = app.get_text("/").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("Updates are paused since"), "{page}");
+    assert!(page.contains("the stream cannot be read"), "{page}");
 
     nats.start().await;
     app.publish_when_nats_is_back(r#"{"name":"toy","price":100,"manufacturer":"lego"}"#)
@@ -44,6 +47,8 @@ async fn nats_going_away_and_coming_back_resumes_ingest_by_itself() {
     let list = app.wait_for_list_len(2).await;
     assert_eq!(list[1]["name"], "toy");
     app.wait_for_readiness("nats", true).await;
+    let (_, page) = app.get_text("/").await;
+    assert!(!page.contains("Updates are paused"), "{page}");
 }
 
 #[tokio::test]

@@ -39,6 +39,23 @@ pub struct IngestHealth {
     /// Why the last batch could not be stored, if it could not (`None` after a
     /// batch is stored).
     pub store_problem: Option<String>,
+    /// Since when updates have been paused (NATS away, the consumer not
+    /// set up, or Postgres not storing); `None` while they flow. Kept by
+    /// [`Health::update_ingest`].
+    pub paused_since: Option<std::time::SystemTime>,
+}
+
+impl IngestHealth {
+    /// Why updates are paused, in words for a person, if they are.
+    pub fn paused(&self) -> Option<&'static str> {
+        if !self.nats_connected || self.consumer_problem.is_some() {
+            Some("the stream cannot be read")
+        } else if self.store_problem.is_some() {
+            Some("the database is not storing changes")
+        } else {
+            None
+        }
+    }
 }
 
 impl Default for Health {
@@ -54,6 +71,7 @@ impl Health {
                 nats_connected: false,
                 consumer_problem: Some("not set up yet".into()),
                 store_problem: None,
+                paused_since: Some(std::time::SystemTime::now()),
             })),
             cache_rebuilt: Arc::new(watch::Sender::new(false)),
             feed: Arc::new(watch::Sender::new(FeedHealth::default())),
@@ -72,6 +90,11 @@ impl Health {
         self.ingest.send_if_modified(|health| {
             let before = health.clone();
             change(health);
+            health.paused_since = match (health.paused(), before.paused_since) {
+                (None, _) => None,
+                (Some(_), Some(since)) => Some(since),
+                (Some(_), None) => Some(std::time::SystemTime::now()),
+            };
             *health != before
         });
     }

@@ -124,6 +124,7 @@ pub async fn index(req: &mut Request, depot: &mut Depot, res: &mut Response) {
         // products may appear at its end.
         "until": next.as_ref().and(last),
         "who": who,
+        "paused": state.paused(),
     });
     render(res, StatusCode::OK, "index", data);
 }
@@ -152,6 +153,7 @@ pub async fn product_page(req: &mut Request, depot: &mut Depot, res: &mut Respon
                 "manage": csrf.is_some(),
                 "csrf": csrf,
                 "who": who,
+                "paused": state.paused(),
                 "message_id": new_message_id(),
             });
             render(res, StatusCode::OK, "product", data);

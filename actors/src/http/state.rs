@@ -177,6 +177,20 @@ impl AppState {
         }
     }
 
+    /// The pages' notice while updates are paused: since when (RFC 3339)
+    /// and why, in words for anyone (no internal detail); `null` while they
+    /// flow.
+    pub fn paused(&self) -> Value {
+        let ingest = self.health.ingest();
+        match (ingest.paused(), ingest.paused_since) {
+            (Some(why), Some(since)) => json!({
+                "since": humantime::format_rfc3339_seconds(since).to_string(),
+                "why": why,
+            }),
+            _ => Value::Null,
+        }
+    }
+
     /// Every change committed after the position `since`, from Postgres (at
     /// most `max_rows`: past it, only which blocks changed).
     pub async fn changes_since(
@@ -248,6 +262,7 @@ impl AppState {
             nats_connected,
             consumer_problem,
             store_problem,
+            ..
         } = self.health.ingest();
         Readiness {
             postgres: match (ping, store_problem) {
