@@ -19,10 +19,9 @@ async fn cache_status(app: &TestApp) -> CacheStatus {
         .expect("the cache answers")
 }
 
-#[tokio::test]
-async fn what_the_service_stored_since_start_is_served_from_memory_while_postgres_is_away() {
-    let proxy = PgProxy::start().await;
-    let mut settings = unique_settings();
+/// An app whose Postgres is reached through `proxy` (its database is still
+/// dropped directly when the test ends).
+async fn behind(proxy: &PgProxy, mut settings: products::settings::Settings) -> TestApp {
     let cleanup = Cleanup::new(&settings);
     let database = settings
         .database_url
@@ -32,7 +31,13 @@ async fn what_the_service_stored_since_start_is_served_from_memory_while_postgre
         .unwrap()
         .to_owned();
     settings.database_url = proxy.database_url(&database).into();
-    let app = TestApp::spawn_full(settings, RestartBudget::default(), cleanup).await;
+    TestApp::spawn_full(settings, RestartBudget::default(), cleanup).await
+}
+
+#[tokio::test]
+async fn what_the_service_stored_since_start_is_served_from_memory_while_postgres_is_away() {
+    let proxy = PgProxy::start().await;
+    let app = behind(&proxy, unique_settings()).await;
     app.wait_for_readiness("cache", true).await;
 
     // Ten products in two blocks no read has cached (the rebuild found none),
@@ -93,16 +98,7 @@ async fn postgres_going_away_stops_acks_keeps_serving_the_cache_and_loses_nothin
     // Invalidations as often as the settings allow, so that the outage
     // outlasts several of them.
     settings.cache_invalidate_every = Duration::from_secs(1);
-    let cleanup = Cleanup::new(&settings);
-    let database = settings
-        .database_url
-        .expose()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_owned();
-    settings.database_url = proxy.database_url(&database).into();
-    let app = TestApp::spawn_full(settings, RestartBudget::default(), cleanup).await;
+    let app = behind(&proxy, settings).await;
 
     app.publish(r#"{"id":1,"name":"pen","price":10,"manufacturer":"bic"}"#)
         .await;
