@@ -304,3 +304,30 @@ async fn a_restarted_actor_is_counted_by_name() {
     let m = Scrape::of(&app).await;
     assert_eq!(m.value("products_actor_restarts_total", &[]), 1.0);
 }
+
+#[test]
+fn every_metric_the_alert_rules_use_is_one_the_service_exports() {
+    let top = env!("CARGO_MANIFEST_DIR");
+    let rules =
+        std::fs::read_to_string(format!("{top}/deployments/prometheus/rules.yaml")).unwrap();
+    let defined = std::fs::read_to_string(format!("{top}/actors/src/metrics.rs")).unwrap();
+    let used: std::collections::BTreeSet<&str> = rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .filter(|word| word.starts_with("products_") && !word.contains(':'))
+        .map(|word| {
+            ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| word.strip_suffix(suffix))
+                .unwrap_or(word)
+        })
+        .collect();
+    assert!(used.len() >= 10, "{used:?}");
+    let missing: Vec<&&str> = used
+        .iter()
+        .filter(|name| !defined.contains(&format!("\"{name}\"")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "rules name metrics the service does not export: {missing:?}"
+    );
+}
