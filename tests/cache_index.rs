@@ -122,7 +122,7 @@ async fn a_deletion_leaves_the_lists_and_the_count_at_once_and_an_older_write_do
 #[tokio::test]
 async fn a_write_is_announced_even_when_a_read_loaded_that_version_first() {
     let cache = filled(&[1, 2].into()).await;
-    let (mut follower, _) = cache.follow();
+    let mut follower = cache.follow();
     // Another replica stored revision 7 of id 2; a read filled the block
     // with it before the change feed brought it here.
     cache

@@ -254,7 +254,7 @@ fn urlencode(text: &str) -> String {
 #[tokio::test]
 async fn a_follower_that_does_not_read_keeps_at_most_the_buffer_and_learns_it_lost_some() {
     let products = ProductCache::new(&Names::new(uuid::Uuid::new_v4().to_string()), 1 << 20);
-    let (mut follower, _) = products.follow();
+    let mut follower = products.follow();
     let count = LIVE_BUFFER as i64 + 50;
     for id in 1..=count {
         products.put([crate::common::product(id, id)]).await;
@@ -276,7 +276,7 @@ async fn a_follower_that_does_not_read_keeps_at_most_the_buffer_and_learns_it_lo
 #[tokio::test]
 async fn a_repeated_write_of_the_same_version_is_not_announced_again() {
     let products = ProductCache::new(&Names::new(uuid::Uuid::new_v4().to_string()), 1 << 20);
-    let (mut follower, _) = products.follow();
+    let mut follower = products.follow();
     let product = crate::common::product(1, 5);
     products.put([Arc::clone(&product)]).await;
     // Ingest's own write, then the change feed's: one change.

@@ -47,7 +47,7 @@ use moka::future::Cache as Moka;
 use moka::ops::compute::{CompResult, Op};
 use std::collections::HashMap;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
@@ -159,8 +159,6 @@ pub struct ProductCache {
     recent: Arc<Mutex<HashMap<i64, (i64, Instant)>>>,
     /// Raised by every `clear`: a read begun before it is not kept.
     generation: Arc<AtomicU64>,
-    /// The highest revision announced (or loaded).
-    latest: Arc<AtomicI64>,
     /// The change feed's position: the Postgres snapshot of the last
     /// catch-up applied (`None` until the first); where a page starts.
     position: Arc<RwLock<Option<Arc<str>>>>,
@@ -215,7 +213,6 @@ impl ProductCache {
             live: broadcast::Sender::new(LIVE_BUFFER),
             recent: Arc::default(),
             generation: Arc::default(),
-            latest: Arc::default(),
             position: Arc::default(),
             metrics: Metrics::new(names),
         }
@@ -481,7 +478,6 @@ impl ProductCache {
         };
         let key = block_of(first.id());
         let index = &self.index;
-        let latest = &self.latest;
         let current = &self.generation;
         self.blocks
             .entry(key)
@@ -500,7 +496,6 @@ impl ProductCache {
                         (block, _) => block,
                     },
                 };
-                latest.fetch_max(block.latest_revision(), Ordering::Relaxed);
                 list(index, key, block.mask());
                 Op::Put(Arc::new(block))
             })
@@ -529,7 +524,6 @@ impl ProductCache {
         self.metrics.cache_misses.increment(1);
         let persistence = &self.persistence;
         let index = &self.index;
-        let latest = &self.latest;
         let current = &self.generation;
         let generation = current.load(Ordering::Acquire);
         // A block read before a `clear` and not kept: served to this reader only.
@@ -560,7 +554,6 @@ impl ProductCache {
                     *unkept_out = Some(block);
                     return Ok(Op::Nop);
                 }
-                latest.fetch_max(block.latest_revision(), Ordering::Relaxed);
                 list(index, key, block.mask());
                 Ok::<_, CacheError>(Op::Put(block))
             })
@@ -576,10 +569,9 @@ impl ProductCache {
     }
 
     /// A receiver of every change announced from now on (at most
-    /// [`LIVE_BUFFER`] unread), and the latest revision announced so far.
-    pub fn follow(&self) -> (broadcast::Receiver<Arc<Announced>>, i64) {
-        let receiver = self.live.subscribe();
-        (receiver, self.latest.load(Ordering::Relaxed))
+    /// [`LIVE_BUFFER`] unread).
+    pub fn follow(&self) -> broadcast::Receiver<Arc<Announced>> {
+        self.live.subscribe()
     }
 
     /// Where the change feed stands: every change committed before this
@@ -598,11 +590,6 @@ impl ProductCache {
         let position: Arc<str> = Arc::from(snapshot);
         *self.position.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(&position));
         self.announce(LiveEvent::Position(position));
-    }
-
-    /// The latest revision announced or loaded.
-    pub fn latest_revision(&self) -> i64 {
-        self.latest.load(Ordering::Relaxed)
     }
 
     /// The `after` of the page of `limit` products that ends just before the
@@ -643,7 +630,6 @@ impl ProductCache {
     }
 
     fn announce(&self, event: LiveEvent) {
-        self.latest.fetch_max(event.revision(), Ordering::Relaxed);
         // No follower: nobody to tell.
         let _ = self.live.send(Announced::new(event));
     }

@@ -76,7 +76,7 @@ pub async fn events(req: &mut Request, depot: &mut Depot, res: &mut Response) {
         .or_else(|| req.query::<String>("since"))
         .filter(|since| !since.is_empty());
     // Subscribed before anything is read: no change falls between the two.
-    let (receiver, _) = state.products.follow();
+    let receiver = state.products.follow();
     let app = state.clone();
     let closing = state.closing.clone();
     let already_closing = *closing.borrow();
