@@ -23,10 +23,10 @@
 //! baselines too.
 
 use actors::cache::{CacheMsg, CacheStatus};
-use actors::product::Product;
 use actors::supervisor::RestartBudget;
 use anyhow::Context;
 use async_nats::jetstream;
+use catalogue::product::Product;
 use entity::products as rows;
 use moka::future::Cache as Moka;
 use products::App;
@@ -287,7 +287,7 @@ impl BareServer {
             let Some(last) = page.last() else { break };
             after = last.id;
             for row in page {
-                let product = Product::from(row);
+                let product = actors::persistence::product(row);
                 products.insert(product.id, Arc::new(product)).await;
             }
         }
@@ -332,7 +332,10 @@ async fn bare_page_read(req: &Request, depot: &Depot) -> (i64, Vec<Product>) {
         .all(&bare.db)
         .await
         .unwrap_or_default();
-    (after, page.into_iter().map(Product::from).collect())
+    (
+        after,
+        page.into_iter().map(actors::persistence::product).collect(),
+    )
 }
 
 #[handler]

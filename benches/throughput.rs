@@ -7,7 +7,7 @@
 //! 10000 ids × 10 versions), `BENCH_FRESHNESS_SECONDS` (default 10);
 //! `BENCH_PG_SOCKET=/var/run/postgresql` reaches Postgres over its Unix socket
 //! instead of TCP. A test runs the same code with a few hundred messages
-//! (`tests/bench_smoke.rs`), so that it cannot rot.
+//! (`tests/e2e/bench_smoke.rs`), so that it cannot rot.
 
 #[path = "throughput/bench.rs"]
 mod bench;

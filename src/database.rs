@@ -2,8 +2,8 @@
 //! the migrations. The running service talks to Postgres only through the
 //! persistence actor.
 
-use crate::secret::SecretUrl;
 use actors::persistence::sqlstate;
+use actors::secret::SecretUrl;
 use anyhow::{Context, bail};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, Statement};

@@ -3,11 +3,14 @@
 //!
 //! A map of the repository:
 //! - `src/` (this crate): the binary's edge: [`cli`], [`settings`],
-//!   [`secret`] (URLs that print redacted), [`telemetry`], start-up work on the database ([`database`]), the sample
+//!   [`telemetry`], start-up work on the database ([`database`]), the sample
 //!   publisher ([`produce`]), the end-to-end check of a deployment ([`smoke`]),
 //!   and [`App`], which wires the actors together.
 //! - `actors/`: the supervisor and its four actors (ingest, persistence, cache,
-//!   http) with their typed messages. Its `lib.rs` tells the life of a message.
+//!   http) with their typed messages, and the doors they share (JetStream,
+//!   secrets). Its `lib.rs` tells the life of a message.
+//! - `catalogue/`: the pure core (the product and its decoder, the batch and
+//!   change-feed contracts, the cache's blocks and index), with no framework.
 //! - `entity/`, `migration/`: the SeaORM entities and the schema migrations.
 //! - `views/`: handlebars templates and the stylesheet, embedded at build time.
 //! - `deployments/`: docker-compose and the Dockerfile.
@@ -18,13 +21,12 @@ pub mod cli;
 pub mod database;
 pub mod operators;
 pub mod produce;
-pub mod secret;
 pub mod settings;
 pub mod smoke;
 pub mod telemetry;
 
 use actors::cache::{CacheArgs, ProductCache};
-use actors::changes::ChangeSignal;
+use actors::changes::{ChangeSignal, Commits};
 use actors::health::Health;
 use actors::http::HttpArgs;
 use actors::ingest::IngestArgs;
@@ -100,6 +102,7 @@ impl App {
         let names = Names::new(instance);
         let health = Health::new();
         let changes = ChangeSignal::default();
+        let commits = Commits::default();
         let products = ProductCache::new(&names, settings.cache_max_bytes);
         // The drain (see `serve`) is part of the shutdown's budget.
         let shutdown_budget = settings
@@ -112,12 +115,14 @@ impl App {
                 database_url: settings.database_url.expose().to_owned(),
                 max_connections: settings.database_max_connections,
                 changes: changes.clone(),
+                commits: commits.clone(),
             },
             cache: CacheArgs {
                 names: names.clone(),
                 health: health.clone(),
                 products: products.clone(),
                 changes,
+                commits,
                 invalidate_every: settings.cache_invalidate_every,
                 catch_up_max_rows: settings.cache_catch_up_max_rows,
             },

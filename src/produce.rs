@@ -3,8 +3,9 @@
 //! so that a retried publish is dropped by JetStream as a duplicate.
 
 use crate::settings::Settings;
+use actors::jetstream::{self as door, Outgoing, PublishError, Start};
 use anyhow::{Context, bail};
-use async_nats::jetstream::{self, message::PublishMessage, publish::PublishAck};
+use async_nats::jetstream::{self, publish::PublishAck};
 use bytes::Bytes;
 use futures::stream::{self, StreamExt};
 use std::path::PathBuf;
@@ -14,6 +15,8 @@ use std::time::Duration;
 const IN_FLIGHT: usize = 256;
 /// Attempts per message before `produce` gives up.
 const ATTEMPTS: usize = 3;
+/// How long connecting to NATS may take before the command fails.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What to publish.
 #[derive(Debug, Clone)]
@@ -38,10 +41,10 @@ pub async fn run(settings: &Settings, source: Source) -> anyhow::Result<()> {
 
     let total = payloads.len();
     let subject = settings.nats_subject.clone();
-    let failures: Vec<anyhow::Error> = stream::iter(payloads)
+    let failures: Vec<PublishError> = stream::iter(payloads)
         .map(|payload| {
             let id = uuid::Uuid::new_v4().to_string();
-            let (js, subject) = (&js, subject.clone());
+            let (js, subject) = (&js, &subject);
             async move { publish(js, subject, payload, &id).await }
         })
         .buffer_unordered(IN_FLIGHT)
@@ -69,15 +72,11 @@ pub async fn connect(
     settings: &Settings,
     name: &str,
 ) -> anyhow::Result<(async_nats::Client, jetstream::Context)> {
-    let (options, server) = actors::nats_auth::connect_options(settings.nats_url.expose());
-    let client = options
-        .name(name)
-        .connection_timeout(Duration::from_secs(5))
-        .connect(server)
+    let client = door::connect(&settings.nats_url, name, Start::Within(CONNECT_TIMEOUT))
         .await
         .with_context(|| format!("cannot connect to NATS at {}", settings.nats_url))?;
     let js = jetstream::new(client.clone());
-    js.get_or_create_stream(settings.ingest().stream_config())
+    js.get_or_create_stream(settings.stream().config())
         .await
         .with_context(|| format!("cannot get or create the stream {}", settings.nats_stream))?;
     Ok((client, js))
@@ -88,24 +87,23 @@ pub async fn connect(
 /// land is dropped as a duplicate).
 pub async fn publish(
     js: &jetstream::Context,
-    subject: String,
+    subject: &str,
     payload: Bytes,
     message_id: &str,
-) -> anyhow::Result<PublishAck> {
-    let mut last_error = None;
-    for _ in 0..ATTEMPTS {
-        let message = PublishMessage::build()
-            .payload(payload.clone())
-            .message_id(message_id);
-        match js.send_publish(subject.clone(), message).await {
-            Ok(ack) => match ack.await {
-                Ok(ack) => return Ok(ack),
-                Err(e) => last_error = Some(anyhow::Error::new(e)),
-            },
-            Err(e) => last_error = Some(anyhow::Error::new(e)),
+) -> Result<PublishAck, PublishError> {
+    let mut attempt = 1;
+    loop {
+        let message = Outgoing {
+            subject,
+            payload: payload.clone(),
+            message_id,
+            operator: None,
+        };
+        match door::publish(js, message).await {
+            Err(PublishError::Publish(_)) if attempt < ATTEMPTS => attempt += 1,
+            answer => return answer,
         }
     }
-    Err(last_error.expect("at least one attempt was made"))
 }
 
 fn payloads(source: Source) -> anyhow::Result<Vec<Bytes>> {

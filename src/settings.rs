@@ -8,11 +8,12 @@
 //! (`DATABASE_URL_FILE`, `NATS_URL_FILE`, `MANAGE_SESSION_KEY_FILE`), read by
 //! [`Settings::with_secret_files`].
 
-use crate::secret::{Secret, SecretUrl};
 use actors::http::access::{self, Access};
 use actors::http::publisher::PublishTo;
 use actors::http::session::{Lifetimes, SessionKey};
 use actors::ingest::IngestConfig;
+use actors::jetstream::StreamSpec;
+use actors::secret::{Secret, SecretUrl};
 use clap::{Args, ValueEnum};
 use ipnet::IpNet;
 use std::collections::HashMap;
@@ -629,23 +630,30 @@ impl Settings {
                 secure_cookies: self.http_behind_tls,
             },
             publish: PublishTo {
-                nats_url: self.nats_url.expose().to_owned(),
+                nats_url: self.nats_url.clone(),
                 subject: self.nats_subject.clone(),
                 stream: self.nats_stream.clone(),
             },
         }))
     }
 
+    /// The stream, as ingest, `produce` and `smoke` create it when it is missing.
+    pub fn stream(&self) -> StreamSpec {
+        StreamSpec {
+            name: self.nats_stream.clone(),
+            subjects: self.nats_stream_subjects.clone(),
+            duplicate_window: self.nats_duplicate_window,
+        }
+    }
+
     pub fn ingest(&self) -> IngestConfig {
         IngestConfig {
-            nats_url: self.nats_url.expose().to_owned(),
-            stream: self.nats_stream.clone(),
-            stream_subjects: self.nats_stream_subjects.clone(),
+            nats_url: self.nats_url.clone(),
+            stream: self.stream(),
             subject: self.nats_subject.clone(),
             durable: self.nats_durable.clone(),
             batch_size: usize::from(self.ingest_batch_size),
             ack_wait: self.nats_ack_wait,
-            duplicate_window: self.nats_duplicate_window,
             recreate_consumer: self.nats_recreate_consumer,
             max_deliveries: self.ingest_max_deliveries,
             retry_delay: self.ingest_retry_delay,

@@ -86,7 +86,7 @@ pub async fn run(settings: &Settings, base_url: &str, timeout: Duration) -> anyh
     let published = Instant::now();
     let ack = produce::publish(
         &js,
-        settings.nats_subject.clone(),
+        &settings.nats_subject,
         Bytes::from(payload.to_string()),
         &name,
     )

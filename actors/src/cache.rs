@@ -4,8 +4,9 @@
 //! - http reads the shared [`ProductCache`] directly (no mailbox on the hot
 //!   path); a miss reads its block (64 ids) through from Postgres, once for
 //!   every reader that misses it meanwhile.
-//! - `Put` comes from ingest after each commit, so that what this replica
-//!   stored is served before it is acked.
+//! - What this replica's writer commits comes on [`Commits`], to a task of
+//!   the actor's that puts it in the shared cache before the writer answers,
+//!   so that what this replica stored is served before it is acked.
 //! - `Changed` comes when Postgres says products changed (a `NOTIFY` at
 //!   commit, heard by persistence): the actor asks what changed since the
 //!   snapshot of its last read ([`PersistenceMsg::ChangesSince`]) and applies
@@ -28,22 +29,21 @@
 //!   the writing transaction's start (`now()`), so a long write adds its own
 //!   time; a row changed by hand without setting `updated_at` shows as old.
 
-pub mod block;
 pub mod products;
 
 use crate::backoff::Backoff;
 use crate::call::{CallError, Peer};
-use crate::changes::ChangeSignal;
+use crate::changes::{ChangeSignal, Commits, Committed};
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::names::{Child, Names};
-use crate::persistence::{self, Changes, PersistenceMsg, StoreError, TooMany, Version};
-use crate::product::Product;
+use crate::persistence::{self, PersistenceMsg, StoreError};
 use crate::timeouts::PERSISTENCE_TIMEOUT;
-pub use block::Cached;
-use block::block_of;
+pub use catalogue::block::Cached;
+use catalogue::block::block_of;
+use catalogue::feed::{Changes, TooMany, Version};
 pub use products::{Announced, LIVE_BUFFER, LiveEvent, Page, ProductCache};
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
@@ -68,12 +68,6 @@ pub enum CacheError {
 }
 
 pub enum CacheMsg {
-    /// From ingest, after a batch committed and before it is acked: the
-    /// versions now stored. Replies once they are served.
-    Put {
-        products: Vec<Product>,
-        reply: RpcReplyPort<()>,
-    },
     /// From the change signal's watcher: Postgres has committed changes.
     Changed,
     /// From the timer: catch up with Postgres, and say so. No reply.
@@ -87,7 +81,10 @@ pub enum CacheMsg {
     CaughtUp { result: Result<CatchUp, CacheError> },
     /// From tests and benchmarks: has the cache been rebuilt, how much does it
     /// hold, how many invalidations has it done?
-    Status { reply: RpcReplyPort<CacheStatus> },
+    #[cfg(feature = "testing")]
+    Status {
+        reply: ractor::RpcReplyPort<CacheStatus>,
+    },
 }
 
 /// How a catch-up ended.
@@ -98,6 +95,7 @@ pub enum CatchUp {
     Truncated,
 }
 
+#[cfg(feature = "testing")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheStatus {
     pub rebuilt: bool,
@@ -116,6 +114,8 @@ pub struct CacheArgs {
     pub products: ProductCache,
     /// Raised when Postgres says products changed.
     pub changes: ChangeSignal,
+    /// What this replica's writer committed.
+    pub commits: Commits,
     pub invalidate_every: Duration,
     /// Changed rows one catch-up reads at most (`CACHE_CATCH_UP_MAX_ROWS`);
     /// past it, the blocks that hold them are read again whole.
@@ -137,7 +137,7 @@ pub struct CacheState {
     invalidations: u64,
     rebuild_backoff: Backoff,
     catch_up_max_rows: u64,
-    tasks: [JoinHandle<()>; 2],
+    tasks: [JoinHandle<()>; 3],
     metrics: Metrics,
 }
 
@@ -155,6 +155,7 @@ impl Actor for Cache {
         args.products.clear();
         let timer = myself.send_interval(args.invalidate_every, || CacheMsg::Invalidate);
         let watcher = tokio::spawn(watch_changes(args.changes.clone(), myself.clone()));
+        let committed = tokio::spawn(serve_commits(args.commits.clone(), args.products.clone()));
         myself.cast(CacheMsg::Rebuild)?;
         Ok(CacheState {
             metrics: Metrics::new(&args.names),
@@ -167,7 +168,7 @@ impl Actor for Cache {
             again: false,
             invalidations: 0,
             rebuild_backoff: Backoff::default(),
-            tasks: [timer, watcher],
+            tasks: [timer, watcher, committed],
         })
     }
 
@@ -178,7 +179,6 @@ impl Actor for Cache {
         state: &mut CacheState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            CacheMsg::Put { products, reply } => state.put(products, reply),
             CacheMsg::Changed => state.catch_up(myself),
             CacheMsg::Invalidate => {
                 state.invalidations += 1;
@@ -189,6 +189,7 @@ impl Actor for Cache {
             CacheMsg::Rebuild => state.start_rebuild(myself),
             CacheMsg::Rebuilt { result } => state.finish_rebuild(myself, result),
             CacheMsg::CaughtUp { result } => state.finish_catch_up(myself, result),
+            #[cfg(feature = "testing")]
             CacheMsg::Status { reply } => {
                 let (entries, bytes) = state.products.size().await;
                 let _ = reply.send(CacheStatus {
@@ -225,18 +226,23 @@ async fn watch_changes(changes: ChangeSignal, cache: CacheRef) {
     }
 }
 
-impl CacheState {
-    /// Stores the new versions on a task of its own: an entry being read
-    /// through holds its key until Postgres answers, and the actor must not
-    /// wait for that. Revisions, not arrival order, decide which one stays.
-    fn put(&self, products: Vec<Product>, reply: RpcReplyPort<()>) {
-        let cache = self.products.clone();
-        tokio::spawn(async move {
-            cache.put(products.into_iter().map(Arc::new)).await;
-            let _ = reply.send(());
-        });
+/// Serves what the writer commits, as it commits it (the writer waits). A
+/// read-through in progress holds its block until Postgres answers: this
+/// waits for it, never the actor. Revisions, not arrival order, decide which
+/// version stays.
+async fn serve_commits(commits: Commits, products: ProductCache) {
+    let mut receiver = commits.take().await;
+    while let Some(Committed {
+        products: versions,
+        served,
+    }) = receiver.recv().await
+    {
+        products.put(versions.into_iter().map(Arc::new)).await;
+        let _ = served.send(());
     }
+}
 
+impl CacheState {
     fn catch_up(&mut self, myself: CacheRef) {
         let Some(since) = self.cursor.clone() else {
             // Not rebuilt yet: the rebuild's first catch-up covers this.

@@ -14,8 +14,9 @@
 //! redelivers none of them (to this replica or another). The writer cancels a
 //! store that passes its deadline (see [`crate::timeouts`]).
 //!
-//! After the commit, the new versions go to the cache, then each message is
-//! answered as persistence says: acked (stored), terminated (set aside in
+//! Once the batch has committed (and the writer has handed its new versions
+//! to the cache, see `persistence/writer.rs`), each message is answered as
+//! persistence says: acked (stored), terminated (set aside in
 //! `rejected_messages`), or nak'ed with a delay that doubles with each of its
 //! deliveries (`INGEST_RETRY_DELAY`), to be tried again; a message on its last
 //! delivery (`INGEST_MAX_DELIVERIES`) that Postgres refuses is set aside
@@ -33,16 +34,15 @@
 pub mod source;
 
 use crate::backoff::Backoff;
-use crate::batch::{Batch, Incoming, Outcome, Rejection, Stored};
-use crate::cache::{self, CacheMsg};
 use crate::call::CallError;
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::names::Names;
 use crate::persistence::{self, PersistenceMsg, StoreError};
-use crate::product::{OPERATOR_HEADER, check_operator, decode};
-use crate::timeouts::{CONNECT_TIMEOUT, PULL_TIMEOUT, PUT_TIMEOUT, STORE_REPLY_WAIT};
+use crate::timeouts::{CONNECT_TIMEOUT, PULL_TIMEOUT, STORE_REPLY_WAIT};
 use async_nats::jetstream::{self, AckKind, stream};
+use catalogue::batch::{Batch, Incoming, Outcome, Rejection, Stored};
+use catalogue::product::{DecodeError, OPERATOR_HEADER, check_operator, decode};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 pub use source::IngestConfig;
 use source::{PullConsumer, SourceError};
@@ -142,9 +142,8 @@ impl Actor for Ingest {
         let health = args.health.clone();
         // Returns at once even while NATS is away; the client keeps reconnecting
         // and says when it is connected or not.
-        let (options, server) = crate::nats_auth::connect_options(&args.config.nats_url);
+        let (options, server) = crate::jetstream::options(&args.config.nats_url, "products");
         let client = options
-            .name("products")
             .retry_on_initial_connect()
             .event_callback(move |event| {
                 let health = health.clone();
@@ -213,7 +212,7 @@ impl IngestState {
         match result {
             Ok(source) => {
                 info!(
-                    stream = %self.config.stream,
+                    stream = %self.config.stream.name,
                     subject = %self.config.subject,
                     durable = %self.config.durable,
                     "consuming"
@@ -253,7 +252,7 @@ impl IngestState {
             if messages.is_empty() {
                 return Ok((String::new(), messages));
             }
-            Ok((source::stream_identity(stream).await?, messages))
+            Ok((crate::jetstream::identity(stream).await?, messages))
         })
         .await
         .unwrap_or_else(|_| Err("the pull request got no answer".into()));
@@ -308,15 +307,14 @@ impl IngestState {
         let ids: Vec<Option<i64>> = batch
             .messages
             .iter()
-            .map(|m| m.decoded.as_ref().ok().and_then(|update| update.id))
+            .map(|m| m.decoded.as_ref().ok().and_then(|update| update.id()))
             .collect();
         self.metrics.batch_size.record(batch.messages.len() as f64);
         let started = Instant::now();
         let stored = self.store(batch, &messages).await;
         self.metrics.store_duration.record(started.elapsed());
         match stored {
-            Ok(Stored { current, outcomes }) => {
-                self.put_in_cache(current).await;
+            Ok(Stored { outcomes, .. }) => {
                 let retry = outcomes.iter().find_map(|outcome| match outcome {
                     Outcome::Retry { reason } => Some(reason.clone()),
                     _ => None,
@@ -391,18 +389,6 @@ impl IngestState {
             }
         }
     }
-
-    /// The cache serves the new versions before they are acked: once a message
-    /// is acked, its version is what readers get.
-    async fn put_in_cache(&self, products: Vec<crate::product::Product>) {
-        let put = cache::peer(&self.names)
-            .ask(|reply| CacheMsg::Put { products, reply }, PUT_TIMEOUT)
-            .await;
-        if let Err(error) = put {
-            // Stored all the same; a cache that comes back rebuilds from Postgres.
-            warn!(%error, "the cache did not take the new versions");
-        }
-    }
 }
 
 /// Decodes each message into the batch handed to persistence, keeping each
@@ -442,8 +428,8 @@ fn to_batch(
             .and_then(|headers| headers.get(OPERATOR_HEADER))
             .map(|name| name.as_str().to_owned());
         let decoded = match operator.as_deref().map(check_operator) {
-            Some(Err(rule)) => Err(format!("the {OPERATOR_HEADER} header {rule}")),
-            _ => decode(&message.payload).map_err(|reason| reason.to_string()),
+            Some(Err(problem)) => Err(DecodeError::Operator { problem }),
+            _ => decode(&message.payload),
         };
         incoming.push(Incoming {
             stream_seq,

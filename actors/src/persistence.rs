@@ -16,12 +16,15 @@ pub mod nodelay;
 mod store;
 pub mod writer;
 
-use crate::batch::{Batch, Stored};
+pub use store::product;
+
 use crate::call::Peer;
-use crate::changes::ChangeSignal;
+use crate::changes::{ChangeSignal, Commits};
 use crate::names::{Child, Names};
-use crate::product::Product;
 use crate::timeouts::{POSTGRES_CONNECT_TIMEOUT, STATEMENT_TIMEOUT};
+use catalogue::batch::{Batch, Stored};
+use catalogue::feed::{Changes, Version};
+use catalogue::product::Product;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, RuntimeErr};
 use std::future::Future;
@@ -30,7 +33,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tracing::{Instrument, warn};
-use writer::{Writer, WriterMsg, WriterRef};
+use writer::{Writer, WriterArgs, WriterMsg, WriterRef};
 
 pub type PersistenceRef = ActorRef<PersistenceMsg>;
 
@@ -110,35 +113,6 @@ impl StoreError {
     }
 }
 
-/// What changed in `products` since a snapshot (see [`PersistenceMsg::ChangesSince`]).
-#[derive(Debug, Clone, Default)]
-pub struct Changes {
-    /// Where the next catch-up starts: Postgres's snapshot of this read.
-    pub snapshot: String,
-    /// The current version of every product written since.
-    pub products: Vec<Product>,
-    /// The products deleted since.
-    pub deleted: Vec<Deleted>,
-    /// How long before this read (by Postgres's clock) the newest of these
-    /// changes was written (its `updated_at`, or `deleted_at`); `None` when
-    /// there are none. For the change feed's lag.
-    pub age: Option<Duration>,
-    /// More changes than one read takes (`max_rows`): `products` and
-    /// `deleted` are empty, and these are the blocks (of 64 ids) that
-    /// changed, for the reader to read again whole (none listed when not
-    /// asked for).
-    pub too_many: Option<TooMany>,
-}
-
-/// Changes too many for one read, by block.
-#[derive(Debug, Clone, Default)]
-pub struct TooMany {
-    /// How many rows changed (products and tombstones).
-    pub rows: u64,
-    /// The keys (`id >> 6`) of the blocks they are in, in order.
-    pub blocks: Vec<i64>,
-}
-
 /// One message set aside, as the rejected page shows it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RejectedMessage {
@@ -168,40 +142,6 @@ pub enum MessageOutcome {
     Rejected { reason: String },
 }
 
-/// A deleted product: `id` is `None` when the whole table was truncated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Deleted {
-    pub id: Option<i64>,
-    pub revision: i64,
-}
-
-/// One version of one id, as Postgres or a write gives it.
-#[derive(Clone, Debug)]
-pub enum Version {
-    Stored(Arc<Product>),
-    /// Deleted by the write with this revision.
-    Deleted {
-        id: i64,
-        revision: i64,
-    },
-}
-
-impl Version {
-    pub fn id(&self) -> i64 {
-        match self {
-            Version::Stored(product) => product.id,
-            Version::Deleted { id, .. } => *id,
-        }
-    }
-
-    pub fn revision(&self) -> i64 {
-        match self {
-            Version::Stored(product) => product.revision,
-            Version::Deleted { revision, .. } => *revision,
-        }
-    }
-}
-
 pub enum PersistenceMsg {
     /// From ingest: store a batch in one transaction. Replies once it has
     /// committed, with what became of each message; or at once with
@@ -210,12 +150,15 @@ pub enum PersistenceMsg {
         batch: Batch,
         reply: RpcReplyPort<Result<Stored, StoreError>>,
     },
-    /// From the cache, on a miss: one product by id.
+    /// From tests: one product by id, read from Postgres (the service
+    /// reads blocks, [`PersistenceMsg::Versions`]).
+    #[cfg(feature = "testing")]
     Get {
         id: i64,
         reply: RpcReplyPort<Result<Option<Product>, StoreError>>,
     },
-    /// From http and the cache rebuild: up to `limit` products after the id `after`.
+    /// From the cache, to serve a list page before its index is complete: up
+    /// to `limit` products after the id `after`.
     Page {
         after: i64,
         limit: u64,
@@ -230,7 +173,8 @@ pub enum PersistenceMsg {
         limit: u64,
         reply: RpcReplyPort<Result<Vec<Version>, StoreError>>,
     },
-    /// From the cache: every change committed since the snapshot `since`
+    /// From the cache, and http's live pages: every change committed since
+    /// the snapshot `since`
     /// (none given: only the snapshot to start from).
     ChangesSince {
         since: Option<String>,
@@ -281,6 +225,8 @@ pub struct PersistenceArgs {
     pub max_connections: u32,
     /// Raised when Postgres says products changed.
     pub changes: ChangeSignal,
+    /// Where the writer hands what it committed, for the cache.
+    pub commits: Commits,
 }
 
 pub struct Persistence;
@@ -325,9 +271,17 @@ impl Actor for Persistence {
         if let Some(orphan) = ractor::registry::where_is(args.names.writer()) {
             orphan.kill_and_wait(Some(STATEMENT_TIMEOUT)).await?;
         }
-        let (writer, _) =
-            Actor::spawn_linked(Some(args.names.writer()), Writer, writes, myself.get_cell())
-                .await?;
+        let writer_args = WriterArgs {
+            db: writes,
+            commits: args.commits,
+        };
+        let (writer, _) = Actor::spawn_linked(
+            Some(args.names.writer()),
+            Writer,
+            writer_args,
+            myself.get_cell(),
+        )
+        .await?;
         Ok(PersistenceState {
             reads,
             writer,
@@ -357,6 +311,7 @@ impl Actor for Persistence {
                     permit,
                 })?;
             }
+            #[cfg(feature = "testing")]
             PersistenceMsg::Get { id, reply } => {
                 let db = state.reads.clone();
                 spawn_reply(reply, async move { store::find(&db, id).await });

@@ -8,7 +8,7 @@
 //! progress, so that a slow store is awaited, never abandoned while it commits.
 //!
 //! The chain of a read: the cache waits on Postgres up to
-//! [`PERSISTENCE_TIMEOUT`], http waits on the cache up to [`CALL_TIMEOUT`], and
+//! [`PERSISTENCE_TIMEOUT`] (http reads the cache directly, with no call), and
 //! a whole request is answered within [`REQUEST_TIMEOUT`].
 
 use std::time::Duration;
@@ -18,8 +18,9 @@ pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(8);
 /// The longest one batch's transaction may take before the writer cancels it.
 pub const WRITE_DEADLINE: Duration = Duration::from_secs(20);
 /// How long ingest waits for a store's answer: the writer always answers
-/// before, unless it died (then the answer is dropped at once).
-pub const STORE_REPLY_WAIT: Duration = Duration::from_secs(22);
+/// before (after the batch's deadline and the cache's [`PUT_TIMEOUT`]),
+/// unless it died (then the answer is dropped at once).
+pub const STORE_REPLY_WAIT: Duration = Duration::from_secs(25);
 /// How long an idle pull waits for a message before it yields to a stop request.
 pub const IDLE_WAIT: Duration = Duration::from_secs(1);
 /// How long one pull (an idle wait included) may take before the consumer is
@@ -27,14 +28,13 @@ pub const IDLE_WAIT: Duration = Duration::from_secs(1);
 pub const PULL_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long setting up the stream and the consumer may take before it is retried.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long the cache may take to take a batch's new versions.
+/// How long the writer waits for the cache to serve a batch's new versions
+/// before it answers without.
 pub const PUT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long the cache waits on persistence before it serves a stale entry or
 /// gives up.
 pub const PERSISTENCE_TIMEOUT: Duration = Duration::from_secs(3);
-/// How long a request waits on another actor before it answers 503.
-pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest a request may take before it is answered 503.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a readiness probe waits on Postgres.
@@ -52,11 +52,14 @@ const fn shorter(a: Duration, b: Duration) -> bool {
 // A statement times out inside its batch's deadline, so a hung statement
 // fails the batch before the writer has to cancel it.
 const _: () = assert!(shorter(STATEMENT_TIMEOUT, WRITE_DEADLINE));
-// The writer answers (stored, failed or cancelled) before ingest stops waiting.
-const _: () = assert!(shorter(WRITE_DEADLINE, STORE_REPLY_WAIT));
+// The writer answers (stored, failed or cancelled; the new versions served
+// or given up on) before ingest stops waiting.
+const _: () = assert!(shorter(
+    WRITE_DEADLINE.saturating_add(PUT_TIMEOUT),
+    STORE_REPLY_WAIT
+));
 // An idle pull ends before the pull is taken for hung.
 const _: () = assert!(shorter(IDLE_WAIT, PULL_TIMEOUT));
 // A stale entry can still be served to the request that found Postgres hung.
-const _: () = assert!(shorter(PERSISTENCE_TIMEOUT, CALL_TIMEOUT));
-const _: () = assert!(shorter(CALL_TIMEOUT, REQUEST_TIMEOUT));
+const _: () = assert!(shorter(PERSISTENCE_TIMEOUT, REQUEST_TIMEOUT));
 const _: () = assert!(shorter(PROBE_TIMEOUT, REQUEST_TIMEOUT));

@@ -123,9 +123,7 @@ async fn measure(plan: &Plan, settings: &Settings) -> anyhow::Result<Report> {
     let client = async_nats::connect(settings.nats_url.expose()).await?;
     let nats_version = client.server_info().version.clone();
     let js = jetstream::new(client.clone());
-    let mut stream = js
-        .get_or_create_stream(settings.ingest().stream_config())
-        .await?;
+    let mut stream = js.get_or_create_stream(settings.stream().config()).await?;
     let batch = usize::from(settings.ingest_batch_size);
 
     // Baselines: Postgres alone, then NATS alone.

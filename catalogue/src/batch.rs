@@ -6,7 +6,7 @@
 //! others aside in one transaction, and answers for each message what ingest
 //! must tell JetStream: ack it, terminate it, or have it redelivered later.
 
-use crate::product::{Product, ProductUpdate};
+use crate::product::{DecodeError, Product, ProductUpdate};
 use bytes::Bytes;
 use std::fmt;
 
@@ -26,7 +26,7 @@ pub struct Incoming {
     pub subject: String,
     pub payload: Bytes,
     /// The product it carries, or the decoder's reason why it carries none.
-    pub decoded: Result<ProductUpdate, String>,
+    pub decoded: Result<ProductUpdate, DecodeError>,
     /// The operator who sent it from the web UI's forms (its
     /// `Products-Operator` header), if one did.
     pub operator: Option<String>,
@@ -63,7 +63,7 @@ pub enum Outcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rejection {
     /// Not a valid product (see [`crate::product::decode`]).
-    Invalid(String),
+    Invalid(DecodeError),
     /// Valid, but Postgres refused it: its data is something Postgres cannot
     /// hold (a data exception), or it broke a rule of the database on its last
     /// delivery.
@@ -73,7 +73,7 @@ pub enum Rejection {
 impl fmt::Display for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Rejection::Invalid(reason) => f.write_str(reason),
+            Rejection::Invalid(error) => error.fmt(f),
             Rejection::RefusedByPostgres(reason) => write!(f, "Postgres refused it: {reason}"),
         }
     }

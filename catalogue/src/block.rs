@@ -15,7 +15,7 @@
 //! included (a deleted id is kept as a tombstone with the revision of its
 //! deletion), so versions may arrive in any order.
 
-use crate::persistence::Version;
+use crate::feed::Version;
 use crate::product::Product;
 use bytes::Bytes;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -10,10 +10,10 @@
 
 mod edges;
 
-use actors::product::{
+use catalogue::product::{
     DecodeError, MAX_ATTRIBUTES, MAX_DESCRIPTION_CHARS, MAX_ID, MAX_NAME_CHARS, MAX_PRICE, decode,
 };
-use actors::product::{MAX_ATTRIBUTE_KEY_CHARS, MAX_ATTRIBUTE_VALUE_CHARS, ProductUpdate};
+use catalogue::product::{MAX_ATTRIBUTE_KEY_CHARS, MAX_ATTRIBUTE_VALUE_CHARS, ProductUpdate};
 use edges::Refusal;
 use proptest::collection::{btree_map, vec};
 use proptest::option;
@@ -283,6 +283,9 @@ proptest! {
     fn every_valid_message_decodes_to_what_was_sent(message in valid()) {
         let payload = Value::Object(message.to_json()).to_string();
         let update = decode(payload.as_bytes()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let ProductUpdate::Upsert(update) = update else {
+            return Err(TestCaseError::fail(format!("a product was read as {update:?}")));
+        };
         prop_assert_eq!(update.id, message.id.filter(|id| *id > 0));
         prop_assert_eq!(&update.name, message.name.trim());
         prop_assert_eq!(update.price, message.price as i64);
@@ -354,6 +357,13 @@ fn messages_at_the_contracts_edges_get_exactly_the_contracts_verdict() {
 
 /// What the contract says of every accepted message, checked on its own.
 fn satisfies_the_contract(update: &ProductUpdate) -> Result<(), TestCaseError> {
+    let update = match update {
+        ProductUpdate::Delete { id } => {
+            prop_assert!((1..=MAX_ID).contains(id));
+            return Ok(());
+        }
+        ProductUpdate::Upsert(update) => update,
+    };
     prop_assert!(update.id.is_none_or(|id| (1..=MAX_ID).contains(&id)));
     for text in [&update.name, &update.manufacturer] {
         prop_assert!(!text.is_empty() && text.trim() == text.as_str());
@@ -396,7 +406,8 @@ struct Coverage {
 impl Coverage {
     fn count(&mut self, message: &edges::Edged, got: &Result<ProductUpdate, DecodeError>) {
         match got {
-            Ok(update) => {
+            Ok(ProductUpdate::Delete { .. }) => self.accepted += 1,
+            Ok(ProductUpdate::Upsert(update)) => {
                 self.accepted += 1;
                 self.accepted_max_price += usize::from(update.price == MAX_PRICE as i64);
                 self.accepted_max_id += usize::from(update.id == Some(MAX_ID));

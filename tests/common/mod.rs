@@ -3,20 +3,21 @@
 //! when the test ends (even when it fails).
 
 pub mod browser;
+pub mod persistence;
 pub mod process;
 pub mod servers;
 
-use actors::batch::{Batch, Incoming};
-use actors::changes::ChangeSignal;
+use actors::changes::{ChangeSignal, Commits};
 use actors::names::Names;
 use actors::persistence::{Persistence, PersistenceArgs, PersistenceRef};
-use actors::product::ProductUpdate;
+use actors::secret::SecretUrl;
 use actors::supervisor::RestartBudget;
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::{self, consumer::PullConsumer};
 use bytes::Bytes;
+use catalogue::batch::{Batch, Incoming};
+use catalogue::product::{ProductUpdate, Upsert};
 use products::App;
-use products::secret::SecretUrl;
 use products::settings::Settings;
 use ractor::Actor;
 use sea_orm::{
@@ -138,10 +139,7 @@ impl TestApp {
         // an existing stream", seen once under the full suite's load), and
         // the next look finds it.
         let until = Instant::now() + DEADLINE;
-        while let Err(error) = js
-            .get_or_create_stream(settings.ingest().stream_config())
-            .await
-        {
+        while let Err(error) = js.get_or_create_stream(settings.stream().config()).await {
             assert!(
                 Instant::now() < until,
                 "the test stream can be created: {error}"
@@ -441,7 +439,7 @@ pub async fn jetstream_with_stream(
         .expect("NATS is running");
     let js = jetstream::new(client);
     let stream = js
-        .get_or_create_stream(settings.ingest().stream_config())
+        .get_or_create_stream(settings.stream().config())
         .await
         .expect("the test stream can be created");
     (js, stream)
@@ -449,15 +447,14 @@ pub async fn jetstream_with_stream(
 
 /// A valid message for the product `id` (or a new one), as persistence gets it.
 pub fn product_message(stream_seq: u64, id: Option<i64>, name: &str, price: i64) -> Incoming {
-    let update = ProductUpdate {
+    let update = ProductUpdate::Upsert(Upsert {
         id,
         name: name.into(),
         price,
         manufacturer: "acme".into(),
         description: None,
         attributes: Default::default(),
-        deleted: false,
-    };
+    });
     Incoming {
         stream_seq,
         subject: "test.products".into(),
@@ -490,6 +487,8 @@ pub async fn spawn_persistence(
         database_url: settings.database_url.expose().to_owned(),
         max_connections: 3,
         changes: changes.clone(),
+        // No cache takes them: the writer answers without waiting.
+        commits: Commits::default(),
     };
     let name = names.map(|names| names.of(actors::names::Child::Persistence));
     Actor::spawn(name, Persistence, args)
@@ -622,8 +621,8 @@ impl Drop for Cleanup {
 
 /// A stored version of a product (`p{id}`, price `id`) at `revision`, as
 /// the cache is given it.
-pub fn product(id: i64, revision: i64) -> std::sync::Arc<actors::product::Product> {
-    std::sync::Arc::new(actors::product::Product {
+pub fn product(id: i64, revision: i64) -> std::sync::Arc<catalogue::product::Product> {
+    std::sync::Arc::new(catalogue::product::Product {
         id,
         name: format!("p{id}"),
         price: id,

@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 
 /// A port that was free on 127.0.0.1 when this returned. Racy: another
 /// process can take it before the caller binds it. Only for a child whose
-/// port must be known before it starts (`tests/settings.rs`); the servers
+/// port must be known before it starts (`tests/component/settings.rs`); the servers
 /// below never use it.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -149,7 +149,7 @@ impl NatsServer {
             self.assert_running();
             let (url, name) = (url.clone(), self.name.clone());
             async move {
-                let (options, server) = actors::nats_auth::connect_options(&url);
+                let (options, server) = actors::jetstream::options(&url.as_str().into(), "test");
                 match options.connect(server).await {
                     Ok(client) => {
                         let answering = client.server_info().server_name;

@@ -5,11 +5,11 @@ use crate::common::{
     statements_waiting_on_locks, unique_settings, wait_until, wait_until_within,
 };
 use actors::cache::{Cache, CacheArgs, CacheMsg, CacheRef, CacheStatus, ProductCache};
-use actors::changes::ChangeSignal;
+use actors::changes::{ChangeSignal, Commits};
 use actors::health::Health;
 use actors::names::{Child, Names};
 use actors::persistence::{self, PersistenceMsg};
-use actors::product::Product;
+use catalogue::product::Product;
 use ractor::Actor;
 use std::time::Duration;
 
@@ -68,8 +68,9 @@ async fn spawn_cache(
     names: &Names,
     changes: &ChangeSignal,
     invalidate_every: Duration,
-) -> (CacheRef, ProductCache) {
+) -> (CacheRef, ProductCache, Commits) {
     let products = ProductCache::new(names, 1 << 20);
+    let commits = Commits::default();
     let cache = Actor::spawn(
         Some(names.of(Child::Cache)),
         Cache,
@@ -78,6 +79,7 @@ async fn spawn_cache(
             health: Health::new(),
             products: products.clone(),
             changes: changes.clone(),
+            commits: commits.clone(),
             invalidate_every,
             catch_up_max_rows: 10_000,
         },
@@ -89,7 +91,7 @@ async fn spawn_cache(
         status(&cache).await.rebuilt
     })
     .await;
-    (cache, products)
+    (cache, products, commits)
 }
 
 async fn status(cache: &CacheRef) -> CacheStatus {
@@ -108,24 +110,19 @@ async fn get(products: &ProductCache, id: i64) -> Option<Product> {
         .map(|cached| cached.product())
 }
 
-async fn put(cache: &CacheRef, product: Product) {
-    cache
-        .call(
-            |reply| CacheMsg::Put {
-                products: vec![product],
-                reply,
-            },
-            TIMEOUT,
-        )
+/// Hands `product` to the cache as the writer does after a commit, and
+/// waits until it is served.
+async fn put(commits: &Commits, product: Product) {
+    commits
+        .publish(vec![product], TIMEOUT.expect("a timeout is set"))
         .await
-        .unwrap()
-        .unwrap();
+        .expect("the cache serves what is committed");
 }
 
 #[tokio::test]
 async fn the_cache_rebuilds_from_postgres_and_keeps_the_newer_of_two_versions() {
     let fixture = with_two_products().await;
-    let (cache, products) =
+    let (cache, products, commits) =
         spawn_cache(&fixture.names, &fixture.changes, Duration::from_secs(3600)).await;
     assert_eq!(status(&cache).await.entries, 2);
     let pen = get(&products, 1).await.unwrap();
@@ -134,13 +131,13 @@ async fn the_cache_rebuilds_from_postgres_and_keeps_the_newer_of_two_versions() 
     let mut newer = pen.clone();
     newer.price = 11;
     newer.revision += 1;
-    put(&cache, newer).await;
+    put(&commits, newer).await;
     assert_eq!(get(&products, 1).await.unwrap().price, 11);
 
     let mut older = pen.clone();
     older.price = 9;
     older.revision -= 1;
-    put(&cache, older).await;
+    put(&commits, older).await;
     assert_eq!(
         get(&products, 1).await.unwrap().price,
         11,
@@ -152,7 +149,7 @@ async fn the_cache_rebuilds_from_postgres_and_keeps_the_newer_of_two_versions() 
 #[tokio::test]
 async fn writes_made_by_hand_in_sql_reach_the_cache_at_once() {
     let fixture = with_two_products().await;
-    let (_cache, products) =
+    let (_cache, products, _commits) =
         spawn_cache(&fixture.names, &fixture.changes, Duration::from_secs(3600)).await;
     assert_eq!(get(&products, 1).await.unwrap().price, 10);
     assert_eq!(products.page(0, 10).await.unwrap().products.len(), 2);
@@ -185,7 +182,8 @@ async fn an_invalidation_catches_up_without_a_signal_and_keeps_the_rest_warm() {
     let fixture = with_two_products().await;
     // The cache hears no signal: only its timer can tell it what changed.
     let deaf = ChangeSignal::default();
-    let (cache, products) = spawn_cache(&fixture.names, &deaf, Duration::from_millis(300)).await;
+    let (cache, products, _commits) =
+        spawn_cache(&fixture.names, &deaf, Duration::from_millis(300)).await;
     fixture
         .sql("UPDATE products SET price = 99 WHERE id = 1")
         .await;
@@ -213,7 +211,7 @@ async fn an_invalidation_catches_up_without_a_signal_and_keeps_the_rest_warm() {
 #[tokio::test]
 async fn an_unknown_id_is_remembered_as_absent_until_it_is_written() {
     let fixture = with_two_products().await;
-    let (_cache, products) =
+    let (_cache, products, _commits) =
         spawn_cache(&fixture.names, &fixture.changes, Duration::from_secs(3600)).await;
     assert!(get(&products, 7).await.is_none());
     fixture
@@ -237,7 +235,8 @@ async fn concurrent_misses_for_one_id_share_one_read() {
     let fixture = with_two_products().await;
     // No signal and no timer: nothing but the misses reads the table.
     let deaf = ChangeSignal::default();
-    let (_cache, products) = spawn_cache(&fixture.names, &deaf, Duration::from_secs(3600)).await;
+    let (_cache, products, _commits) =
+        spawn_cache(&fixture.names, &deaf, Duration::from_secs(3600)).await;
     products.clear();
 
     // Every read of the table waits while the test holds this lock, so the

@@ -1,62 +1,16 @@
 //! The persistence actor, driven through its messages against a real database.
 
-use crate::common::{
-    Cleanup, ask_persistence, batch, connect, prepared_database, product_message as message,
-    spawn_persistence, unique_settings,
-};
-use actors::batch::{Batch, Incoming, Outcome, Rejection, Stored};
-use actors::persistence::{PersistenceMsg, PersistenceRef};
-use actors::product::Product;
+use crate::common::persistence::persistence_fixture;
+use crate::common::{ask_persistence, batch, connect, product_message as message};
+use actors::persistence::PersistenceMsg;
 use bytes::Bytes;
+use catalogue::batch::{Incoming, Outcome};
 use entity::{products, rejected_messages};
 use sea_orm::{EntityTrait, PaginatorTrait, QueryOrder};
 
-struct Fixture {
-    persistence: PersistenceRef,
-    database_url: ::products::secret::SecretUrl,
-    _cleanup: Cleanup,
-}
-
-async fn fixture() -> Fixture {
-    let settings = unique_settings();
-    let cleanup = prepared_database(&settings).await;
-    Fixture {
-        persistence: spawn_persistence(None, &settings, &Default::default()).await,
-        database_url: settings.database_url,
-        _cleanup: cleanup,
-    }
-}
-
-impl Fixture {
-    async fn store(&self, batch: Batch) -> Vec<Product> {
-        let stored = self.store_all(batch).await;
-        assert!(
-            stored.outcomes.iter().all(|o| matches!(
-                o,
-                Outcome::Stored | Outcome::SetAside(Rejection::Invalid(_))
-            )),
-            "{:?}",
-            stored.outcomes
-        );
-        stored.current
-    }
-
-    async fn store_all(&self, batch: Batch) -> Stored {
-        ask_persistence(&self.persistence, |reply| PersistenceMsg::StoreBatch {
-            batch,
-            reply,
-        })
-        .await
-    }
-
-    async fn get(&self, id: i64) -> Option<Product> {
-        ask_persistence(&self.persistence, |reply| PersistenceMsg::Get { id, reply }).await
-    }
-}
-
 #[tokio::test]
 async fn a_batch_is_stored_at_once_and_a_redelivery_of_it_changes_nothing() {
-    let fixture = fixture().await;
+    let fixture = persistence_fixture().await;
     let mut first = batch(
         "S@1",
         vec![
@@ -69,7 +23,7 @@ async fn a_batch_is_stored_at_once_and_a_redelivery_of_it_changes_nothing() {
         stream_seq: 4,
         subject: "events.products".into(),
         payload: Bytes::from_static(b"{oops"),
-        decoded: Err("the payload is not valid JSON".into()),
+        decoded: catalogue::product::decode(b"{oops"),
         operator: None,
         last_delivery: false,
     });
@@ -105,7 +59,7 @@ async fn a_batch_is_stored_at_once_and_a_redelivery_of_it_changes_nothing() {
 
 #[tokio::test]
 async fn an_older_message_never_overwrites_a_newer_one() {
-    let fixture = fixture().await;
+    let fixture = persistence_fixture().await;
     fixture
         .store(batch("S@1", vec![message(5, Some(1), "pen", 50)]))
         .await;
@@ -132,7 +86,7 @@ async fn an_older_message_never_overwrites_a_newer_one() {
 
 #[tokio::test]
 async fn a_message_of_a_recreated_stream_applies_even_with_a_lower_sequence() {
-    let fixture = fixture().await;
+    let fixture = persistence_fixture().await;
     fixture
         .store(batch("S@1", vec![message(100, Some(1), "pen", 1)]))
         .await;
@@ -145,7 +99,7 @@ async fn a_message_of_a_recreated_stream_applies_even_with_a_lower_sequence() {
 
 #[tokio::test]
 async fn pages_come_in_id_order_after_the_given_id() {
-    let fixture = fixture().await;
+    let fixture = persistence_fixture().await;
     let messages = (1..=5)
         .rev()
         .map(|id| message(id as u64, Some(id), &format!("p{id}"), id))
@@ -162,7 +116,7 @@ async fn pages_come_in_id_order_after_the_given_id() {
 
 #[tokio::test]
 async fn in_one_batch_the_highest_sequence_wins_even_when_it_comes_first() {
-    let fixture = fixture().await;
+    let fixture = persistence_fixture().await;
     // A redelivered older message can follow a newer one in the same batch.
     fixture
         .store(batch(
@@ -178,7 +132,7 @@ async fn in_one_batch_the_highest_sequence_wins_even_when_it_comes_first() {
 
 #[tokio::test]
 async fn a_product_with_id_1_on_a_fresh_table_does_not_collide_with_the_next_new_one() {
-    let fixture = fixture().await;
+    let fixture = persistence_fixture().await;
     fixture
         .store(batch("S@1", vec![message(1, Some(1), "pen", 1)]))
         .await;
@@ -191,7 +145,7 @@ async fn a_product_with_id_1_on_a_fresh_table_does_not_collide_with_the_next_new
 
 #[tokio::test]
 async fn a_message_postgres_refuses_is_set_apart_and_the_rest_of_its_batch_is_stored() {
-    let fixture = fixture().await;
+    let fixture = persistence_fixture().await;
     // The decoder never lets a NUL through; here one reaches Postgres anyway.
     let stored = fixture
         .store_all(batch(

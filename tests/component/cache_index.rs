@@ -5,7 +5,7 @@
 use crate::common::product;
 use actors::cache::{LiveEvent, ProductCache};
 use actors::names::Names;
-use actors::persistence::{Deleted, Version};
+use catalogue::feed::{Deleted, Version};
 use std::collections::{BTreeMap, BTreeSet};
 use tokio::sync::broadcast::error::TryRecvError;
 

@@ -2,28 +2,12 @@
 //! outcome of a published message, against a real database and the whole
 //! pipeline.
 
-use crate::common::{
-    Cleanup, TestApp, ask_persistence, batch, prepared_database, product_message as message,
-    spawn_persistence, unique_settings, wait_until,
-};
-use actors::batch::{Batch, Incoming};
-use actors::persistence::{MessageOutcome, PersistenceMsg, PersistenceRef};
-use actors::product::{Product, ProductUpdate};
+use crate::common::persistence::{PersistenceFixture, persistence_fixture};
+use crate::common::{TestApp, ask_persistence, batch, product_message as message, wait_until};
+use actors::persistence::{MessageOutcome, PersistenceMsg};
 use bytes::Bytes;
-
-struct Fixture {
-    persistence: PersistenceRef,
-    _cleanup: Cleanup,
-}
-
-async fn fixture() -> Fixture {
-    let settings = unique_settings();
-    let cleanup = prepared_database(&settings).await;
-    Fixture {
-        persistence: spawn_persistence(None, &settings, &Default::default()).await,
-        _cleanup: cleanup,
-    }
-}
+use catalogue::batch::Incoming;
+use catalogue::product::{DecodeError, ProductUpdate};
 
 /// The deletion of `id`, as persistence gets it.
 fn deletion(stream_seq: u64, id: i64) -> Incoming {
@@ -31,27 +15,14 @@ fn deletion(stream_seq: u64, id: i64) -> Incoming {
     Incoming {
         stream_seq,
         subject: "test.products".into(),
-        decoded: actors::product::decode(payload.as_bytes()).map_err(|e| e.to_string()),
+        decoded: catalogue::product::decode(payload.as_bytes()),
         operator: None,
         last_delivery: false,
         payload: Bytes::from(payload),
     }
 }
 
-impl Fixture {
-    async fn store(&self, batch: Batch) -> Vec<Product> {
-        ask_persistence(&self.persistence, |reply| PersistenceMsg::StoreBatch {
-            batch,
-            reply,
-        })
-        .await
-        .current
-    }
-
-    async fn get(&self, id: i64) -> Option<Product> {
-        ask_persistence(&self.persistence, |reply| PersistenceMsg::Get { id, reply }).await
-    }
-
+impl PersistenceFixture {
     async fn page(&self) -> Vec<i64> {
         ask_persistence(&self.persistence, |reply| PersistenceMsg::Page {
             after: 0,
@@ -91,7 +62,7 @@ impl Fixture {
 
 #[tokio::test]
 async fn a_deleted_product_is_gone_and_an_older_redelivered_update_does_not_bring_it_back() {
-    let fixture = fixture().await;
+    let fixture = persistence_fixture().await;
     fixture
         .store(batch("S@1", vec![message(1, Some(5), "pen", 10)]))
         .await;
@@ -127,7 +98,7 @@ async fn a_deleted_product_is_gone_and_an_older_redelivered_update_does_not_brin
 
 #[tokio::test]
 async fn deleting_an_id_never_stored_keeps_it_deleted_against_older_creations() {
-    let fixture = fixture().await;
+    let fixture = persistence_fixture().await;
     fixture.store(batch("S@1", vec![deletion(7, 8)])).await;
     fixture
         .store(batch("S@1", vec![message(6, Some(8), "late", 1)]))
@@ -137,7 +108,7 @@ async fn deleting_an_id_never_stored_keeps_it_deleted_against_older_creations() 
 
 #[tokio::test]
 async fn search_finds_a_part_of_the_name_or_manufacturer_in_any_case_and_skips_the_deleted() {
-    let fixture = fixture().await;
+    let fixture = persistence_fixture().await;
     let mut messages = vec![
         message(1, Some(1), "Blue PEN", 10),
         message(2, Some(2), "toy", 10),
@@ -146,11 +117,8 @@ async fn search_finds_a_part_of_the_name_or_manufacturer_in_any_case_and_skips_t
         message(5, Some(5), "100 cotton", 10),
     ];
     // Its manufacturer matches: "acme" for every message but this one.
-    if let Ok(update) = &mut messages[1].decoded {
-        *update = ProductUpdate {
-            manufacturer: "Penguin toys".into(),
-            ..update.clone()
-        };
+    if let Ok(ProductUpdate::Upsert(update)) = &mut messages[1].decoded {
+        update.manufacturer = "Penguin toys".into();
     }
     fixture.store(batch("S@1", messages)).await;
     assert_eq!(
@@ -171,7 +139,7 @@ async fn search_finds_a_part_of_the_name_or_manufacturer_in_any_case_and_skips_t
 
 #[tokio::test]
 async fn the_outcome_of_a_message_is_waiting_then_stored_or_rejected() {
-    let fixture = fixture().await;
+    let fixture = persistence_fixture().await;
     assert_eq!(fixture.outcome(1, None).await, MessageOutcome::Waiting);
     fixture
         .store(batch("S@1", vec![message(1, None, "pen", 10)]))
@@ -184,7 +152,7 @@ async fn the_outcome_of_a_message_is_waiting_then_stored_or_rejected() {
         stream_seq: 2,
         subject: "test.products".into(),
         payload: Bytes::from_static(b"{}"),
-        decoded: Err("the field `name` is missing".into()),
+        decoded: Err(DecodeError::Missing { field: "name" }),
         operator: None,
         last_delivery: false,
     };

@@ -4,7 +4,7 @@
 //! sampled update served over HTTP). No figure is asserted: speed is measured
 //! by `cargo bench --bench throughput`, never in tests.
 
-#[path = "../benches/throughput/bench.rs"]
+#[path = "../../benches/throughput/bench.rs"]
 mod bench;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

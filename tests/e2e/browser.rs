@@ -3,7 +3,7 @@
 //! by checking that the page logged no error to the console (a refused
 //! script or style under the CSP counts).
 //!
-//! `SCREENSHOTS=1 cargo nextest run -E 'test(/^browser::/)'` also saves the
+//! `SCREENSHOTS=1 cargo nextest run -E 'test(/^e2e::browser::/)'` also saves the
 //! screenshots the README shows, into `docs/screenshots/`.
 
 use crate::common::browser::Browser;

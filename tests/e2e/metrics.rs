@@ -306,28 +306,38 @@ async fn a_restarted_actor_is_counted_by_name() {
 }
 
 #[test]
-fn every_metric_the_alert_rules_use_is_one_the_service_exports() {
+fn every_metric_the_alert_rules_and_the_dashboard_use_is_one_the_service_exports() {
     let top = env!("CARGO_MANIFEST_DIR");
-    let rules =
-        std::fs::read_to_string(format!("{top}/deployments/prometheus/rules.yaml")).unwrap();
-    let defined = std::fs::read_to_string(format!("{top}/actors/src/metrics.rs")).unwrap();
-    let used: std::collections::BTreeSet<&str> = rules
-        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
-        .filter(|word| word.starts_with("products_") && !word.contains(':'))
-        .map(|word| {
-            ["_bucket", "_sum", "_count"]
-                .iter()
-                .find_map(|suffix| word.strip_suffix(suffix))
-                .unwrap_or(word)
-        })
-        .collect();
-    assert!(used.len() >= 10, "{used:?}");
-    let missing: Vec<&&str> = used
-        .iter()
-        .filter(|name| !defined.contains(&format!("\"{name}\"")))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "rules name metrics the service does not export: {missing:?}"
-    );
+    let read = |path: &str| std::fs::read_to_string(format!("{top}/{path}")).unwrap();
+    let rules = read("deployments/prometheus/rules.yaml");
+    let dashboard = read("deployments/grafana/dashboard.json");
+    let defined = read("actors/src/metrics.rs");
+    let words = |text: &str| -> std::collections::BTreeSet<String> {
+        text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+            .filter(|word| word.starts_with("products_") || word.starts_with("products:"))
+            .map(|word| {
+                ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|suffix| word.strip_suffix(suffix))
+                    .unwrap_or(word)
+                    .to_owned()
+            })
+            .collect()
+    };
+    for (file, text) in [("rules", &rules), ("dashboard", &dashboard)] {
+        let used = words(text);
+        assert!(used.len() >= 10, "{file}: {used:?}");
+        // A metric the service exports, or a series the rules record.
+        let missing: Vec<&String> = used
+            .iter()
+            .filter(|name| match name.contains(':') {
+                true => !rules.contains(&format!("record: {name}")),
+                false => !defined.contains(&format!("\"{name}\"")),
+            })
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "the {file} names series nothing exports or records: {missing:?}"
+        );
+    }
 }

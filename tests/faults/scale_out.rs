@@ -88,11 +88,11 @@ async fn three_instances_on_a_nats_cluster_store_once_serve_everything_and_survi
     let _cleanup = Cleanup::new(&settings);
 
     // The operator's R3 stream; the instances use it as it is.
-    let (options, servers) = actors::nats_auth::connect_options(&cluster.urls());
+    let (options, servers) = actors::jetstream::options(&settings.nats_url, "test");
     let js = jetstream::new(options.connect(servers).await.unwrap());
     let stream_config = jetstream::stream::Config {
         num_replicas: 3,
-        ..settings.ingest().stream_config()
+        ..settings.stream().config()
     };
     wait_until("the cluster creates the R3 stream", || async {
         js.create_stream(stream_config.clone()).await.is_ok()

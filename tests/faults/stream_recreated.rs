@@ -23,7 +23,7 @@ async fn an_id_less_product_of_a_recreated_stream_is_not_taken_for_the_old_one()
     app.js.delete_stream(&settings.nats_stream).await.unwrap();
     let stream = app
         .js
-        .create_stream(settings.ingest().stream_config())
+        .create_stream(settings.stream().config())
         .await
         .unwrap();
     let _: PullConsumer = stream

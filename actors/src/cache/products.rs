@@ -35,13 +35,15 @@
 //!   writes that follow them.
 
 use super::CacheError;
-use super::block::{BLOCK_IDS, Block, Cached, bit_of, block_of, ids_of};
 use crate::call::Peer;
 use crate::metrics::Metrics;
 use crate::names::Names;
-use crate::persistence::{self, Deleted, PersistenceMsg, Version};
-use crate::product::Product;
+use crate::persistence::{self, PersistenceMsg};
 use crate::timeouts::PERSISTENCE_TIMEOUT;
+use catalogue::block::{BLOCK_IDS, Block, Cached, block_of, ids_of};
+use catalogue::feed::{Deleted, Version};
+use catalogue::index::Index;
+use catalogue::product::Product;
 use futures::StreamExt;
 use moka::future::Cache as Moka;
 use moka::ops::compute::{CompResult, Op};
@@ -165,35 +167,6 @@ pub struct ProductCache {
     metrics: Metrics,
 }
 
-#[derive(Default)]
-struct Index {
-    /// Every block that holds products (as far as the feed has told), with
-    /// a bit for each id it holds.
-    blocks: BTreeMap<i64, u64>,
-    /// How many bits are set in `blocks`.
-    count: u64,
-    /// The blocks were loaded whole (a rebuild finished): lists may be served from here.
-    complete: bool,
-}
-
-impl Index {
-    fn set(&mut self, key: i64, mask: u64) {
-        let old = if mask == 0 {
-            self.blocks.remove(&key)
-        } else {
-            self.blocks.insert(key, mask)
-        };
-        self.count =
-            self.count + u64::from(mask.count_ones()) - u64::from(old.unwrap_or(0).count_ones());
-    }
-
-    fn add(&mut self, id: i64) {
-        let key = block_of(id);
-        let mask = self.blocks.get(&key).copied().unwrap_or(0) | bit_of(id);
-        self.set(key, mask);
-    }
-}
-
 impl ProductCache {
     /// An empty cache of at most `max_bytes`, reading through to `names`'s persistence.
     pub fn new(names: &Names, max_bytes: u64) -> Self {
@@ -243,9 +216,7 @@ impl ProductCache {
             // `None`: the index is not complete yet.
             let next = {
                 let index = self.index.read().unwrap_or_else(|e| e.into_inner());
-                index
-                    .complete
-                    .then(|| index.blocks.range(key..).next().map(|(&key, _)| key))
+                index.next_block(key)
             };
             let Some(next) = next else {
                 return self.page_from_postgres(after, limit).await;
@@ -307,12 +278,7 @@ impl ProductCache {
             let index = self.index.read().unwrap_or_else(|e| e.into_inner());
             deleted
                 .iter()
-                .filter(|v| {
-                    index
-                        .blocks
-                        .get(&block_of(v.id()))
-                        .is_some_and(|m| m & bit_of(v.id()) != 0)
-                })
+                .filter(|v| index.lists(v.id()))
                 .map(|v| block_of(v.id()))
                 .collect()
         };
@@ -422,10 +388,11 @@ impl ProductCache {
             Ok(block) => return Ok(block),
             Err(error) => error,
         };
-        let mask = {
-            let index = self.index.read().unwrap_or_else(|e| e.into_inner());
-            index.blocks.get(&key).copied().unwrap_or(0)
-        };
+        let mask = self
+            .index
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .mask(key);
         let (first, _) = ids_of(key);
         let mut versions = Vec::new();
         for bit in 0..BLOCK_IDS {
@@ -511,7 +478,8 @@ impl ProductCache {
         self.index
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .complete
+            .count()
+            .is_some()
     }
 
     /// The block `key`, from memory or else read from Postgres (once, for
@@ -595,38 +563,15 @@ impl ProductCache {
     /// The `after` of the page of `limit` products that ends just before the
     /// id `before` (0: the first page), once the index holds every id.
     pub fn previous_after(&self, before: i64, limit: u64) -> Option<i64> {
-        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
-        if !index.complete {
-            return None;
-        }
-        let Some(last) = before.checked_sub(1) else {
-            return Some(0);
-        };
-        // The id `limit` places before the last one before `before`.
-        let mut skip = limit;
-        for (&key, &mask) in index.blocks.range(..=block_of(last)).rev() {
-            let mut mask = if key == block_of(last) {
-                mask & (u64::MAX >> (63 - (last & (BLOCK_IDS - 1))))
-            } else {
-                mask
-            };
-            let held = u64::from(mask.count_ones());
-            if skip >= held {
-                skip -= held;
-                continue;
-            }
-            for _ in 0..skip {
-                mask &= !(1 << (63 - mask.leading_zeros()));
-            }
-            return Some(ids_of(key).0 + i64::from(63 - mask.leading_zeros()));
-        }
-        Some(0)
+        self.index
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .previous_after(before, limit)
     }
 
     /// How many products there are, once the index holds every id.
     pub fn count(&self) -> Option<u64> {
-        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
-        index.complete.then_some(index.count)
+        self.index.read().unwrap_or_else(|e| e.into_inner()).count()
     }
 
     fn announce(&self, event: LiveEvent) {
@@ -672,7 +617,7 @@ impl ProductCache {
         self.index
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .complete = true;
+            .mark_complete();
     }
 
     /// The most the cache weighs, in bytes.

@@ -11,9 +11,9 @@
 //! Reads (the pages, the JSON API, `/events`) need no operator.
 
 use super::session::{self, Lifetimes, Session, SessionKey};
-use crate::product;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2};
+use catalogue::product;
 use ipnet::IpNet;
 use salvo::http::header::{self, HeaderValue};
 use salvo::prelude::*;

@@ -21,8 +21,8 @@ use super::publisher::Publisher;
 use super::respond::{error_page, render};
 use super::state::{Managing, app_state};
 use crate::persistence::MessageOutcome;
-use crate::product::{self, FieldProblem, ProductUpdate};
 use bytes::Bytes;
+use catalogue::product::{self, FieldProblem, Upsert};
 use salvo::http::StatusCode;
 use salvo::prelude::*;
 use serde_json::{Map, Value, json};
@@ -315,7 +315,7 @@ impl FormValues {
     /// The fields as a message would carry them, checked by the decoder's
     /// rules. A number field holds what the text is as JSON (a number, or
     /// else a string, which the decoder refuses with its own words).
-    fn check(&self) -> Result<ProductUpdate, Vec<FieldProblem>> {
+    fn check(&self) -> Result<Upsert, Vec<FieldProblem>> {
         let mut fields = Map::new();
         let mut problems = Vec::new();
         let number = |text: &str| {

@@ -5,16 +5,16 @@
 //!
 //! Every example is the answer of a real request, and is named after it
 //! (`GET /products/1`), on a service that holds the two samples of `products
-//! produce`: `pen` (id 1) then `toy` (id 2). `tests/openapi.rs` makes each of
+//! produce`: `pen` (id 1) then `toy` (id 2). `tests/e2e/openapi.rs` makes each of
 //! those requests to a running service and compares, and checks that every
 //! route the router serves as JSON is described. A state the samples cannot
 //! show (Postgres or NATS away) has its schema and no example.
 
 use super::params::{DEFAULT_LIMIT, MAX_LIMIT};
-use crate::product::Product;
 use salvo::oapi::{Info, OpenApi, ToParameters, ToResponses, ToSchema, endpoint};
 use salvo::prelude::*;
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use std::sync::Arc;
 
 /// Where the description is served.
@@ -56,6 +56,27 @@ pub async fn serve(depot: &mut Depot, res: &mut Response) {
 #[salvo(schema(name = "Error"))]
 pub struct ErrorBody {
     pub error: String,
+}
+
+/// A product as stored and served: the JSON of the core's
+/// `catalogue::product::Product`, which knows no web framework, described
+/// here at the edge (a test below checks that the two agree).
+#[derive(Serialize, Deserialize, ToSchema)]
+#[salvo(schema(name = "Product"))]
+pub struct ProductBody {
+    pub id: i64,
+    pub name: String,
+    /// Whole currency units, as in the old service.
+    pub price: i64,
+    pub manufacturer: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub attributes: Map<String, Value>,
+    /// The operator who last changed it through the web UI's forms; absent
+    /// when its last message came from another publisher.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_by: Option<String>,
 }
 
 /// `?after=` and `?limit=` of `GET /products`.
@@ -105,7 +126,7 @@ pub enum ListResponses {
               value = json!([])))
         )
     ))]
-    Page(Vec<Product>),
+    Page(Vec<ProductBody>),
     /// `after` or `limit` is not a whole number in its range.
     #[salvo(response(
         status_code = 400,
@@ -134,7 +155,7 @@ pub enum OneResponses {
             )))
         )
     ))]
-    Found(Product),
+    Found(ProductBody),
     /// The id is not a positive 64-bit whole number.
     #[salvo(response(
         status_code = 400,
@@ -239,4 +260,43 @@ pub enum ReadinessResponses {
     /// each part that is not.
     #[salvo(response(status_code = 503))]
     NotReady(ReadinessBody),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use catalogue::product::Product;
+    use salvo::oapi::{RefOr, Schema};
+
+    #[test]
+    fn the_described_product_is_the_served_product_field_for_field() {
+        let product = Product {
+            id: 7,
+            name: "pen".into(),
+            price: 10,
+            manufacturer: "bic".into(),
+            description: Some("blue".into()),
+            attributes: serde_json::json!({"colour": "blue"})
+                .as_object()
+                .cloned()
+                .unwrap(),
+            revision: 3,
+            stream_seq: 4,
+            updated_at: "2026-12-04 00:00:00 UTC".into(),
+            changed_by: Some("alice".into()),
+        };
+        let served = serde_json::to_value(&product).unwrap();
+        let described: ProductBody = serde_json::from_value(served.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&described).unwrap(), served);
+
+        // A named schema goes to the components, and is referred to.
+        let mut components = salvo::oapi::Components::new();
+        let _ = ProductBody::to_schema(&mut components);
+        let Some(RefOr::Type(Schema::Object(schema))) = components.schemas.get("Product") else {
+            panic!("the Product schema is an object in the components");
+        };
+        let described: Vec<&String> = schema.properties.keys().collect();
+        let served: Vec<&String> = served.as_object().unwrap().keys().collect();
+        assert_eq!(described, served);
+    }
 }

@@ -6,7 +6,7 @@ use super::params::{self, Paging, next_page};
 use super::respond::{error_page, render, render_failed, unavailable_page as unavailable};
 use super::state::{SearchError, Unavailable, app_state};
 use crate::cache::Page;
-use crate::product::Product;
+use catalogue::product::Product;
 use salvo::http::StatusCode;
 use salvo::prelude::*;
 use serde::Serialize;

@@ -1,13 +1,11 @@
-//! Where the manage forms publish: the product stream, with the form's
-//! `Nats-Msg-Id` and the operator's name in a header
-//! ([`crate::product::OPERATOR_HEADER`]).
+//! Where the manage forms publish: the product stream, through the one door
+//! to JetStream ([`crate::jetstream`]), with the form's `Nats-Msg-Id` and the
+//! operator's name in a header.
 
-use crate::ingest::source::stream_identity;
-use crate::product::OPERATOR_HEADER;
-use async_nats::HeaderValue;
-use async_nats::jetstream::{self, message::PublishMessage};
+use crate::jetstream::{self, Outgoing, PublishError, Start};
+use crate::secret::SecretUrl;
+use async_nats::jetstream::Context;
 use bytes::Bytes;
-use std::str::FromStr;
 use std::time::Duration;
 
 /// How long a publish may take before the form says it failed.
@@ -17,26 +15,15 @@ const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 /// for ingest), the subject and the stream.
 #[derive(Clone)]
 pub struct PublishTo {
-    pub nats_url: String,
+    pub nats_url: SecretUrl,
     pub subject: String,
     pub stream: String,
-}
-
-/// Why a form's message was not published.
-#[derive(Debug, thiserror::Error)]
-pub enum PublishError {
-    #[error("the {0} cannot be a NATS header (it holds a line break)")]
-    NotAHeader(&'static str),
-    #[error("NATS did not take the message")]
-    Publish(#[source] async_nats::Error),
-    #[error("NATS did not answer within {PUBLISH_TIMEOUT:?}")]
-    TimedOut,
 }
 
 /// A connection to NATS for the forms (present only when managing is on).
 #[derive(Clone)]
 pub struct Publisher {
-    js: jetstream::Context,
+    js: Context,
     subject: String,
     stream: String,
 }
@@ -45,14 +32,9 @@ impl Publisher {
     /// Connects in the background: returns at once, even while NATS is away
     /// (a form sent meanwhile says it could not be sent).
     pub async fn connect(to: &PublishTo) -> Result<Self, async_nats::ConnectError> {
-        let (options, servers) = crate::nats_auth::connect_options(&to.nats_url);
-        let client = options
-            .name("products-ui")
-            .retry_on_initial_connect()
-            .connect(servers)
-            .await?;
+        let client = jetstream::connect(&to.nats_url, "products-ui", Start::InBackground).await?;
         Ok(Self {
-            js: jetstream::new(client),
+            js: async_nats::jetstream::new(client),
             subject: to.subject.clone(),
             stream: to.stream.clone(),
         })
@@ -66,35 +48,26 @@ impl Publisher {
         message_id: &str,
         operator: &str,
     ) -> Result<(String, u64), PublishError> {
-        let header =
-            |what, value| HeaderValue::from_str(value).map_err(|_| PublishError::NotAHeader(what));
-        let message = PublishMessage::build()
-            .payload(payload)
-            .header(
-                async_nats::header::NATS_MESSAGE_ID,
-                header("message id", message_id)?,
-            )
-            .header(OPERATOR_HEADER, header("operator's name", operator)?);
         let work = async {
-            let ack = self
-                .js
-                .send_publish(self.subject.clone(), message)
-                .await
-                .map_err(|e| PublishError::Publish(e.into()))?
-                .await
-                .map_err(|e| PublishError::Publish(e.into()))?;
+            let message = Outgoing {
+                subject: &self.subject,
+                payload,
+                message_id,
+                operator: Some(operator),
+            };
+            let ack = jetstream::publish(&self.js, message).await?;
             let stream = self
                 .js
                 .get_stream(&self.stream)
                 .await
                 .map_err(|e| PublishError::Publish(e.into()))?;
-            let identity = stream_identity(&stream)
+            let identity = jetstream::identity(&stream)
                 .await
                 .map_err(PublishError::Publish)?;
             Ok((identity, ack.sequence))
         };
         tokio::time::timeout(PUBLISH_TIMEOUT, work)
             .await
-            .map_err(|_| PublishError::TimedOut)?
+            .map_err(|_| PublishError::TimedOut(PUBLISH_TIMEOUT))?
     }
 }

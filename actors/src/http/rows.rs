@@ -7,8 +7,8 @@
 
 use super::views;
 use crate::cache::Page;
-use crate::cache::block::{Block, Cached};
-use crate::product::Product;
+use catalogue::block::{Block, Cached};
+use catalogue::product::Product;
 use handlebars::{RenderError, RenderErrorReason};
 use moka::future::Cache as Moka;
 use serde::{Deserialize, Serialize};

@@ -10,8 +10,8 @@ use crate::health::{Health, IngestHealth};
 use crate::metrics::Metrics;
 use crate::names::Names;
 use crate::persistence::{self, MessageOutcome, PersistenceMsg, RejectedMessage};
-use crate::product::Product;
 use crate::timeouts::{PERSISTENCE_TIMEOUT, PROBE_TIMEOUT};
+use catalogue::product::Product;
 use salvo::{Depot, Request, Response};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -197,7 +197,7 @@ impl AppState {
         &self,
         since: String,
         max_rows: u64,
-    ) -> Result<persistence::Changes, Unavailable> {
+    ) -> Result<catalogue::feed::Changes, Unavailable> {
         self.persistence(|reply| PersistenceMsg::ChangesSince {
             since: Some(since),
             max_rows,

@@ -1,6 +1,8 @@
 //! The JetStream side of ingest: the stream and the durable pull consumer it
 //! reads (set up, or checked when they exist), and pulling one batch.
 
+use crate::jetstream::StreamSpec;
+use crate::secret::SecretUrl;
 use crate::timeouts::IDLE_WAIT;
 use async_nats::jetstream::consumer::{AckPolicy, pull};
 use async_nats::jetstream::context::ConsumerInfoErrorKind;
@@ -12,11 +14,8 @@ use tracing::{debug, warn};
 /// Where and how to consume.
 #[derive(Clone, Debug)]
 pub struct IngestConfig {
-    pub nats_url: String,
-    /// The stream's name, e.g. `EVENTS`.
-    pub stream: String,
-    /// The subjects the stream takes, e.g. `events.>`, when this service creates it.
-    pub stream_subjects: Vec<String>,
+    pub nats_url: SecretUrl,
+    pub stream: StreamSpec,
     /// The subject this service reads, e.g. `events.products`.
     pub subject: String,
     /// The durable consumer's name, e.g. `event-processor`.
@@ -25,8 +24,6 @@ pub struct IngestConfig {
     pub batch_size: usize,
     /// How long JetStream waits for an ack before it redelivers.
     pub ack_wait: Duration,
-    /// How long JetStream remembers a `Nats-Msg-Id` to drop a duplicate publish.
-    pub duplicate_window: Duration,
     /// Whether a durable consumer whose configuration cannot be changed to the
     /// one this service needs may be deleted and created again.
     pub recreate_consumer: bool,
@@ -42,17 +39,6 @@ pub struct IngestConfig {
 pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
 
 impl IngestConfig {
-    /// The stream as this service creates it when it is missing (`produce` uses
-    /// it too). An existing stream is used as it is.
-    pub fn stream_config(&self) -> stream::Config {
-        stream::Config {
-            name: self.stream.clone(),
-            subjects: self.stream_subjects.clone(),
-            duplicate_window: self.duplicate_window,
-            ..Default::default()
-        }
-    }
-
     /// How long a message refused on its `delivered`th delivery waits before
     /// the next.
     pub fn retry_delay_after(&self, delivered: u64) -> Duration {
@@ -114,7 +100,7 @@ pub async fn open(
 ) -> Result<(stream::Stream, PullConsumer), SourceError> {
     let js = jetstream::new(client.clone());
     let stream = js
-        .get_or_create_stream(config.stream_config())
+        .get_or_create_stream(config.stream.config())
         .await
         .map_err(SourceError::unavailable)?;
     let wanted = config.consumer_config();
@@ -242,17 +228,9 @@ fn incompatible(config: &IngestConfig, differences: &[String]) -> String {
          (what it had not acked is delivered again from the start of the stream; storing is \
          idempotent), or set NATS_DURABLE to another name.",
         durable = config.durable,
-        stream = config.stream,
+        stream = config.stream.name,
         list = differences.join("; "),
     )
-}
-
-/// The stream's identity now: its name and creation time. Asked for every
-/// batch, so that a stream deleted and created again (its sequences start over)
-/// is never taken for the old one.
-pub async fn stream_identity(stream: &stream::Stream) -> Result<String, async_nats::Error> {
-    let info = stream.get_info().await?;
-    Ok(format!("{}@{}", info.config.name, info.created))
 }
 
 /// Takes what is waiting now, up to `max` messages. When nothing is, waits up

@@ -4,7 +4,7 @@
 
 use super::store::creation_key;
 use super::{MessageOutcome, REJECTED_PREVIEW_CHARS, RejectedMessage, StoreError};
-use crate::product::Product;
+use catalogue::product::Product;
 use entity::{products, rejected_messages};
 use sea_orm::{
     ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
@@ -36,7 +36,7 @@ pub async fn search(
         .all(db)
         .await?
         .into_iter()
-        .map(Product::from)
+        .map(super::store::product)
         .collect())
 }
 

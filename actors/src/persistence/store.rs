@@ -1,8 +1,9 @@
 //! The SeaORM queries and mutations, kept apart from the actors that call them.
 
-use super::{Changes, Deleted, StoreError, TooMany, Version};
-use crate::batch::{Batch, Incoming, KEPT_PAYLOAD_BYTES, Outcome, Rejection, Stored};
-use crate::product::{Product, ProductUpdate};
+use super::StoreError;
+use catalogue::batch::{Batch, Incoming, KEPT_PAYLOAD_BYTES, Outcome, Rejection, Stored};
+use catalogue::feed::{Changes, Deleted, TooMany, Version};
+use catalogue::product::{Product, ProductUpdate};
 use entity::products;
 use sea_orm::prelude::DateTimeWithTimeZone;
 use sea_orm::sea_query::ArrayType;
@@ -131,7 +132,7 @@ async fn write_products(
     Ok(current
         .into_iter()
         .filter(|row| !row.deleted)
-        .map(Product::from)
+        .map(product)
         .collect())
 }
 
@@ -163,7 +164,7 @@ fn newest_per_id<'a>(
             update,
             operator: message.operator.as_deref(),
         };
-        match update.id {
+        match update.id() {
             Some(id) => match by_id.entry(id) {
                 Entry::Occupied(mut kept) => {
                     if seq > kept.get().seq {
@@ -262,18 +263,34 @@ impl Columns {
                 .operator
                 .push(operator.unwrap_or_default().to_owned());
             columns.has_operator.push(operator.is_some());
-            columns.name.push(update.name.clone());
-            columns.price.push(update.price);
-            columns.manufacturer.push(update.manufacturer.clone());
-            columns
-                .description
-                .push(update.description.clone().unwrap_or_default());
-            columns.has_description.push(update.description.is_some());
-            columns
-                .attributes
-                .push(serde_json::Value::Object(update.attributes.clone()));
             columns.stream_seq.push(seq_to_i64(seq));
-            columns.deleted.push(update.deleted);
+            match update {
+                ProductUpdate::Upsert(upsert) => {
+                    columns.name.push(upsert.name.clone());
+                    columns.price.push(upsert.price);
+                    columns.manufacturer.push(upsert.manufacturer.clone());
+                    columns
+                        .description
+                        .push(upsert.description.clone().unwrap_or_default());
+                    columns.has_description.push(upsert.description.is_some());
+                    columns
+                        .attributes
+                        .push(serde_json::Value::Object(upsert.attributes.clone()));
+                    columns.deleted.push(false);
+                }
+                // A deletion is kept as a deleted row, its fields blank.
+                ProductUpdate::Delete { .. } => {
+                    columns.name.push(String::new());
+                    columns.price.push(0);
+                    columns.manufacturer.push(String::new());
+                    columns.description.push(String::new());
+                    columns.has_description.push(false);
+                    columns
+                        .attributes
+                        .push(serde_json::Value::Object(serde_json::Map::new()));
+                    columns.deleted.push(true);
+                }
+            }
         }
         columns
     }
@@ -428,12 +445,13 @@ async fn set_aside(
 }
 
 /// One product by id.
+#[cfg(feature = "testing")]
 pub async fn find(db: &DatabaseConnection, id: i64) -> Result<Option<Product>, StoreError> {
     Ok(products::Entity::find_by_id(id)
         .filter(products::Column::Deleted.eq(false))
         .one(db)
         .await?
-        .map(Product::from))
+        .map(product))
 }
 
 /// Up to `limit` products with an id greater than `after`, in id order.
@@ -450,7 +468,7 @@ pub async fn page(
         .all(db)
         .await?
         .into_iter()
-        .map(Product::from)
+        .map(product)
         .collect())
 }
 
@@ -477,7 +495,7 @@ pub async fn versions(
                     revision: row.revision,
                 }
             } else {
-                Version::Stored(Arc::new(Product::from(row)))
+                Version::Stored(Arc::new(product(row)))
             }
         })
         .collect())
@@ -580,7 +598,7 @@ pub async fn changes_since(
                 revision: row.revision,
             });
         } else {
-            changes.products.push(Product::from(row));
+            changes.products.push(product(row));
         }
     }
     for row in tombstones {
@@ -632,27 +650,26 @@ fn seq_to_i64(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
 }
 
-impl From<products::Model> for Product {
-    fn from(row: products::Model) -> Self {
-        let attributes = match row.attributes {
-            serde_json::Value::Object(attributes) => attributes,
-            _ => serde_json::Map::new(),
-        };
-        Product {
-            id: row.id,
-            name: row.name,
-            price: row.price,
-            manufacturer: row.manufacturer,
-            description: row.description,
-            attributes,
-            revision: row.revision,
-            stream_seq: row.stream_seq,
-            updated_at: row
-                .updated_at
-                .naive_utc()
-                .format("%Y-%m-%d %H:%M:%S UTC")
-                .to_string(),
-            changed_by: row.operator,
-        }
+/// The product a row holds, as it is served.
+pub fn product(row: products::Model) -> Product {
+    let attributes = match row.attributes {
+        serde_json::Value::Object(attributes) => attributes,
+        _ => serde_json::Map::new(),
+    };
+    Product {
+        id: row.id,
+        name: row.name,
+        price: row.price,
+        manufacturer: row.manufacturer,
+        description: row.description,
+        attributes,
+        revision: row.revision,
+        stream_seq: row.stream_seq,
+        updated_at: row
+            .updated_at
+            .naive_utc()
+            .format("%Y-%m-%d %H:%M:%S UTC")
+            .to_string(),
+        changed_by: row.operator,
     }
 }

@@ -6,9 +6,9 @@
 //! (a JSON object in serde_json cannot hold that) and a number can be written
 //! as `1.0` or `-0`.
 
-use actors::product::{
+use catalogue::product::{
     MAX_ATTRIBUTE_KEY_CHARS, MAX_ATTRIBUTE_VALUE_CHARS, MAX_ATTRIBUTES, MAX_DESCRIPTION_CHARS,
-    MAX_ID, MAX_NAME_CHARS, MAX_PRICE, ProductUpdate,
+    MAX_ID, MAX_NAME_CHARS, MAX_PRICE, ProductUpdate, Upsert,
 };
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -422,15 +422,14 @@ pub fn edged() -> impl Strategy<Value = Edged> {
                         ];
                         match oks.iter().position(|ok| !ok) {
                             Some(bad) => Err(Refusal::Field(FIELDS[bad])),
-                            None => Ok(ProductUpdate {
+                            None => Ok(ProductUpdate::Upsert(Upsert {
                                 id: id.expect.unwrap(),
                                 name: name.expect.clone().unwrap(),
                                 price: *price.expect.as_ref().unwrap(),
                                 manufacturer: manufacturer.expect.clone().unwrap(),
                                 description: description.expect.clone().unwrap(),
                                 attributes: attributes.expect.clone().unwrap(),
-                                deleted: false,
-                            }),
+                            })),
                         }
                     }
                 };

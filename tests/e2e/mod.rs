@@ -1,0 +1,18 @@
+//! The whole service, as its users meet it: messages published to JetStream
+//! and answers read over HTTP, the pages in a real browser, the commands,
+//! the logs, the metrics and the OpenAPI description.
+
+mod bad_input;
+mod bench_smoke;
+mod browser;
+mod commands;
+mod http;
+mod limits;
+mod logs;
+mod metrics;
+mod openapi;
+mod operators;
+mod pipeline;
+mod readiness;
+mod smoke;
+mod ui;
