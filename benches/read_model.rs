@@ -49,10 +49,10 @@ async fn main() -> anyhow::Result<()> {
     let updates: usize = env_or("BENCH_UPDATES", 200);
     let settings = bench_settings();
     let result = run(&settings, count, Duration::from_secs(seconds), updates).await;
-    products::database::drop_database(&settings.database_url).await?;
-    let client = async_nats::connect(settings.nats_url.expose()).await?;
+    products::database::drop_database(&settings.database.url).await?;
+    let client = async_nats::connect(settings.nats.url.expose()).await?;
     let _ = jetstream::new(client)
-        .delete_stream(&settings.nats_stream)
+        .delete_stream(&settings.nats.stream)
         .await;
     result
 }
@@ -68,8 +68,8 @@ async fn run(
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         chrono_now()
     );
-    products::database::prepare(&settings.database_url).await?;
-    let db = Database::connect(settings.database_url.expose()).await?;
+    products::database::prepare(&settings.database.url).await?;
+    let db = Database::connect(settings.database.url.expose()).await?;
     let started = Instant::now();
     fill(&db, count).await?;
     println!("filled Postgres in {:.1?}", started.elapsed());
@@ -458,7 +458,7 @@ async fn freshness(
     bases: &[&str],
     updates: usize,
 ) -> anyhow::Result<Latencies> {
-    let client = async_nats::connect(settings.nats_url.expose()).await?;
+    let client = async_nats::connect(settings.nats.url.expose()).await?;
     let js = jetstream::new(client);
     let http = reqwest::Client::new();
     let mut latencies = Vec::with_capacity(updates);
@@ -466,7 +466,7 @@ async fn freshness(
         let id = rand::rng().random_range(1..=1000);
         let price = 1_000_000 + n as i64;
         let body = serde_json::json!({"id": id, "name": format!("product {id}"), "price": price, "manufacturer": "m"});
-        js.publish(settings.nats_subject.clone(), body.to_string().into())
+        js.publish(settings.nats.subject.clone(), body.to_string().into())
             .await?
             .await?;
         let acked = Instant::now();
@@ -546,15 +546,15 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 fn bench_settings() -> Settings {
     let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
     let mut settings = Settings::defaults();
-    settings.database_url =
+    settings.database.url =
         format!("postgres://postgres@127.0.0.1:5432/products_bench_{id}").into();
-    settings.nats_url = "nats://127.0.0.1:4222".into();
-    settings.http_addr = "127.0.0.1:0".parse().unwrap();
-    settings.nats_stream = format!("BENCH_{id}");
-    settings.nats_stream_subjects = vec![format!("bench_{id}.>")];
-    settings.nats_subject = format!("bench_{id}.products");
-    settings.nats_durable = format!("bench_{id}");
-    settings.cache_invalidate_every = Duration::from_secs(3600);
+    settings.nats.url = "nats://127.0.0.1:4222".into();
+    settings.http.addr = "127.0.0.1:0".parse().unwrap();
+    settings.nats.stream = format!("BENCH_{id}");
+    settings.nats.stream_subjects = vec![format!("bench_{id}.>")];
+    settings.nats.subject = format!("bench_{id}.products");
+    settings.nats.durable = format!("bench_{id}");
+    settings.cache.invalidate_every = Duration::from_secs(3600);
     // CACHE_MAX_BYTES as a user gets it (512 MiB).
     settings
 }

@@ -50,7 +50,7 @@ use tracing::info;
 pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
     let app = App::start(settings, "products", RestartBudget::default()).await?;
     let health = app.health().clone();
-    let drain = settings.shutdown_drain;
+    let drain = settings.shutdown.drain;
     let stop = async move {
         shutdown_signal().await;
         health.set_shutting_down();
@@ -88,32 +88,33 @@ impl App {
         settings.validate()?;
         // Both URLs print redacted (`SecretUrl`): no credentials in the log.
         info!(
-            database = %settings.database_url,
-            nats = %settings.nats_url,
-            stream = %settings.nats_stream,
-            subject = %settings.nats_subject,
+            database = %settings.database.url,
+            nats = %settings.nats.url,
+            stream = %settings.nats.stream,
+            subject = %settings.nats.subject,
             "starting"
         );
-        database::prepare(&settings.database_url).await?;
-        let listener = std::net::TcpListener::bind(settings.http_addr)
-            .with_context(|| format!("cannot listen on {}", settings.http_addr))?;
+        database::prepare(&settings.database.url).await?;
+        let listener = std::net::TcpListener::bind(settings.http.addr)
+            .with_context(|| format!("cannot listen on {}", settings.http.addr))?;
         let http_addr = listener.local_addr()?;
 
         let names = Names::new(instance);
         let health = Health::new();
         let changes = ChangeSignal::default();
         let commits = Commits::default();
-        let products = ProductCache::new(&names, settings.cache_max_bytes);
+        let products = ProductCache::new(&names, settings.cache.max_bytes);
         // The drain (see `serve`) is part of the shutdown's budget.
         let shutdown_budget = settings
-            .shutdown_timeout
-            .saturating_sub(settings.shutdown_drain);
+            .shutdown
+            .timeout
+            .saturating_sub(settings.shutdown.drain);
         let args = SupervisorArgs {
             names: names.clone(),
             persistence: PersistenceArgs {
                 names: names.clone(),
-                database_url: settings.database_url.expose().to_owned(),
-                max_connections: settings.database_max_connections,
+                database_url: settings.database.url.clone(),
+                max_connections: settings.database.max_connections,
                 changes: changes.clone(),
                 commits: commits.clone(),
             },
@@ -123,21 +124,21 @@ impl App {
                 products: products.clone(),
                 changes,
                 commits,
-                invalidate_every: settings.cache_invalidate_every,
-                catch_up_max_rows: settings.cache_catch_up_max_rows,
+                invalidate_every: settings.cache.invalidate_every,
+                catch_up_max_rows: settings.cache.catch_up_max_rows,
             },
             http: HttpArgs {
                 names: names.clone(),
                 health: health.clone(),
                 products,
                 listener: Arc::new(listener),
-                manage: settings.manage()?,
-                max_followers: settings.events_max_followers,
-                ready_max_lag: settings.ready_max_lag,
+                manage: settings.manage_args()?,
+                max_followers: settings.http.events_max_followers,
+                ready_max_lag: settings.http.ready_max_lag,
             },
             ingest: IngestArgs {
                 names: names.clone(),
-                config: settings.ingest(),
+                config: settings.ingest_config(),
                 health: health.clone(),
             },
             restart_budget,

@@ -35,7 +35,7 @@ async fn run(mut cli: Cli) -> anyhow::Result<()> {
     match checked {
         Ok(settings) => cli.settings = settings,
         Err(invalid) if cli.settings.log_format == LogFormat::Json => {
-            tracing::error!(setting = invalid.var, error = %invalid, "products cannot start");
+            tracing::error!(setting = invalid.var.as_str(), error = %invalid, "products cannot start");
             std::process::exit(2);
         }
         Err(invalid) => Cli::command()
@@ -72,7 +72,7 @@ async fn run(mut cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Healthcheck => {
-            let addr = products::operators::loopback(cli.settings.http_addr);
+            let addr = products::operators::loopback(cli.settings.http.addr);
             match products::operators::alive(addr).await {
                 Ok(()) => Ok(()),
                 Err(reason) => {
@@ -81,7 +81,7 @@ async fn run(mut cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Migrate => products::database::prepare(&cli.settings.database_url).await,
+        Command::Migrate => products::database::prepare(&cli.settings.database.url).await,
         Command::Config => {
             for (var, value) in cli.settings.to_env() {
                 println!("{var}={value}");

@@ -40,7 +40,7 @@ pub async fn run(settings: &Settings, source: Source) -> anyhow::Result<()> {
     let (client, js) = connect(settings, "products-produce").await?;
 
     let total = payloads.len();
-    let subject = settings.nats_subject.clone();
+    let subject = settings.nats.subject.clone();
     let failures: Vec<PublishError> = stream::iter(payloads)
         .map(|payload| {
             let id = uuid::Uuid::new_v4().to_string();
@@ -60,7 +60,7 @@ pub async fn run(settings: &Settings, source: Source) -> anyhow::Result<()> {
     }
     println!(
         "published {total} messages to {} (stream {})",
-        settings.nats_subject, settings.nats_stream
+        settings.nats.subject, settings.nats.stream
     );
     Ok(())
 }
@@ -72,13 +72,13 @@ pub async fn connect(
     settings: &Settings,
     name: &str,
 ) -> anyhow::Result<(async_nats::Client, jetstream::Context)> {
-    let client = door::connect(&settings.nats_url, name, Start::Within(CONNECT_TIMEOUT))
+    let client = door::connect(&settings.nats.url, name, Start::Within(CONNECT_TIMEOUT))
         .await
-        .with_context(|| format!("cannot connect to NATS at {}", settings.nats_url))?;
+        .with_context(|| format!("cannot connect to NATS at {}", settings.nats.url))?;
     let js = jetstream::new(client.clone());
     js.get_or_create_stream(settings.stream().config())
         .await
-        .with_context(|| format!("cannot get or create the stream {}", settings.nats_stream))?;
+        .with_context(|| format!("cannot get or create the stream {}", settings.nats.stream))?;
     Ok((client, js))
 }
 

@@ -86,17 +86,17 @@ pub async fn run(settings: &Settings, base_url: &str, timeout: Duration) -> anyh
     let published = Instant::now();
     let ack = produce::publish(
         &js,
-        &settings.nats_subject,
+        &settings.nats.subject,
         Bytes::from(payload.to_string()),
         &name,
     )
     .await
-    .with_context(|| format!("cannot publish {name} to {}", settings.nats_subject))?;
+    .with_context(|| format!("cannot publish {name} to {}", settings.nats.subject))?;
     client.flush().await?;
     let deadline = published + timeout;
     let published_what = format!(
         "{name} (id {id}) was published to {} (stream {}, sequence {})",
-        settings.nats_subject, ack.stream, ack.sequence
+        settings.nats.subject, ack.stream, ack.sequence
     );
 
     let product_url = format!("{base_url}/products/{id}");

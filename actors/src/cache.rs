@@ -29,6 +29,7 @@
 //!   the writing transaction's start (`now()`), so a long write adds its own
 //!   time; a row changed by hand without setting `updated_at` shows as old.
 
+pub mod announce;
 pub mod products;
 
 use crate::backoff::Backoff;
@@ -37,12 +38,13 @@ use crate::changes::{ChangeSignal, Commits, Committed};
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::names::{Child, Names};
-use crate::persistence::{self, PersistenceMsg, StoreError};
+use crate::persistence::{self, PersistenceMsg, ReadError};
 use crate::timeouts::PERSISTENCE_TIMEOUT;
+pub use announce::{Announced, LIVE_BUFFER, LiveEvent};
 pub use catalogue::block::Cached;
 use catalogue::block::block_of;
 use catalogue::feed::{Changes, TooMany, Version};
-pub use products::{Announced, LIVE_BUFFER, LiveEvent, Page, ProductCache};
+pub use products::{Page, ProductCache};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -64,7 +66,7 @@ pub enum CacheError {
     #[error(transparent)]
     Call(#[from] CallError),
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Read(#[from] ReadError),
 }
 
 pub enum CacheMsg {
@@ -457,7 +459,7 @@ async fn rebuild(
 fn read_page(
     persistence: &Peer<PersistenceMsg>,
     from: i64,
-) -> JoinHandle<Result<Result<Vec<Version>, StoreError>, CallError>> {
+) -> JoinHandle<Result<Result<Vec<Version>, ReadError>, CallError>> {
     let persistence = persistence.clone();
     tokio::spawn(async move {
         persistence

@@ -21,6 +21,7 @@ mod observe;
 mod openapi;
 mod pages;
 mod params;
+mod product_form;
 pub mod publisher;
 mod respond;
 mod routes;

@@ -9,18 +9,21 @@
 //! a read, nor a flood of reads a write. Every statement is cut off after
 //! [`STATEMENT_TIMEOUT`].
 
+mod feed;
 mod listener;
 mod lookups;
 #[cfg(unix)]
 pub mod nodelay;
+mod reads;
 mod store;
 pub mod writer;
 
-pub use store::product;
+pub use reads::product;
 
 use crate::call::Peer;
 use crate::changes::{ChangeSignal, Commits};
 use crate::names::{Child, Names};
+use crate::secret::SecretUrl;
 use crate::timeouts::{POSTGRES_CONNECT_TIMEOUT, STATEMENT_TIMEOUT};
 use catalogue::batch::{Batch, Stored};
 use catalogue::feed::{Changes, Version};
@@ -54,6 +57,7 @@ const READS_PER_SEARCH: u32 = 4;
 /// How long a search waits for a turn before it is refused.
 const SEARCH_WAIT: Duration = Duration::from_secs(2);
 
+/// Why a batch was not stored (`StoreBatch`).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error(transparent)]
@@ -62,6 +66,13 @@ pub enum StoreError {
     Busy,
     #[error("storing took longer than {0:?} and was cancelled")]
     Cancelled(Duration),
+}
+
+/// Why a read (anything but `StoreBatch`) was not answered.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Database(#[from] DbErr),
     /// Every connection searches may use is busy with other searches.
     #[error("other searches hold every connection searches may use")]
     SearchesBusy,
@@ -155,14 +166,14 @@ pub enum PersistenceMsg {
     #[cfg(feature = "testing")]
     Get {
         id: i64,
-        reply: RpcReplyPort<Result<Option<Product>, StoreError>>,
+        reply: RpcReplyPort<Result<Option<Product>, ReadError>>,
     },
     /// From the cache, to serve a list page before its index is complete: up
     /// to `limit` products after the id `after`.
     Page {
         after: i64,
         limit: u64,
-        reply: RpcReplyPort<Result<Vec<Product>, StoreError>>,
+        reply: RpcReplyPort<Result<Vec<Product>, ReadError>>,
     },
     /// From the cache, to fill a block or rebuild: every version of the ids
     /// from `from` to `until` (both included), deleted ones too, in id order,
@@ -171,7 +182,7 @@ pub enum PersistenceMsg {
         from: i64,
         until: i64,
         limit: u64,
-        reply: RpcReplyPort<Result<Vec<Version>, StoreError>>,
+        reply: RpcReplyPort<Result<Vec<Version>, ReadError>>,
     },
     /// From the cache, and http's live pages: every change committed since
     /// the snapshot `since`
@@ -184,7 +195,7 @@ pub enum PersistenceMsg {
         /// Whether to say which blocks, past `max_rows` (a whole-table
         /// aggregate: the cache needs it, a live page only needs to know).
         blocks: bool,
-        reply: RpcReplyPort<Result<Changes, StoreError>>,
+        reply: RpcReplyPort<Result<Changes, ReadError>>,
     },
     /// From http's search: up to `limit` products after the id `after` whose
     /// name or manufacturer contains `text` (any case).
@@ -192,14 +203,14 @@ pub enum PersistenceMsg {
         text: String,
         after: i64,
         limit: u64,
-        reply: RpcReplyPort<Result<Vec<Product>, StoreError>>,
+        reply: RpcReplyPort<Result<Vec<Product>, ReadError>>,
     },
     /// From http's rejected page: up to `limit` rejected messages, newest
     /// first, older than the one with the row id `before` (none: the newest).
     Rejected {
         before: Option<i64>,
         limit: u64,
-        reply: RpcReplyPort<Result<Vec<RejectedMessage>, StoreError>>,
+        reply: RpcReplyPort<Result<Vec<RejectedMessage>, ReadError>>,
     },
     /// From http's manage pages: what became of the message `seq` of the
     /// stream `stream` (its identity), which named the product `id` (none:
@@ -208,18 +219,18 @@ pub enum PersistenceMsg {
         stream: String,
         seq: i64,
         id: Option<i64>,
-        reply: RpcReplyPort<Result<MessageOutcome, StoreError>>,
+        reply: RpcReplyPort<Result<MessageOutcome, ReadError>>,
     },
     /// From http's readiness check: can Postgres be read?
     Ping {
-        reply: RpcReplyPort<Result<(), StoreError>>,
+        reply: RpcReplyPort<Result<(), ReadError>>,
     },
 }
 
 #[derive(Clone)]
 pub struct PersistenceArgs {
     pub names: Names,
-    pub database_url: String,
+    pub database_url: SecretUrl,
     /// All connections, the writer's [`WRITE_CONNECTIONS`] included (and one
     /// more, for the change listener).
     pub max_connections: u32,
@@ -255,7 +266,7 @@ impl Actor for Persistence {
         args: PersistenceArgs,
     ) -> Result<PersistenceState, ActorProcessingErr> {
         #[cfg(unix)]
-        let relay = start_relay(&args.database_url);
+        let relay = start_relay(args.database_url.expose());
         #[cfg(unix)]
         let socket_dir = relay.as_ref().map(nodelay::Relay::socket_dir);
         #[cfg(not(unix))]
@@ -264,8 +275,8 @@ impl Actor for Persistence {
             .max_connections
             .saturating_sub(WRITE_CONNECTIONS)
             .max(1);
-        let reads = pool(&args.database_url, read_connections, socket_dir).await?;
-        let writes = pool(&args.database_url, WRITE_CONNECTIONS, socket_dir).await?;
+        let reads = pool(args.database_url.expose(), read_connections, socket_dir).await?;
+        let writes = pool(args.database_url.expose(), WRITE_CONNECTIONS, socket_dir).await?;
         // A persistence actor that failed or was killed did not stop its
         // writer (ractor stops children only when asked): end that one first.
         if let Some(orphan) = ractor::registry::where_is(args.names.writer()) {
@@ -314,7 +325,7 @@ impl Actor for Persistence {
             #[cfg(feature = "testing")]
             PersistenceMsg::Get { id, reply } => {
                 let db = state.reads.clone();
-                spawn_reply(reply, async move { store::find(&db, id).await });
+                spawn_reply(reply, async move { reads::find(&db, id).await });
             }
             PersistenceMsg::Page {
                 after,
@@ -322,7 +333,7 @@ impl Actor for Persistence {
                 reply,
             } => {
                 let db = state.reads.clone();
-                spawn_reply(reply, async move { store::page(&db, after, limit).await });
+                spawn_reply(reply, async move { reads::page(&db, after, limit).await });
             }
             PersistenceMsg::Versions {
                 from,
@@ -332,7 +343,7 @@ impl Actor for Persistence {
             } => {
                 let db = state.reads.clone();
                 spawn_reply(reply, async move {
-                    store::versions(&db, from, until, limit).await
+                    reads::versions(&db, from, until, limit).await
                 });
             }
             PersistenceMsg::ChangesSince {
@@ -343,7 +354,7 @@ impl Actor for Persistence {
             } => {
                 let db = state.reads.clone();
                 spawn_reply(reply, async move {
-                    store::changes_since(&db, since.as_deref(), max_rows, blocks).await
+                    feed::changes_since(&db, since.as_deref(), max_rows, blocks).await
                 });
             }
             PersistenceMsg::Search {
@@ -358,7 +369,7 @@ impl Actor for Persistence {
                     let Ok(Ok(_turn)) =
                         tokio::time::timeout(SEARCH_WAIT, searches.acquire_owned()).await
                     else {
-                        return Err(StoreError::SearchesBusy);
+                        return Err(ReadError::SearchesBusy);
                     };
                     lookups::search(&db, &text, after, limit).await
                 });

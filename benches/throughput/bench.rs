@@ -108,10 +108,10 @@ pub struct Report {
 pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
     let settings = settings(plan);
     let result = measure(plan, &settings).await;
-    let dropped = products::database::drop_database(&settings.database_url).await;
-    let client = async_nats::connect(settings.nats_url.expose()).await?;
+    let dropped = products::database::drop_database(&settings.database.url).await;
+    let client = async_nats::connect(settings.nats.url.expose()).await?;
     let _ = jetstream::new(client)
-        .delete_stream(&settings.nats_stream)
+        .delete_stream(&settings.nats.stream)
         .await;
     let report = result?;
     dropped?;
@@ -119,21 +119,21 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
 }
 
 async fn measure(plan: &Plan, settings: &Settings) -> anyhow::Result<Report> {
-    products::database::prepare(&settings.database_url).await?;
-    let client = async_nats::connect(settings.nats_url.expose()).await?;
+    products::database::prepare(&settings.database.url).await?;
+    let client = async_nats::connect(settings.nats.url.expose()).await?;
     let nats_version = client.server_info().version.clone();
     let js = jetstream::new(client.clone());
     let mut stream = js.get_or_create_stream(settings.stream().config()).await?;
-    let batch = usize::from(settings.ingest_batch_size);
+    let batch = usize::from(settings.ingest.batch_size);
 
     // Baselines: Postgres alone, then NATS alone.
-    let options: PgConnectOptions = settings.database_url.expose().parse()?;
+    let options: PgConnectOptions = settings.database.url.expose().parse()?;
     let mut pg = PgConnection::connect_with(&options).await?;
     let pg_version: String = sqlx::query_scalar("SHOW server_version")
         .fetch_one(&mut pg)
         .await?;
     let rows: Vec<i64> = (1..=plan.messages as i64).collect();
-    let psql = psql_upsert(settings.database_url.expose(), &mut pg, &rows).await?;
+    let psql = psql_upsert(settings.database.url.expose(), &mut pg, &rows).await?;
     let raw_sqlx = raw_upsert(&mut pg, &rows, batch).await?;
     // The same loop, its connection carried with TCP_NODELAY by the relay
     // the service uses (over TCP only).
@@ -148,7 +148,7 @@ async fn measure(plan: &Plan, settings: &Settings) -> anyhow::Result<Report> {
     };
 
     let new = (1..=plan.messages as i64).map(|id| payload(id, id % 10_000));
-    publish_all(&js, &settings.nats_subject, new).await?;
+    publish_all(&js, &settings.nats.subject, new).await?;
     let pull_ack = bare_consumer(&stream, plan.messages).await?;
 
     // The service: the all-new backlog from its start.
@@ -169,7 +169,7 @@ async fn measure(plan: &Plan, settings: &Settings) -> anyhow::Result<Report> {
     // order, and the last version must be the newest in the stream.
     for version in 1..=plan.versions as i64 {
         let round = (1..=plan.ids as i64).map(|i| payload(UPDATED_IDS + i, version));
-        publish_all(&js, &settings.nats_subject, round).await?;
+        publish_all(&js, &settings.nats.subject, round).await?;
     }
     let ingest_updates = drain(settings, &stream, updates, plan.messages + updates).await?;
     let newest: i64 =
@@ -196,7 +196,7 @@ async fn measure(plan: &Plan, settings: &Settings) -> anyhow::Result<Report> {
         &js,
         &client,
         &mut stream,
-        &settings.nats_subject,
+        &settings.nats.subject,
         &base,
         plan,
         rate,
@@ -217,7 +217,7 @@ async fn measure(plan: &Plan, settings: &Settings) -> anyhow::Result<Report> {
             machine()
         ),
         database: settings.database_url_redacted(),
-        batch_size: settings.ingest_batch_size,
+        batch_size: settings.ingest.batch_size,
         psql,
         raw_sqlx,
         raw_sqlx_nodelay,
@@ -269,7 +269,7 @@ async fn drain(
     let deadline = started + Duration::from_secs(600);
     loop {
         if let Ok(mut consumer) = stream
-            .get_consumer::<pull::Config>(&settings.nats_durable)
+            .get_consumer::<pull::Config>(&settings.nats.durable)
             .await
             && consumer.info().await?.ack_floor.stream_sequence >= last_seq
         {
@@ -576,17 +576,17 @@ async fn http_load(
 fn settings(plan: &Plan) -> Settings {
     let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
     let mut settings = Settings::defaults();
-    settings.database_url = match &plan.pg_socket {
+    settings.database.url = match &plan.pg_socket {
         Some(dir) => format!("postgres://postgres@localhost/products_bench_{id}?host={dir}"),
         None => format!("postgres://postgres@127.0.0.1:5432/products_bench_{id}"),
     }
     .into();
-    settings.nats_url = "nats://127.0.0.1:4222".into();
-    settings.http_addr = "127.0.0.1:0".parse().unwrap();
-    settings.nats_stream = format!("BENCH_{id}");
-    settings.nats_stream_subjects = vec![format!("bench_{id}.>")];
-    settings.nats_subject = format!("bench_{id}.products");
-    settings.nats_durable = format!("bench_{id}");
+    settings.nats.url = "nats://127.0.0.1:4222".into();
+    settings.http.addr = "127.0.0.1:0".parse().unwrap();
+    settings.nats.stream = format!("BENCH_{id}");
+    settings.nats.stream_subjects = vec![format!("bench_{id}.>")];
+    settings.nats.subject = format!("bench_{id}.products");
+    settings.nats.durable = format!("bench_{id}");
     settings
 }
 

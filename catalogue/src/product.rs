@@ -5,9 +5,11 @@
 //! and its keys) and [`rules`] (each field's rules).
 
 mod decode;
+mod error;
 mod rules;
 
-pub use decode::{DecodeError, FIELDS, FieldProblem, check_fields, decode};
+pub use decode::{FIELDS, check_fields, decode};
+pub use error::{DecodeError, FieldProblem};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

@@ -60,17 +60,17 @@ pub fn operators_file() -> std::path::PathBuf {
 pub fn unique_settings() -> Settings {
     let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
     let mut settings = Settings::defaults();
-    settings.database_url = format!("postgres://postgres@127.0.0.1:5432/products_test_{id}").into();
-    settings.nats_url = "nats://127.0.0.1:4222".into();
-    settings.http_addr = "127.0.0.1:0".parse().unwrap();
-    settings.nats_stream = format!("TEST_{id}");
-    settings.nats_stream_subjects = vec![format!("test_{id}.>")];
-    settings.nats_subject = format!("test_{id}.products");
-    settings.nats_durable = format!("durable_{id}");
+    settings.database.url = format!("postgres://postgres@127.0.0.1:5432/products_test_{id}").into();
+    settings.nats.url = "nats://127.0.0.1:4222".into();
+    settings.http.addr = "127.0.0.1:0".parse().unwrap();
+    settings.nats.stream = format!("TEST_{id}");
+    settings.nats.stream_subjects = vec![format!("test_{id}.>")];
+    settings.nats.subject = format!("test_{id}.products");
+    settings.nats.durable = format!("durable_{id}");
     // Messages delivered to an actor that a test killed come back quickly.
-    settings.nats_ack_wait = Duration::from_secs(3);
-    settings.manage_users_file = Some(operators_file());
-    settings.manage_session_key = Some(SESSION_KEY.into());
+    settings.nats.ack_wait = Duration::from_secs(3);
+    settings.manage.users_file = Some(operators_file());
+    settings.manage.session_key = Some(SESSION_KEY.into());
     settings
 }
 
@@ -129,7 +129,7 @@ impl TestApp {
             .await
             .expect("the app starts");
         let base = format!("http://{}", app.http_addr());
-        let client = async_nats::connect(settings.nats_url.expose())
+        let client = async_nats::connect(settings.nats.url.expose())
             .await
             .expect("NATS is running on 127.0.0.1:4222");
         let js = jetstream::new(client);
@@ -188,12 +188,12 @@ impl TestApp {
     /// is coming back).
     pub async fn publish_when_nats_is_back(&self, payload: &'static str) {
         wait_until("a publish is acked", || async {
-            let Ok(client) = async_nats::connect(self.settings.nats_url.expose()).await else {
+            let Ok(client) = async_nats::connect(self.settings.nats.url.expose()).await else {
                 return false;
             };
             let js = jetstream::new(client);
             match js
-                .publish(self.settings.nats_subject.clone(), payload.into())
+                .publish(self.settings.nats.subject.clone(), payload.into())
                 .await
             {
                 Ok(ack) => ack.await.is_ok(),
@@ -223,7 +223,7 @@ impl TestApp {
         loop {
             let acked = self
                 .js
-                .publish(self.settings.nats_subject.clone(), payload.clone())
+                .publish(self.settings.nats.subject.clone(), payload.clone())
                 .await
                 .expect("publish sent")
                 .await;
@@ -331,7 +331,7 @@ impl TestApp {
     }
 
     pub async fn db(&self) -> DatabaseConnection {
-        connect(&self.settings.database_url).await
+        connect(&self.settings.database.url).await
     }
 
     /// Runs SQL on the test's database (as the superuser).
@@ -348,7 +348,8 @@ impl TestApp {
     pub async fn admin_sql(&self, sql: &str) {
         let url = self
             .settings
-            .database_url
+            .database
+            .url
             .expose()
             .replace(&format!("/{}", self.database_name()), "/postgres");
         connect(&url.into())
@@ -361,7 +362,8 @@ impl TestApp {
     /// The test database's name.
     pub fn database_name(&self) -> &str {
         self.settings
-            .database_url
+            .database
+            .url
             .expose()
             .rsplit('/')
             .next()
@@ -406,17 +408,17 @@ impl TestApp {
 
     pub async fn consumer(&self) -> PullConsumer {
         self.js
-            .get_stream(&self.settings.nats_stream)
+            .get_stream(&self.settings.nats.stream)
             .await
             .unwrap()
-            .get_consumer(&self.settings.nats_durable)
+            .get_consumer(&self.settings.nats.durable)
             .await
             .expect("the durable consumer exists")
     }
 }
 
 pub fn instance_name(settings: &Settings) -> String {
-    format!("app-{}", settings.nats_durable)
+    format!("app-{}", settings.nats.durable)
 }
 
 /// Creates and migrates the database `settings` name; it is dropped when the
@@ -424,7 +426,7 @@ pub fn instance_name(settings: &Settings) -> String {
 pub async fn prepared_database(settings: &Settings) -> Cleanup {
     init_logs();
     let cleanup = Cleanup::new(settings);
-    products::database::prepare(&settings.database_url)
+    products::database::prepare(&settings.database.url)
         .await
         .expect("the test database is created");
     cleanup
@@ -434,7 +436,7 @@ pub async fn prepared_database(settings: &Settings) -> Cleanup {
 pub async fn jetstream_with_stream(
     settings: &Settings,
 ) -> (jetstream::Context, jetstream::stream::Stream) {
-    let client = async_nats::connect(settings.nats_url.expose())
+    let client = async_nats::connect(settings.nats.url.expose())
         .await
         .expect("NATS is running");
     let js = jetstream::new(client);
@@ -484,7 +486,7 @@ pub async fn spawn_persistence(
         names: names
             .cloned()
             .unwrap_or_else(|| Names::new(uuid::Uuid::new_v4().to_string())),
-        database_url: settings.database_url.expose().to_owned(),
+        database_url: settings.database.url.clone(),
         max_connections: 3,
         changes: changes.clone(),
         // No cache takes them: the writer answers without waiting.
@@ -499,11 +501,9 @@ pub async fn spawn_persistence(
 
 /// Asks `persistence` and waits (10 s at most) for its answer, which must be
 /// `Ok`: for tests that drive the actor directly.
-pub async fn ask_persistence<T: Send + 'static>(
+pub async fn ask_persistence<T: Send + 'static, E: std::fmt::Debug + Send + 'static>(
     persistence: &PersistenceRef,
-    build: impl FnOnce(
-        ractor::RpcReplyPort<Result<T, actors::persistence::StoreError>>,
-    ) -> actors::persistence::PersistenceMsg,
+    build: impl FnOnce(ractor::RpcReplyPort<Result<T, E>>) -> actors::persistence::PersistenceMsg,
 ) -> T {
     persistence
         .call(build, Some(Duration::from_secs(10)))
@@ -584,9 +584,9 @@ pub struct Cleanup {
 impl Cleanup {
     pub fn new(settings: &Settings) -> Self {
         Self {
-            database_url: settings.database_url.clone(),
-            nats_url: settings.nats_url.clone(),
-            stream: settings.nats_stream.clone(),
+            database_url: settings.database.url.clone(),
+            nats_url: settings.nats.url.clone(),
+            stream: settings.nats.stream.clone(),
         }
     }
 }

@@ -20,7 +20,7 @@ pub async fn persistence_fixture() -> PersistenceFixture {
     let cleanup = prepared_database(&settings).await;
     PersistenceFixture {
         persistence: spawn_persistence(None, &settings, &Default::default()).await,
-        database_url: settings.database_url,
+        database_url: settings.database.url,
         _cleanup: cleanup,
     }
 }

@@ -55,16 +55,16 @@ impl ServiceProcess {
             .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_products"))
             .arg("serve")
-            .env("DATABASE_URL", s.database_url.expose())
-            .env("NATS_URL", s.nats_url.expose())
+            .env("DATABASE_URL", s.database.url.expose())
+            .env("NATS_URL", s.nats.url.expose())
             .env("HTTP_ADDR", "127.0.0.1:0")
-            .env("NATS_STREAM", &s.nats_stream)
-            .env("NATS_STREAM_SUBJECTS", s.nats_stream_subjects.join(","))
-            .env("NATS_SUBJECT", &s.nats_subject)
-            .env("NATS_DURABLE", &s.nats_durable)
+            .env("NATS_STREAM", &s.nats.stream)
+            .env("NATS_STREAM_SUBJECTS", s.nats.stream_subjects.join(","))
+            .env("NATS_SUBJECT", &s.nats.subject)
+            .env("NATS_DURABLE", &s.nats.durable)
             .env(
                 "NATS_ACK_WAIT",
-                format!("{}ms", s.nats_ack_wait.as_millis()),
+                format!("{}ms", s.nats.ack_wait.as_millis()),
             )
             .env("RUST_LOG", "info,sqlx=warn")
             .envs(self.env.iter().map(|(k, v)| (k, v)))

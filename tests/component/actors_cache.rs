@@ -57,7 +57,7 @@ async fn with_two_products() -> Fixture {
     Fixture {
         names,
         changes,
-        database_url: settings.database_url.expose().to_owned(),
+        database_url: settings.database.url.expose().to_owned(),
         _cleanup: cleanup,
     }
 }

@@ -25,13 +25,13 @@ async fn a_message_is_acked_only_after_its_batch_has_committed() {
         Ingest,
         IngestArgs {
             names: names.clone(),
-            config: settings.ingest(),
+            config: settings.ingest_config(),
             health: actors::health::Health::new(),
         },
     )
     .await
     .unwrap();
-    let subject = settings.nats_subject.clone();
+    let subject = settings.nats.subject.clone();
     js.publish(
         subject.clone(),
         r#"{"name":"pen","price":10,"manufacturer":"bic"}"#.into(),
@@ -48,7 +48,7 @@ async fn a_message_is_acked_only_after_its_batch_has_committed() {
 
     let consumer_info = || async {
         let consumer = stream
-            .get_consumer::<jetstream::consumer::pull::Config>(&settings.nats_durable)
+            .get_consumer::<jetstream::consumer::pull::Config>(&settings.nats.durable)
             .await;
         match consumer {
             Ok(mut consumer) => Some(consumer.info().await.unwrap().clone()),
@@ -75,7 +75,7 @@ async fn a_message_is_acked_only_after_its_batch_has_committed() {
             .is_some_and(|info| info.ack_floor.stream_sequence == 2)
     })
     .await;
-    let db = connect(&settings.database_url).await;
+    let db = connect(&settings.database.url).await;
     assert_eq!(products::Entity::find().count(&db).await.unwrap(), 1);
     let rejected = rejected_messages::Entity::find().all(&db).await.unwrap();
     assert_eq!(rejected.len(), 1);

@@ -31,11 +31,11 @@ async fn reread_by(app: &TestApp, instance: &str) -> f64 {
 async fn a_held_transaction_and_a_burst_too_large_for_one_read_still_let_a_deletion_reach_every_replica()
  {
     let mut settings = unique_settings();
-    settings.cache_catch_up_max_rows = 1_000;
-    settings.cache_invalidate_every = std::time::Duration::from_secs(1);
+    settings.cache.catch_up_max_rows = 1_000;
+    settings.cache.invalidate_every = std::time::Duration::from_secs(1);
     let first = TestApp::spawn_with(settings.clone(), RestartBudget::default()).await;
     // A second replica: the same database, a durable of its own.
-    settings.nats_durable = format!("{}-2", settings.nats_durable);
+    settings.nats.durable = format!("{}-2", settings.nats.durable);
     let second_instance = instance_name(&settings);
     let second = App::start(&settings, &second_instance, RestartBudget::default())
         .await
@@ -60,7 +60,7 @@ async fn a_held_transaction_and_a_burst_too_large_for_one_read_still_let_a_delet
     first.wait_for_readiness("cache", true).await;
 
     // A forgotten `BEGIN` that took a transaction id, held to the end.
-    let held = connect(&first.settings.database_url).await;
+    let held = connect(&first.settings.database.url).await;
     let held = held.begin().await.unwrap();
     held.execute_unprepared("SELECT pg_current_xact_id()")
         .await
@@ -120,7 +120,7 @@ async fn a_held_transaction_and_a_burst_too_large_for_one_read_still_let_a_delet
 #[tokio::test]
 async fn a_truncate_behind_more_changes_than_one_read_takes_still_empties_the_cache() {
     let mut settings = unique_settings();
-    settings.cache_catch_up_max_rows = 100;
+    settings.cache.catch_up_max_rows = 100;
     let app = TestApp::spawn_with(settings, RestartBudget::default()).await;
     app.sql(
         "INSERT INTO products (id, name, price, manufacturer, stream, stream_seq) \
@@ -139,7 +139,7 @@ async fn a_truncate_behind_more_changes_than_one_read_takes_still_empties_the_ca
     assert_eq!(app.get("/products/450").await.status(), 200);
     // Many deletions (each a tombstone), then every product at once, between
     // two catch-ups.
-    let db = connect(&app.settings.database_url).await;
+    let db = connect(&app.settings.database.url).await;
     let txn = db.begin().await.unwrap();
     txn.execute_unprepared("DELETE FROM products WHERE id <= 300")
         .await

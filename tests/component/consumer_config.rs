@@ -20,7 +20,7 @@ async fn with_existing_consumer(
     let settings = unique_settings();
     let cleanup = Cleanup::new(&settings);
     let (_, stream) = jetstream_with_stream(&settings).await;
-    let mut config = settings.ingest().consumer_config();
+    let mut config = settings.ingest_config().consumer_config();
     existing(&settings, &mut config);
     stream
         .create_consumer(config)
@@ -31,7 +31,7 @@ async fn with_existing_consumer(
 
 /// Starts the app and returns the error it stops with.
 async fn stops_with_error(settings: &Settings) -> String {
-    products::database::prepare(&settings.database_url)
+    products::database::prepare(&settings.database.url)
         .await
         .unwrap();
     let app = App::start(settings, &instance_name(settings), RestartBudget::default())
@@ -49,12 +49,12 @@ async fn stops_with_error(settings: &Settings) -> String {
 #[tokio::test]
 async fn a_consumer_with_another_filter_subject_stops_the_service_naming_the_difference() {
     let (settings, _cleanup) = with_existing_consumer(|settings, config| {
-        config.filter_subject = settings.nats_subject.replace("products", "orders");
+        config.filter_subject = settings.nats.subject.replace("products", "orders");
     })
     .await;
     let error = stops_with_error(&settings).await;
     assert!(error.contains("filter_subject"), "{error}");
-    assert!(error.contains(&settings.nats_durable), "{error}");
+    assert!(error.contains(&settings.nats.durable), "{error}");
     assert!(error.contains("NATS_RECREATE_CONSUMER"), "{error}");
 }
 
@@ -80,10 +80,13 @@ async fn a_consumer_with_another_ack_wait_is_updated_and_read() {
         .await;
     app.wait_for_product(1).await;
     let config = app.consumer_info().await.config;
-    assert_eq!(config.ack_wait, app.settings.nats_ack_wait);
+    assert_eq!(config.ack_wait, app.settings.nats.ack_wait);
     assert_eq!(
         config.max_ack_pending,
-        app.settings.ingest().consumer_config().max_ack_pending
+        app.settings
+            .ingest_config()
+            .consumer_config()
+            .max_ack_pending
     );
 }
 
@@ -103,22 +106,22 @@ async fn a_consumer_with_its_own_delivery_bounds_gets_the_services_own() {
     let config = app.consumer_info().await.config;
     assert!(config.max_deliver <= 0, "unlimited: {}", config.max_deliver);
     assert!(config.backoff.is_empty(), "{:?}", config.backoff);
-    assert_eq!(config.ack_wait, app.settings.nats_ack_wait);
+    assert_eq!(config.ack_wait, app.settings.nats.ack_wait);
 }
 
 #[tokio::test]
 async fn with_recreate_allowed_a_consumer_with_another_filter_is_replaced_and_read() {
     let (mut settings, cleanup) = with_existing_consumer(|settings, config| {
-        config.filter_subject = settings.nats_subject.replace("products", "orders");
+        config.filter_subject = settings.nats.subject.replace("products", "orders");
     })
     .await;
-    settings.nats_recreate_consumer = true;
+    settings.nats.recreate_consumer = true;
     let app = TestApp::spawn_full(settings, RestartBudget::default(), cleanup).await;
     app.publish(r#"{"id":1,"name":"pen","price":10,"manufacturer":"bic"}"#)
         .await;
     app.wait_for_product(1).await;
     assert_eq!(
         app.consumer_info().await.config.filter_subject,
-        app.settings.nats_subject
+        app.settings.nats.subject
     );
 }

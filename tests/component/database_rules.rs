@@ -71,7 +71,7 @@ async fn an_id_less_product_that_no_id_is_left_for_is_set_aside_with_the_reason(
 async fn a_message_refused_by_a_new_constraint_is_redelivered_not_set_aside_before_its_last_delivery()
  {
     let mut settings = unique_settings();
-    settings.ingest_max_deliveries = 100;
+    settings.ingest.max_deliveries = 100;
     let app = TestApp::spawn_with(settings, RestartBudget::default()).await;
     app.sql("ALTER TABLE products ADD CONSTRAINT price_below_1000 CHECK (price < 1000)")
         .await;
@@ -110,7 +110,7 @@ async fn thousands_of_refused_messages_are_set_aside_and_a_valid_one_behind_them
             i + 1
         );
         let js = app.js.clone();
-        let subject = app.settings.nats_subject.clone();
+        let subject = app.settings.nats.subject.clone();
         async move {
             js.publish(subject, payload.into())
                 .await

@@ -315,16 +315,16 @@ async fn the_service_exits_non_zero_when_the_cache_invalidation_period_is_zero()
         Command::new(env!("CARGO_BIN_EXE_products"))
             .arg("serve")
             .env_clear()
-            .env("DATABASE_URL", settings.database_url.expose())
-            .env("NATS_URL", settings.nats_url.expose())
+            .env("DATABASE_URL", settings.database.url.expose())
+            .env("NATS_URL", settings.nats.url.expose())
             .env("HTTP_ADDR", "127.0.0.1:0")
-            .env("NATS_STREAM", &settings.nats_stream)
+            .env("NATS_STREAM", &settings.nats.stream)
             .env(
                 "NATS_STREAM_SUBJECTS",
-                settings.nats_stream_subjects.join(","),
+                settings.nats.stream_subjects.join(","),
             )
-            .env("NATS_SUBJECT", &settings.nats_subject)
-            .env("NATS_DURABLE", &settings.nats_durable)
+            .env("NATS_SUBJECT", &settings.nats.subject)
+            .env("NATS_DURABLE", &settings.nats.durable)
             .env("CACHE_INVALIDATE_EVERY", "0s")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -354,13 +354,14 @@ async fn passwords_in_the_database_and_nats_urls_never_reach_the_output_while_th
     nats.start().await;
     let mut settings = unique_settings();
     // Postgres trusts local connections: it accepts any password, unread.
-    settings.database_url = settings
-        .database_url
+    settings.database.url = settings
+        .database
+        .url
         .expose()
         .replace("postgres@", &format!("postgres:{PG_PASSWORD}@"))
         .into();
-    settings.nats_url = nats.url().into();
-    assert!(settings.nats_url.expose().contains(NATS_PASSWORD));
+    settings.nats.url = nats.url().into();
+    assert!(settings.nats.url.expose().contains(NATS_PASSWORD));
     let _cleanup = Cleanup::new(&settings);
     let http_port = free_port();
     let output_file = std::env::temp_dir().join(format!("products-{}.out", uuid::Uuid::new_v4()));
@@ -369,16 +370,16 @@ async fn passwords_in_the_database_and_nats_urls_never_reach_the_output_while_th
         Command::new(env!("CARGO_BIN_EXE_products"))
             .arg("serve")
             .env_clear()
-            .env("DATABASE_URL", settings.database_url.expose())
-            .env("NATS_URL", settings.nats_url.expose())
+            .env("DATABASE_URL", settings.database.url.expose())
+            .env("NATS_URL", settings.nats.url.expose())
             .env("HTTP_ADDR", format!("127.0.0.1:{http_port}"))
-            .env("NATS_STREAM", &settings.nats_stream)
+            .env("NATS_STREAM", &settings.nats.stream)
             .env(
                 "NATS_STREAM_SUBJECTS",
-                settings.nats_stream_subjects.join(","),
+                settings.nats.stream_subjects.join(","),
             )
-            .env("NATS_SUBJECT", &settings.nats_subject)
-            .env("NATS_DURABLE", &settings.nats_durable)
+            .env("NATS_SUBJECT", &settings.nats.subject)
+            .env("NATS_DURABLE", &settings.nats.durable)
             // Every library's debug lines too: a secret must not hide there either.
             .env("RUST_LOG", "debug")
             .stdin(Stdio::null())

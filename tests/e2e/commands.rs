@@ -20,14 +20,14 @@ use std::time::Duration;
 fn products(settings: &Settings, args: &[&str]) -> Output {
     let output = Command::new(env!("CARGO_BIN_EXE_products"))
         .args(args)
-        .env("DATABASE_URL", settings.database_url.expose())
-        .env("NATS_URL", settings.nats_url.expose())
-        .env("NATS_STREAM", &settings.nats_stream)
+        .env("DATABASE_URL", settings.database.url.expose())
+        .env("NATS_URL", settings.nats.url.expose())
+        .env("NATS_STREAM", &settings.nats.stream)
         .env(
             "NATS_STREAM_SUBJECTS",
-            settings.nats_stream_subjects.join(","),
+            settings.nats.stream_subjects.join(","),
         )
-        .env("NATS_SUBJECT", &settings.nats_subject)
+        .env("NATS_SUBJECT", &settings.nats.subject)
         .env("RUST_LOG", "warn")
         .output()
         .expect("the products binary runs");
@@ -109,7 +109,7 @@ async fn produce_publishes_the_samples_a_file_or_generated_products_each_with_it
     let retried = stream.get_raw_message(3).await.unwrap();
     let ack = js
         .send_publish(
-            settings.nats_subject.clone(),
+            settings.nats.subject.clone(),
             jetstream::message::PublishMessage::build()
                 .payload(retried.payload.clone())
                 .message_id(retried.headers.get("Nats-Msg-Id").unwrap().as_str()),
@@ -129,7 +129,7 @@ async fn migrate_creates_the_database_and_its_tables_then_exits_and_can_run_agai
     let _cleanup = Cleanup::new(&settings);
     for _ in 0..2 {
         products(&settings, &["migrate"]);
-        let db = connect(&settings.database_url).await;
+        let db = connect(&settings.database.url).await;
         let row = db
             .query_one_raw(Statement::from_string(
                 db.get_database_backend(),
@@ -157,7 +157,7 @@ async fn a_rejected_message_is_logged_once_at_warn_with_its_reason() {
     let (js, _) = jetstream_with_stream(&settings).await;
     let publish = |payload: &'static str| {
         let js = js.clone();
-        let subject = settings.nats_subject.clone();
+        let subject = settings.nats.subject.clone();
         async move {
             js.publish(subject, payload.into())
                 .await
@@ -180,11 +180,11 @@ async fn a_rejected_message_is_logged_once_at_warn_with_its_reason() {
     .await;
     // Terminated, not to come again: nothing pending, nothing unacked.
     wait_until("the consumer has nothing left", || async {
-        let Ok(stream) = js.get_stream(&settings.nats_stream).await else {
+        let Ok(stream) = js.get_stream(&settings.nats.stream).await else {
             return false;
         };
         let Ok(mut consumer) = stream
-            .get_consumer::<jetstream::consumer::pull::Config>(&settings.nats_durable)
+            .get_consumer::<jetstream::consumer::pull::Config>(&settings.nats.durable)
             .await
         else {
             return false;

@@ -193,7 +193,7 @@ async fn lists_are_paged_in_id_order_with_a_link_to_the_next_page() {
 #[tokio::test]
 async fn a_limit_over_1000_is_served_as_1000() {
     let app = TestApp::spawn().await;
-    let subject = app.settings.nats_subject.clone();
+    let subject = app.settings.nats.subject.clone();
     let mut acks = Vec::new();
     for id in 1..=1001 {
         let product = json!({"id": id, "name": format!("p{id}"), "price": 1, "manufacturer": "m"});
@@ -332,7 +332,7 @@ async fn a_very_long_url_gets_a_client_error_not_a_500() {
 async fn a_request_in_flight_when_shutdown_begins_is_answered_before_the_server_stops() {
     let mut app = TestApp::spawn().await;
     app.wait_for_readiness("cache", true).await;
-    let db = connect(&app.settings.database_url).await;
+    let db = connect(&app.settings.database.url).await;
     let http = ractor::registry::where_is(app.app().names().of(Child::Http)).unwrap();
 
     // A request held up in Postgres: a miss that waits on a locked table.
@@ -371,7 +371,7 @@ async fn a_request_in_flight_when_shutdown_begins_is_answered_before_the_server_
 async fn while_postgres_hangs_every_request_is_answered_within_10_seconds_and_never_500() {
     let app = TestApp::spawn().await;
     app.wait_for_readiness("cache", true).await;
-    let db = connect(&app.settings.database_url).await;
+    let db = connect(&app.settings.database.url).await;
     let _lock = lock_products(&db).await;
     // A client more patient than the server, so that the server's limit is
     // the one measured (with a second of slack for a busy machine).

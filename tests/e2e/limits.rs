@@ -10,7 +10,7 @@ use std::time::Duration;
 #[tokio::test]
 async fn a_live_feed_past_the_bound_gets_503_with_retry_after_and_the_open_ones_are_gauged() {
     let mut settings = unique_settings();
-    settings.events_max_followers = 2;
+    settings.http.events_max_followers = 2;
     let app = TestApp::spawn_with(settings, RestartBudget::default()).await;
     let open = || {
         reqwest::Client::new()
@@ -69,7 +69,7 @@ async fn searches_in_postgres(app: &TestApp) -> i64 {
 async fn searches_take_their_share_of_the_read_connections_and_the_probe_keeps_the_rest() {
     let mut settings = unique_settings();
     // 2 for the writer, 4 for reads: searches may hold 1 of them.
-    settings.database_max_connections = 6;
+    settings.database.max_connections = 6;
     let app = TestApp::spawn_with(settings, RestartBudget::default()).await;
     app.publish(r#"{"id":1,"name":"pen","price":10,"manufacturer":"bic"}"#)
         .await;

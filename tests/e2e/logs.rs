@@ -84,21 +84,21 @@ async fn a_log_line_about_a_message_names_its_stream_sequence_and_product_id() {
     let mut service = ServiceProcess::start_with_env(&settings, &[("LOG_FORMAT", "json")]);
     service.base().await;
     // The service has migrated its database: a rule it does not know refuses the message.
-    connect(&settings.database_url)
+    connect(&settings.database.url)
         .await
         .execute_unprepared(
             "ALTER TABLE products ADD CONSTRAINT price_below_1000 CHECK (price < 1000)",
         )
         .await
         .unwrap();
-    js.publish(settings.nats_subject.clone(), "{}".into())
+    js.publish(settings.nats.subject.clone(), "{}".into())
         .await
         .unwrap()
         .await
         .unwrap();
     let seq = js
         .publish(
-            settings.nats_subject.clone(),
+            settings.nats.subject.clone(),
             r#"{"id":5,"name":"lamp","price":5000,"manufacturer":"ikea"}"#.into(),
         )
         .await

@@ -77,7 +77,7 @@ fn parse_labels(text: &str) -> BTreeMap<String, String> {
 #[tokio::test]
 async fn the_message_counters_and_histograms_match_a_known_workload() {
     let mut settings = unique_settings();
-    settings.cache_invalidate_every = Duration::from_secs(1);
+    settings.cache.invalidate_every = Duration::from_secs(1);
     let app = TestApp::spawn_with(settings, RestartBudget::default()).await;
     for id in 1..=3 {
         app.publish(format!(
@@ -143,7 +143,7 @@ async fn the_message_counters_and_histograms_match_a_known_workload() {
 #[tokio::test]
 async fn the_consumer_lag_is_sampled_while_messages_wait() {
     let mut settings = unique_settings();
-    settings.ingest_batch_size = 1;
+    settings.ingest.batch_size = 1;
     let app = TestApp::spawn_with(settings, RestartBudget::default()).await;
     let lock = lock_products(&app.db().await).await;
     for id in 1..=3 {

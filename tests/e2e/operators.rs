@@ -32,7 +32,7 @@ async fn post(
 #[tokio::test]
 async fn without_operators_the_forms_are_404_and_no_page_links_to_them() {
     let mut settings = unique_settings();
-    settings.manage_users_file = None;
+    settings.manage.users_file = None;
     let app = TestApp::spawn_with(settings, RestartBudget::default()).await;
     app.publish(r#"{"id":1,"name":"pen","price":10,"manufacturer":"bic"}"#)
         .await;
@@ -212,8 +212,8 @@ async fn a_session_ends_when_idle_too_old_or_after_the_password_changed() {
     let (status, _) = app.get_signed_in(&cookie(&fresh), "/manage/new").await;
     assert_eq!(status, 200, "a fresh session is signed in");
 
-    let idle = app.settings.manage_session_idle.as_secs();
-    let max = app.settings.manage_session_max.as_secs();
+    let idle = app.settings.manage.session_idle.as_secs();
+    let max = app.settings.manage.session_max.as_secs();
     let mut idle_too_long = fresh.clone();
     idle_too_long.seen -= idle + 1;
     let mut too_old = fresh.clone();
@@ -233,12 +233,12 @@ async fn a_session_ends_when_idle_too_old_or_after_the_password_changed() {
 #[tokio::test]
 async fn the_proxy_header_is_taken_from_a_trusted_address_only() {
     let mut settings = unique_settings();
-    settings.manage_users_file = None;
-    settings.manage_trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+    settings.manage.users_file = None;
+    settings.manage.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
     let trusted = TestApp::spawn_with(settings, RestartBudget::default()).await;
     let mut settings = unique_settings();
-    settings.manage_users_file = None;
-    settings.manage_trusted_proxies = vec!["10.9.8.7/32".parse().unwrap()];
+    settings.manage.users_file = None;
+    settings.manage.trusted_proxies = vec!["10.9.8.7/32".parse().unwrap()];
     let untrusted = TestApp::spawn_with(settings, RestartBudget::default()).await;
 
     let as_proxy = |app: &TestApp| {
@@ -470,7 +470,7 @@ async fn a_change_made_through_a_form_names_its_operator_and_a_publishers_does_n
     headers.insert("Products-Operator", "eve:admin");
     app.js
         .publish_with_headers(
-            app.settings.nats_subject.clone(),
+            app.settings.nats.subject.clone(),
             headers,
             r#"{"id":41,"name":"x","price":1,"manufacturer":"m"}"#.into(),
         )
@@ -495,7 +495,7 @@ async fn a_session_from_one_replica_is_taken_by_another_with_the_same_key() {
     let first = TestApp::spawn().await;
     // A second replica: the same database, stream and key, a durable of its own.
     let mut settings = first.settings.clone();
-    settings.nats_durable = format!("{}-2", settings.nats_durable);
+    settings.nats.durable = format!("{}-2", settings.nats.durable);
     let second = products::App::start(&settings, "second-replica", RestartBudget::default())
         .await
         .expect("the second replica starts");
@@ -583,7 +583,7 @@ async fn sign_ins_sent_together_are_held_back_not_checked_each() {
 #[tokio::test]
 async fn behind_a_trusted_proxy_failures_are_counted_per_client_not_per_proxy() {
     let mut settings = unique_settings();
-    settings.manage_trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+    settings.manage.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
     let app = TestApp::spawn_with(settings, RestartBudget::default()).await;
     let from = |client: &'static str, password: &'static str| {
         no_redirect()

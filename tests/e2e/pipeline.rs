@@ -82,7 +82,7 @@ async fn an_invalid_message_is_set_aside_with_a_reason_and_does_not_block_the_ne
         .unwrap();
     assert!(first.reason.contains("not valid JSON"), "{}", first.reason);
     assert_eq!(first.payload, b"not json at all");
-    assert_eq!(first.subject, app.settings.nats_subject);
+    assert_eq!(first.subject, app.settings.nats.subject);
     assert!(
         rejected
             .iter()

@@ -18,13 +18,13 @@ async fn smoke(settings: &Settings, url: &str, timeout: &str) -> (Output, Durati
         .args(["smoke", "--url", url, "--timeout", timeout])
         .env_clear()
         .env("RUST_LOG", "warn")
-        .env("NATS_URL", settings.nats_url.expose())
-        .env("NATS_STREAM", &settings.nats_stream)
+        .env("NATS_URL", settings.nats.url.expose())
+        .env("NATS_STREAM", &settings.nats.stream)
         .env(
             "NATS_STREAM_SUBJECTS",
-            settings.nats_stream_subjects.join(","),
+            settings.nats.stream_subjects.join(","),
         )
-        .env("NATS_SUBJECT", &settings.nats_subject)
+        .env("NATS_SUBJECT", &settings.nats.subject)
         .kill_on_drop(true)
         .output();
     let output = tokio::time::timeout(Duration::from_secs(60), run)
@@ -81,10 +81,10 @@ async fn smoke_publishes_one_product_and_reports_it_served_as_json_and_in_the_li
     assert_eq!(product["manufacturer"], "products smoke");
 
     // One message, whose Nats-Msg-Id is the product's name.
-    let mut stream = app.js.get_stream(&app.settings.nats_stream).await.unwrap();
+    let mut stream = app.js.get_stream(&app.settings.nats.stream).await.unwrap();
     assert_eq!(stream.info().await.unwrap().state.messages, 151);
     let message = stream
-        .get_last_raw_message_by_subject(&app.settings.nats_subject)
+        .get_last_raw_message_by_subject(&app.settings.nats.subject)
         .await
         .unwrap();
     assert_eq!(
@@ -98,19 +98,19 @@ async fn smoke_fails_after_its_timeout_when_the_service_does_not_consume_the_sub
     let app = TestApp::spawn().await;
     // A subject of the same stream that the service does not read.
     let mut elsewhere = app.settings.clone();
-    elsewhere.nats_subject = app.settings.nats_subject.replace(".products", ".elsewhere");
+    elsewhere.nats.subject = app.settings.nats.subject.replace(".products", ".elsewhere");
 
     let (output, took) = smoke(&elsewhere, &app.base, "2s").await;
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
     assert!(
-        stderr.contains(&format!("was published to {}", elsewhere.nats_subject))
+        stderr.contains(&format!("was published to {}", elsewhere.nats.subject))
             && stderr.contains("did not serve it within 2s"),
         "{stderr}"
     );
     assert!(took >= Duration::from_secs(2), "gave up after {took:?}");
 
-    let mut stream = app.js.get_stream(&app.settings.nats_stream).await.unwrap();
+    let mut stream = app.js.get_stream(&app.settings.nats.stream).await.unwrap();
     assert_eq!(stream.info().await.unwrap().state.messages, 1);
 }
 
@@ -126,7 +126,7 @@ async fn smoke_publishes_nothing_when_the_service_does_not_answer() {
     assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
     assert!(stderr.contains("does not answer"), "{stderr}");
 
-    let mut stream = app.js.get_stream(&app.settings.nats_stream).await.unwrap();
+    let mut stream = app.js.get_stream(&app.settings.nats.stream).await.unwrap();
     assert_eq!(stream.info().await.unwrap().state.messages, 0);
 }
 

@@ -288,7 +288,7 @@ async fn a_repeated_write_of_the_same_version_is_not_announced_again() {
 #[tokio::test]
 async fn with_ui_manage_false_there_is_no_form_and_nothing_can_be_posted() {
     let mut settings = unique_settings();
-    settings.ui_manage = UiManage::False;
+    settings.manage.ui = UiManage::False;
     let app = TestApp::spawn_with(settings, RestartBudget::default()).await;
     let alice = app.sign_in_refused(ALICE).await;
     app.publish(r#"{"id":1,"name":"pen","price":10,"manufacturer":"bic"}"#)

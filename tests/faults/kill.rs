@@ -71,7 +71,7 @@ async fn kill_repeatedly(workload: Workload, kills: usize) -> Outcome {
     init_logs();
     let mut settings = unique_settings();
     // In-flight messages of a killed process come back after this.
-    settings.nats_ack_wait = Duration::from_secs(2);
+    settings.nats.ack_wait = Duration::from_secs(2);
     let _cleanup = Cleanup::new(&settings);
     let (js, _) = jetstream_with_stream(&settings).await;
 
@@ -121,7 +121,7 @@ async fn kill_repeatedly(workload: Workload, kills: usize) -> Outcome {
     let recovery = started.elapsed();
 
     // Postgres: every id at its last version, each id-less product once.
-    let db = connect(&settings.database_url).await;
+    let db = connect(&settings.database.url).await;
     let rows = db
         .query_all_raw(Statement::from_string(
             db.get_database_backend(),
@@ -199,7 +199,7 @@ async fn publish_in_order(js: &jetstream::Context, settings: &Settings, messages
         let mut acks = Vec::with_capacity(group.len());
         for message in group {
             acks.push(
-                js.publish(settings.nats_subject.clone(), message.clone())
+                js.publish(settings.nats.subject.clone(), message.clone())
                     .await
                     .unwrap(),
             );
@@ -212,10 +212,10 @@ async fn publish_in_order(js: &jetstream::Context, settings: &Settings, messages
 
 /// Messages not yet acked by the durable consumer (0 before it exists).
 async fn outstanding(js: &jetstream::Context, settings: &Settings) -> u64 {
-    let stream = js.get_stream(&settings.nats_stream).await.unwrap();
+    let stream = js.get_stream(&settings.nats.stream).await.unwrap();
     let total = stream.cached_info().state.messages;
     match stream
-        .get_consumer::<jetstream::consumer::pull::Config>(&settings.nats_durable)
+        .get_consumer::<jetstream::consumer::pull::Config>(&settings.nats.durable)
         .await
     {
         Ok(mut consumer) => {
@@ -263,11 +263,11 @@ async fn kill_9_long_twenty_kills_over_a_hundred_thousand_messages() {
 async fn sigterm_finishes_the_batch_in_flight_and_exits_0_within_seconds() {
     let mut settings = unique_settings();
     // Longer than the deadline of every wait below.
-    settings.nats_ack_wait = Duration::from_secs(60);
+    settings.nats.ack_wait = Duration::from_secs(60);
     let _cleanup = prepared_database(&settings).await;
     // Each batch spends half a second in Postgres, so that the batch seen in
     // flight below is still in flight when the signal comes.
-    let db = connect(&settings.database_url).await;
+    let db = connect(&settings.database.url).await;
     for statement in [
         "CREATE FUNCTION slow_batch() RETURNS trigger LANGUAGE plpgsql \
          AS $$ BEGIN PERFORM pg_sleep(0.5); RETURN NULL; END $$",
@@ -289,11 +289,11 @@ async fn sigterm_finishes_the_batch_in_flight_and_exits_0_within_seconds() {
     let mut service = ServiceProcess::start_with_env(&settings, &[("SHUTDOWN_DRAIN", "0s")]);
     let in_flight = RefCell::new(None);
     wait_until("a batch is delivered and not yet acked", || async {
-        let Ok(stream) = js.get_stream(&settings.nats_stream).await else {
+        let Ok(stream) = js.get_stream(&settings.nats.stream).await else {
             return false;
         };
         let Ok(mut consumer) = stream
-            .get_consumer::<jetstream::consumer::pull::Config>(&settings.nats_durable)
+            .get_consumer::<jetstream::consumer::pull::Config>(&settings.nats.durable)
             .await
         else {
             return false;
@@ -322,10 +322,10 @@ async fn sigterm_finishes_the_batch_in_flight_and_exits_0_within_seconds() {
     // else is left delivered but unacked (to wait out `ack_wait`).
     let in_flight = in_flight.into_inner().unwrap();
     let info = js
-        .get_stream(&settings.nats_stream)
+        .get_stream(&settings.nats.stream)
         .await
         .unwrap()
-        .get_consumer::<jetstream::consumer::pull::Config>(&settings.nats_durable)
+        .get_consumer::<jetstream::consumer::pull::Config>(&settings.nats.durable)
         .await
         .unwrap()
         .info()

@@ -11,7 +11,7 @@ async fn app_on_own_nats() -> (NatsServer, TestApp) {
     let mut nats = NatsServer::new();
     nats.start().await;
     let mut settings = unique_settings();
-    settings.nats_url = nats.url().into();
+    settings.nats.url = nats.url().into();
     let app = TestApp::spawn_with(settings, RestartBudget::default()).await;
     (nats, app)
 }

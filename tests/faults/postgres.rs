@@ -24,13 +24,14 @@ async fn cache_status(app: &TestApp) -> CacheStatus {
 async fn behind(proxy: &PgProxy, mut settings: products::settings::Settings) -> TestApp {
     let cleanup = Cleanup::new(&settings);
     let database = settings
-        .database_url
+        .database
+        .url
         .expose()
         .rsplit('/')
         .next()
         .unwrap()
         .to_owned();
-    settings.database_url = proxy.database_url(&database).into();
+    settings.database.url = proxy.database_url(&database).into();
     TestApp::spawn_full(settings, RestartBudget::default(), cleanup).await
 }
 
@@ -97,7 +98,7 @@ async fn postgres_going_away_stops_acks_keeps_serving_the_cache_and_loses_nothin
     let mut settings = unique_settings();
     // Invalidations as often as the settings allow, so that the outage
     // outlasts several of them.
-    settings.cache_invalidate_every = Duration::from_secs(1);
+    settings.cache.invalidate_every = Duration::from_secs(1);
     let app = behind(&proxy, settings).await;
 
     app.publish(r#"{"id":1,"name":"pen","price":10,"manufacturer":"bic"}"#)
@@ -165,7 +166,7 @@ async fn postgres_going_away_stops_acks_keeps_serving_the_cache_and_loses_nothin
 async fn reads_that_hold_every_read_connection_never_starve_the_writes() {
     let mut settings = unique_settings();
     // Few connections: two for writes, one for reads.
-    settings.database_max_connections = 3;
+    settings.database.max_connections = 3;
     let app = TestApp::spawn_with(settings, RestartBudget::default()).await;
     app.wait_for_readiness("cache", true).await;
 

@@ -84,11 +84,11 @@ async fn three_instances_on_a_nats_cluster_store_once_serve_everything_and_survi
     init_logs();
     let mut cluster = NatsCluster::start(3).await;
     let mut settings = unique_settings();
-    settings.nats_url = cluster.urls().into();
+    settings.nats.url = cluster.urls().into();
     let _cleanup = Cleanup::new(&settings);
 
     // The operator's R3 stream; the instances use it as it is.
-    let (options, servers) = actors::jetstream::options(&settings.nats_url, "test");
+    let (options, servers) = actors::jetstream::options(&settings.nats.url, "test");
     let js = jetstream::new(options.connect(servers).await.unwrap());
     let stream_config = jetstream::stream::Config {
         num_replicas: 3,
@@ -119,7 +119,7 @@ async fn three_instances_on_a_nats_cluster_store_once_serve_everything_and_survi
         .await;
     }
 
-    let subject = settings.nats_subject.clone();
+    let subject = settings.nats.subject.clone();
     publish_all(&js, &subject, round(1)).await;
     // In the middle of the second round: one instance and one NATS node die.
     let mut second = round(2);
@@ -131,7 +131,7 @@ async fn three_instances_on_a_nats_cluster_store_once_serve_everything_and_survi
     publish_all(&js, &subject, round(3)).await;
 
     // Stored exactly once: every id at its last price, each new product once.
-    let db = connect(&settings.database_url).await;
+    let db = connect(&settings.database.url).await;
     let count = |sql: &'static str| {
         let db = &db;
         async move {

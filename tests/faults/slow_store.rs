@@ -41,8 +41,8 @@ async fn a_store_slower_than_ack_wait_is_awaited_committed_once_and_acked() {
 #[tokio::test]
 async fn a_shutdown_keeps_to_its_budget_with_a_slow_store_in_flight_and_loses_nothing() {
     let mut settings = crate::common::unique_settings();
-    settings.shutdown_timeout = Duration::from_secs(3);
-    settings.shutdown_drain = Duration::ZERO;
+    settings.shutdown.timeout = Duration::from_secs(3);
+    settings.shutdown.drain = Duration::ZERO;
     let mut app = TestApp::spawn_with(settings, Default::default()).await;
     app.slow_inserts(6).await;
     app.publish(r#"{"id":7,"name":"pen","price":10,"manufacturer":"bic"}"#)

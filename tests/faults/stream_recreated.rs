@@ -20,14 +20,14 @@ async fn an_id_less_product_of_a_recreated_stream_is_not_taken_for_the_old_one()
     // Another deployment deletes the stream and creates it again, with the
     // consumer, before this one pulls again.
     let settings = &app.settings;
-    app.js.delete_stream(&settings.nats_stream).await.unwrap();
+    app.js.delete_stream(&settings.nats.stream).await.unwrap();
     let stream = app
         .js
         .create_stream(settings.stream().config())
         .await
         .unwrap();
     let _: PullConsumer = stream
-        .create_consumer(settings.ingest().consumer_config())
+        .create_consumer(settings.ingest_config().consumer_config())
         .await
         .unwrap();
     // The first message of the new stream has sequence 1, as the old one's had.

@@ -5,7 +5,7 @@ use super::openapi::{
 };
 use super::params::{self, Paging, next_page};
 use super::respond::{json_error, unavailable_json as unavailable};
-use super::state::{Unavailable, app_state};
+use super::state::app_state;
 use salvo::http::StatusCode;
 use salvo::http::header::{CONTENT_TYPE, LINK};
 use salvo::oapi::endpoint;
@@ -41,7 +41,7 @@ pub async fn list(req: &mut Request, depot: &mut Depot, res: &mut Response) {
             body.push(b']');
             json_body(res, body);
         }
-        Err(Unavailable(reason)) => unavailable(res, &reason),
+        Err(error) => unavailable(res, &error),
     }
 }
 
@@ -61,7 +61,7 @@ pub async fn one(req: &mut Request, depot: &mut Depot, res: &mut Response) {
             StatusCode::NOT_FOUND,
             &format!("There is no product with id {id}."),
         ),
-        Err(Unavailable(reason)) => unavailable(res, &reason),
+        Err(error) => unavailable(res, &error),
     }
 }
 

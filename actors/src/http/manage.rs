@@ -17,15 +17,15 @@
 use super::access::Operator;
 use super::forms::{self, Fields};
 use super::params;
+use super::product_form::{FormValues, render_form};
 use super::publisher::Publisher;
 use super::respond::{error_page, render};
 use super::state::{Managing, app_state};
 use crate::persistence::MessageOutcome;
 use bytes::Bytes;
-use catalogue::product::{self, FieldProblem, Upsert};
 use salvo::http::StatusCode;
 use salvo::prelude::*;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use std::sync::Arc;
 
 /// The fields that may hold line breaks (text areas).
@@ -284,124 +284,6 @@ fn chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// The form's fields as typed, shown again when they need fixing.
-#[derive(Default, serde::Serialize)]
-struct FormValues {
-    id: String,
-    name: String,
-    price: String,
-    manufacturer: String,
-    description: String,
-    attributes: String,
-    /// The `Nats-Msg-Id` this form publishes with: sending it twice stores
-    /// it once (within the stream's duplicate window).
-    message_id: String,
-}
-
-impl FormValues {
-    fn from_fields(fields: &Fields, message_id: String) -> Self {
-        let field = |name: &str| fields.get(name).to_owned();
-        Self {
-            id: field("id"),
-            name: field("name"),
-            price: field("price"),
-            manufacturer: field("manufacturer"),
-            description: field("description"),
-            attributes: field("attributes"),
-            message_id,
-        }
-    }
-
-    /// The fields as a message would carry them, checked by the decoder's
-    /// rules. A number field holds what the text is as JSON (a number, or
-    /// else a string, which the decoder refuses with its own words).
-    fn check(&self) -> Result<Upsert, Vec<FieldProblem>> {
-        let mut fields = Map::new();
-        let mut problems = Vec::new();
-        let number = |text: &str| {
-            let text = text.trim();
-            match serde_json::from_str::<Value>(text) {
-                Ok(Value::Number(n)) => Value::Number(n),
-                _ => Value::String(text.to_owned()),
-            }
-        };
-        if !self.id.trim().is_empty() {
-            fields.insert("id".into(), number(&self.id));
-        }
-        fields.insert("name".into(), Value::String(self.name.clone()));
-        if !self.price.trim().is_empty() {
-            fields.insert("price".into(), number(&self.price));
-        }
-        fields.insert(
-            "manufacturer".into(),
-            Value::String(self.manufacturer.clone()),
-        );
-        if !self.description.trim().is_empty() {
-            fields.insert(
-                "description".into(),
-                Value::String(self.description.clone()),
-            );
-        }
-        if !self.attributes.trim().is_empty() {
-            match serde_json::from_str::<Value>(&self.attributes) {
-                Ok(attributes) => {
-                    fields.insert("attributes".into(), attributes);
-                }
-                Err(e) => problems.push(FieldProblem {
-                    field: "attributes",
-                    problem: format!(
-                        "must be a JSON object such as {{\"colour\": \"blue\"}} ({e})"
-                    ),
-                }),
-            }
-        }
-        match product::check_fields(&fields) {
-            Ok(update) if problems.is_empty() => Ok(update),
-            Ok(_) => Err(problems),
-            Err(mut found) => {
-                found.extend(problems);
-                Err(found)
-            }
-        }
-    }
-}
-
-fn render_form(
-    res: &mut Response,
-    status: StatusCode,
-    form: &FormValues,
-    problems: &[FieldProblem],
-    managing: &Managing,
-    operator: &Operator,
-    editing: Option<i64>,
-) {
-    let token = managing.access.csrf_token(operator);
-    let problem = |field: &str| {
-        problems
-            .iter()
-            .find(|p| p.field == field)
-            .map(|p| p.problem.clone())
-    };
-    let errors: Map<String, Value> = product::FIELDS
-        .iter()
-        .filter_map(|field| problem(field).map(|p| ((*field).to_owned(), Value::String(p))))
-        .collect();
-    let data = json!({
-        "title": if editing.is_some() { "Edit product" } else { "Add a product" },
-        "form": form,
-        "errors": errors,
-        "has_errors": !problems.is_empty(),
-        "csrf": token,
-        "who": {"operator": operator.name, "csrf": token},
-        "editing": editing,
-        "limits": {
-            "name": product::MAX_NAME_CHARS,
-            "description": product::MAX_DESCRIPTION_CHARS,
-        },
-    });
-    render(res, status, "manage_form", data);
-}
-
 /// The operator a manage request comes from, and what managing needs; else
 /// the answer is written: 404 where managing is off; for a page, a redirect
 /// to sign in; for a form posted, a 403.
@@ -446,24 +328,4 @@ fn url_query(pairs: &[(&str, &str)]) -> String {
         })
         .collect::<Vec<_>>()
         .join("&")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_form_with_text_for_a_number_gets_the_decoders_message_next_to_it() {
-        let form = FormValues {
-            name: "pen".into(),
-            price: "ten".into(),
-            manufacturer: "".into(),
-            attributes: "{not json".into(),
-            ..FormValues::default()
-        };
-        let problems = form.check().unwrap_err();
-        let fields: Vec<_> = problems.iter().map(|p| p.field).collect();
-        assert_eq!(fields, ["price", "manufacturer", "attributes"]);
-        assert_eq!(problems[0].problem, "must be a number, found a string");
-    }
 }

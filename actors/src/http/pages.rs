@@ -4,7 +4,7 @@
 use super::forms::new_message_id;
 use super::params::{self, Paging, next_page};
 use super::respond::{error_page, render, render_failed, unavailable_page as unavailable};
-use super::state::{SearchError, Unavailable, app_state};
+use super::state::{SearchError, app_state};
 use crate::cache::Page;
 use catalogue::product::Product;
 use salvo::http::StatusCode;
@@ -72,7 +72,7 @@ pub async fn index(req: &mut Request, depot: &mut Depot, res: &mut Response) {
     };
     let found = match found {
         Ok(found) => found,
-        Err(Unavailable(reason)) => return unavailable(res, &reason),
+        Err(error) => return unavailable(res, &error),
     };
     // The ids of the first and the last product, and how many.
     let (first, last, len, rows) = match &found {
@@ -163,7 +163,7 @@ pub async fn product_page(req: &mut Request, depot: &mut Depot, res: &mut Respon
             StatusCode::NOT_FOUND,
             &format!("There is no product with id {id}."),
         ),
-        Err(Unavailable(reason)) => unavailable(res, &reason),
+        Err(error) => unavailable(res, &error),
     }
 }
 
@@ -203,7 +203,7 @@ pub async fn rejected(req: &mut Request, depot: &mut Depot, res: &mut Response) 
             });
             render(res, StatusCode::OK, "rejected", data);
         }
-        Err(Unavailable(reason)) => unavailable(res, &reason),
+        Err(error) => unavailable(res, &error),
     }
 }
 

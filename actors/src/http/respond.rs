@@ -2,6 +2,7 @@
 //! page, and the JSON error of the API. Handlers use these; none renders on
 //! its own.
 
+use super::state::Unavailable;
 use super::views;
 use salvo::http::StatusCode;
 use salvo::prelude::*;
@@ -35,8 +36,8 @@ pub fn error_page(res: &mut Response, status: StatusCode, message: &str) {
 }
 
 /// The page for a read that a dependency could not answer (logged).
-pub fn unavailable_page(res: &mut Response, reason: &str) {
-    tracing::warn!(reason, "page unavailable");
+pub fn unavailable_page(res: &mut Response, error: &Unavailable) {
+    tracing::warn!(reason = %error, "page unavailable");
     error_page(
         res,
         StatusCode::SERVICE_UNAVAILABLE,
@@ -51,8 +52,8 @@ pub fn json_error(res: &mut Response, status: StatusCode, message: &str) {
 }
 
 /// The JSON answer for a read that a dependency could not answer (logged).
-pub fn unavailable_json(res: &mut Response, reason: &str) {
-    tracing::warn!(reason, "request unavailable");
+pub fn unavailable_json(res: &mut Response, error: &Unavailable) {
+    tracing::warn!(reason = %error, "request unavailable");
     json_error(
         res,
         StatusCode::SERVICE_UNAVAILABLE,

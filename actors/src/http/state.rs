@@ -5,11 +5,12 @@ use super::access::{Access, Operator};
 use super::publisher::Publisher;
 use super::rows::RowsCache;
 use super::throttle::Failures;
-use crate::cache::{Cached, Page, ProductCache};
+use crate::cache::{CacheError, Cached, Page, ProductCache};
+use crate::call::CallError;
 use crate::health::{Health, IngestHealth};
 use crate::metrics::Metrics;
 use crate::names::Names;
-use crate::persistence::{self, MessageOutcome, PersistenceMsg, RejectedMessage};
+use crate::persistence::{self, MessageOutcome, PersistenceMsg, ReadError, RejectedMessage};
 use crate::timeouts::{PERSISTENCE_TIMEOUT, PROBE_TIMEOUT};
 use catalogue::product::Product;
 use salvo::{Depot, Request, Response};
@@ -90,9 +91,21 @@ impl Drop for Follower {
     }
 }
 
-/// The service cannot answer now (a dependency is away); not the client's fault.
-#[derive(Debug)]
-pub struct Unavailable(pub String);
+/// The service cannot answer now (a dependency is away); not the client's
+/// fault. Every kind is answered 503, in one place (`respond::unavailable_page`
+/// and `respond::unavailable_json`), with the kind in the log.
+#[derive(Debug, thiserror::Error)]
+pub enum Unavailable {
+    /// The cache could not read it through from Postgres.
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    /// Persistence did not answer (not running, or too slow).
+    #[error(transparent)]
+    Call(#[from] CallError),
+    /// Postgres could not be read.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+}
 
 /// Why a search found nothing to show.
 #[derive(Debug)]
@@ -129,10 +142,7 @@ impl AppState {
     /// One product by id, as cached (its JSON), from the cache (which reads
     /// through on a miss).
     pub async fn cached(&self, id: i64) -> Result<Option<Cached>, Unavailable> {
-        self.products
-            .get(id)
-            .await
-            .map_err(|e| Unavailable(e.to_string()))
+        self.products.get(id).await.map_err(Unavailable::from)
     }
 
     /// One product by id, read back from the cache.
@@ -146,7 +156,7 @@ impl AppState {
         self.products
             .page(after, limit)
             .await
-            .map_err(|e| Unavailable(e.to_string()))
+            .map_err(Unavailable::from)
     }
 
     /// Up to `limit` products after `after` whose name or manufacturer
@@ -171,9 +181,9 @@ impl AppState {
             .await;
         match asked {
             Ok(Ok(found)) => Ok(found),
-            Ok(Err(persistence::StoreError::SearchesBusy)) => Err(SearchError::Busy),
-            Ok(Err(e)) => Err(SearchError::Unavailable(Unavailable(e.to_string()))),
-            Err(e) => Err(SearchError::Unavailable(Unavailable(e.to_string()))),
+            Ok(Err(ReadError::SearchesBusy)) => Err(SearchError::Busy),
+            Ok(Err(e)) => Err(SearchError::Unavailable(e.into())),
+            Err(e) => Err(SearchError::Unavailable(e.into())),
         }
     }
 
@@ -239,15 +249,15 @@ impl AppState {
 
     async fn persistence<T: Send + 'static>(
         &self,
-        message: impl FnOnce(ractor::RpcReplyPort<Result<T, persistence::StoreError>>) -> PersistenceMsg,
+        message: impl FnOnce(ractor::RpcReplyPort<Result<T, ReadError>>) -> PersistenceMsg,
     ) -> Result<T, Unavailable> {
         match persistence::peer(&self.names)
             .ask(message, PERSISTENCE_TIMEOUT)
             .await
         {
             Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(e)) => Err(Unavailable(e.to_string())),
-            Err(e) => Err(Unavailable(e.to_string())),
+            Ok(Err(e)) => Err(e.into()),
+            Err(e) => Err(e.into()),
         }
     }
 

@@ -6,6 +6,7 @@
 
 use crate::backoff::Backoff;
 use crate::changes::ChangeSignal;
+use crate::secret::SecretUrl;
 use sea_orm::sqlx::postgres::PgListener;
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, warn};
@@ -14,7 +15,7 @@ use tracing::{Instrument, debug, warn};
 const CHANNEL: &str = "products_changed";
 
 /// Listens until the returned guard is dropped.
-pub fn spawn(database_url: String, signal: ChangeSignal) -> Listening {
+pub fn spawn(database_url: SecretUrl, signal: ChangeSignal) -> Listening {
     Listening(tokio::spawn(listen(database_url, signal).in_current_span()))
 }
 
@@ -28,10 +29,10 @@ impl Drop for Listening {
     }
 }
 
-async fn listen(database_url: String, signal: ChangeSignal) {
+async fn listen(database_url: SecretUrl, signal: ChangeSignal) {
     let mut backoff = Backoff::default();
     loop {
-        match connect(&database_url).await {
+        match connect(database_url.expose()).await {
             Ok(mut listener) => {
                 backoff.reset();
                 signal.notify();

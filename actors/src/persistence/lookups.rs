@@ -3,7 +3,7 @@
 //! a form published.
 
 use super::store::creation_key;
-use super::{MessageOutcome, REJECTED_PREVIEW_CHARS, RejectedMessage, StoreError};
+use super::{MessageOutcome, REJECTED_PREVIEW_CHARS, ReadError, RejectedMessage};
 use catalogue::product::Product;
 use entity::{products, rejected_messages};
 use sea_orm::{
@@ -18,7 +18,7 @@ pub async fn search(
     text: &str,
     after: i64,
     limit: u64,
-) -> Result<Vec<Product>, StoreError> {
+) -> Result<Vec<Product>, ReadError> {
     let pattern = format!("%{}%", like_escaped(&text.to_lowercase()));
     Ok(products::Entity::find()
         .from_raw_sql(Statement::from_sql_and_values(
@@ -36,7 +36,7 @@ pub async fn search(
         .all(db)
         .await?
         .into_iter()
-        .map(super::store::product)
+        .map(super::reads::product)
         .collect())
 }
 
@@ -57,7 +57,7 @@ pub async fn rejected(
     db: &DatabaseConnection,
     before: Option<i64>,
     limit: u64,
-) -> Result<Vec<RejectedMessage>, StoreError> {
+) -> Result<Vec<RejectedMessage>, ReadError> {
     let mut query = rejected_messages::Entity::find();
     if let Some(before) = before {
         query = query.filter(rejected_messages::Column::Id.lt(before));
@@ -94,7 +94,7 @@ pub async fn outcome(
     stream: &str,
     seq: i64,
     id: Option<i64>,
-) -> Result<MessageOutcome, StoreError> {
+) -> Result<MessageOutcome, ReadError> {
     if let Some(rejected) = rejected_messages::Entity::find()
         .filter(rejected_messages::Column::Stream.eq(stream))
         .filter(rejected_messages::Column::StreamSeq.eq(seq))

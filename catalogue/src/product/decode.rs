@@ -6,75 +6,15 @@
 //! (serde_json would keep the last). Each field's own rules are in
 //! [`super::rules`].
 
+use super::error::{DecodeError, FieldProblem};
 use super::rules::{
     decode_attributes, decode_deleted, decode_description, decode_id, decode_name, decode_price,
 };
-use super::{MAX_PAYLOAD_BYTES, OPERATOR_HEADER, ProductUpdate, Upsert};
+use super::{MAX_PAYLOAD_BYTES, ProductUpdate, Upsert};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 use std::fmt;
-
-/// A problem with one field, for a form to show next to that field.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldProblem {
-    /// The field's lower-case name, as in [`FIELDS`].
-    pub field: &'static str,
-    /// What is wrong, for a person: "must not be empty".
-    pub problem: String,
-}
-
-/// Why a message is not a product. Its `Display` is stored in `rejected_messages`
-/// and logged, so it is written for a person.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DecodeError {
-    #[error("the payload is {len} bytes, more than the {MAX_PAYLOAD_BYTES} bytes allowed")]
-    TooLarge { len: usize },
-    #[error("the payload is empty")]
-    Empty,
-    #[error("the payload is not UTF-8 text (invalid byte at offset {offset})")]
-    NotUtf8 { offset: usize },
-    #[error("the payload is not valid JSON: {0}")]
-    NotJson(String),
-    #[error("expected a JSON object, found {0}")]
-    NotAnObject(&'static str),
-    #[error(
-        "the field `{field}` is given more than once, as {first:?} and {second:?} (keys match case-insensitively, and each field may appear once)"
-    )]
-    Duplicate {
-        field: &'static str,
-        first: String,
-        second: String,
-    },
-    #[error("the field `{field}` is missing")]
-    Missing { field: &'static str },
-    #[error("the field `{field}` {problem}")]
-    Invalid {
-        field: &'static str,
-        problem: String,
-    },
-    /// The message's [`OPERATOR_HEADER`] is not an operator's name
-    /// (see [`super::check_operator`]).
-    #[error("the {OPERATOR_HEADER} header {problem}")]
-    Operator { problem: String },
-}
-
-impl DecodeError {
-    /// The field at fault and what is wrong with it, if one field is.
-    pub fn field_problem(&self) -> Option<FieldProblem> {
-        match self {
-            DecodeError::Missing { field } => Some(FieldProblem {
-                field,
-                problem: "is required".to_owned(),
-            }),
-            DecodeError::Invalid { field, problem } => Some(FieldProblem {
-                field,
-                problem: problem.clone(),
-            }),
-            _ => None,
-        }
-    }
-}
 
 /// The fields of the wire format, by their lower-case name.
 pub const FIELDS: [&str; 7] = [

@@ -1,7 +1,7 @@
 //! Each field's rules: what a valid id, price, name, description and set of
 //! attributes is, and what a person is told when one is not.
 
-use super::decode::DecodeError;
+use super::error::DecodeError;
 use super::{
     MAX_ATTRIBUTE_KEY_CHARS, MAX_ATTRIBUTE_VALUE_CHARS, MAX_ATTRIBUTES, MAX_DESCRIPTION_CHARS,
     MAX_ID, MAX_NAME_CHARS, MAX_PRICE,
