@@ -2,7 +2,7 @@
 //! setting's flag, environment variable, default and allowed range (its
 //! parser, from [`super::parse`]) are declared here, once. `products --help`,
 //! the checks of [`super::Settings::validate`], `products config` and the
-//! README's table all follow from this (the tests check the last two).
+//! configuration page's table (docs/CONFIGURATION.md) all follow from this (the tests check the last two).
 
 use super::UiManage;
 use super::parse::*;

@@ -14,7 +14,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 /// The range of each bounded setting: the parsers, [`Settings::validate`] and
-/// the tests read them from here (`--help` and the README state them in words).
+/// the tests read them from here (`--help` and docs/CONFIGURATION.md state them in words).
 pub mod bounds {
     use std::ops::RangeInclusive;
     use std::time::Duration;

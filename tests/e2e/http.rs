@@ -23,7 +23,7 @@ async fn the_product_page_without_an_id_explains_and_sends_the_browser_home() {
     assert!(page.contains(r#"<a href="/">the list of all products</a>"#));
 }
 
-/// What the README promises for an id that is not a positive 64-bit integer:
+/// What docs/HTTP.md promises for an id that is not a positive 64-bit integer:
 /// a 400 page that says why. Each bad id, with the reason it must be given.
 const BAD_IDS: [(&str, &str); 7] = [
     ("abc", "The id must be a positive whole number, not “abc”."),

@@ -6,7 +6,7 @@
 //! than one TCP segment, such as a batch's upsert, then leaves its last,
 //! partial segment waiting on Nagle's algorithm until the server acks the ones
 //! before, which a server with delayed ACKs does after up to 40 ms: most of a
-//! batch's time on this machine (README, "Performance"). Any remote Postgres
+//! batch's time on this machine (docs/BENCHMARKS.md). Any remote Postgres
 //! pays it too. sqlx gives no access to its socket, so this module stands
 //! between: sqlx connects to a Unix socket of this process (no Nagle there) and
 //! each of its connections is carried on to Postgres over a TCP connection
