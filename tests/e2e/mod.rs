@@ -13,6 +13,7 @@ mod metrics;
 mod openapi;
 mod operators;
 mod pipeline;
+mod prometheus;
 mod readiness;
 mod smoke;
 mod ui;
