@@ -1,7 +1,9 @@
 //! `products smoke --url http://host:8000`: checks a running deployment end to
 //! end. It publishes one product through JetStream (with `produce`'s code: a
 //! `Nats-Msg-Id`, retried with the same id) and waits until the service serves
-//! it as JSON on `/products/{id}` and in the HTML list on `/`, then prints how
+//! it as JSON on `/products/{id}` (asking with `?min_seq=` for the
+//! publish's stream sequence, so the service itself waits until it has
+//! applied it) and in the HTML list on `/`, then prints how
 //! long each took from the publish. If it is not served within `--timeout`, it
 //! fails with what was published and where it was looked for.
 //!
@@ -100,8 +102,11 @@ pub async fn run(settings: &Settings, base_url: &str, timeout: Duration) -> anyh
     );
 
     let product_url = format!("{base_url}/products/{id}");
+    // The service waits until it has applied the publish's sequence (or says
+    // 503 after `wait`, and this asks again).
+    let fresh_url = format!("{product_url}?min_seq={}&wait=2s", ack.sequence);
     let as_json = served_by(deadline, published, || async {
-        let Ok(response) = http.get(&product_url).send().await else {
+        let Ok(response) = http.get(&fresh_url).send().await else {
             return false;
         };
         if !response.status().is_success() {

@@ -48,6 +48,7 @@ pub use products::{Page, ProductCache};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
@@ -79,8 +80,12 @@ pub enum CacheMsg {
     Rebuild,
     /// From the rebuild task: how it ended (the snapshot it started from).
     Rebuilt { result: Result<String, CacheError> },
-    /// From a catch-up task: how it ended (the snapshot to catch up from next).
-    CaughtUp { result: Result<CatchUp, CacheError> },
+    /// From a catch-up task: how it ended (the snapshot to catch up from
+    /// next), and the consumer's ack floor when it began.
+    CaughtUp {
+        result: Result<CatchUp, CacheError>,
+        floor: u64,
+    },
     /// From tests and benchmarks: has the cache been rebuilt, how much does it
     /// hold, how many invalidations has it done?
     #[cfg(feature = "testing")]
@@ -156,7 +161,11 @@ impl Actor for Cache {
         args.health.set_cache_rebuilt(false);
         args.products.clear();
         let timer = myself.send_interval(args.invalidate_every, || CacheMsg::Invalidate);
-        let watcher = tokio::spawn(watch_changes(args.changes.clone(), myself.clone()));
+        let watcher = tokio::spawn(watch_changes(
+            args.changes.clone(),
+            args.health.freshness().floor_moves(),
+            myself.clone(),
+        ));
         let committed = tokio::spawn(serve_commits(args.commits.clone(), args.products.clone()));
         myself.cast(CacheMsg::Rebuild)?;
         Ok(CacheState {
@@ -190,7 +199,7 @@ impl Actor for Cache {
             }
             CacheMsg::Rebuild => state.start_rebuild(myself),
             CacheMsg::Rebuilt { result } => state.finish_rebuild(myself, result),
-            CacheMsg::CaughtUp { result } => state.finish_catch_up(myself, result),
+            CacheMsg::CaughtUp { result, floor } => state.finish_catch_up(myself, result, floor),
             #[cfg(feature = "testing")]
             CacheMsg::Status { reply } => {
                 let (entries, bytes) = state.products.size().await;
@@ -217,12 +226,17 @@ impl Actor for Cache {
     }
 }
 
-/// Turns every raise of the change signal into one `Changed` (signals that
-/// come together make one message).
-async fn watch_changes(changes: ChangeSignal, cache: CacheRef) {
+/// Turns every raise of the change signal, and every move of the consumer's
+/// ack floor (so that it is applied, see `freshness.rs`), into one `Changed`
+/// (signals that come together make one message).
+async fn watch_changes(changes: ChangeSignal, mut floor: watch::Receiver<u64>, cache: CacheRef) {
     let mut signal = changes.subscribe();
-    while signal.changed().await.is_ok() {
-        if cache.cast(CacheMsg::Changed).is_err() {
+    loop {
+        let woken = tokio::select! {
+            woken = signal.changed() => woken,
+            woken = floor.changed() => woken,
+        };
+        if woken.is_err() || cache.cast(CacheMsg::Changed).is_err() {
             return;
         }
     }
@@ -260,6 +274,8 @@ impl CacheState {
         let metrics = self.metrics.clone();
         let health = self.health.clone();
         let max_rows = self.catch_up_max_rows;
+        // What this catch-up will have applied: it reads Postgres after this.
+        let floor = self.health.freshness().floor();
         tokio::spawn(async move {
             let feed = Feed {
                 persistence: &persistence,
@@ -269,15 +285,21 @@ impl CacheState {
                 max_rows,
             };
             let result = feed.catch_up(since).await;
-            let _ = myself.cast(CacheMsg::CaughtUp { result });
+            let _ = myself.cast(CacheMsg::CaughtUp { result, floor });
         });
     }
 
-    fn finish_catch_up(&mut self, myself: CacheRef, result: Result<CatchUp, CacheError>) {
+    fn finish_catch_up(
+        &mut self,
+        myself: CacheRef,
+        result: Result<CatchUp, CacheError>,
+        floor: u64,
+    ) {
         self.catching_up = false;
         match result {
             Ok(CatchUp::Applied(snapshot)) => {
                 self.products.caught_up_to(&snapshot);
+                self.health.freshness().caught_up_from(floor);
                 self.cursor = Some(snapshot);
                 self.health.feed_caught_up();
                 self.metrics

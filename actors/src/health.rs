@@ -5,6 +5,7 @@
 //! Each is a `tokio::sync::watch`, created once by the binary and handed to
 //! the actors' arguments, so it outlives the restart of the actor that writes it.
 
+use crate::freshness::Freshness;
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -16,6 +17,7 @@ pub struct Health {
     feed: Arc<watch::Sender<FeedHealth>>,
     shutting_down: Arc<watch::Sender<bool>>,
     fatal: Arc<watch::Sender<Option<String>>>,
+    freshness: Freshness,
 }
 
 /// The change feed's view: how current this replica's cache is.
@@ -77,7 +79,13 @@ impl Health {
             feed: Arc::new(watch::Sender::new(FeedHealth::default())),
             shutting_down: Arc::new(watch::Sender::new(false)),
             fatal: Arc::new(watch::Sender::new(None)),
+            freshness: Freshness::default(),
         }
+    }
+
+    /// How far this replica has applied the stream (see [`Freshness`]).
+    pub fn freshness(&self) -> &Freshness {
+        &self.freshness
     }
 
     pub fn ingest(&self) -> IngestHealth {

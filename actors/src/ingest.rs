@@ -35,6 +35,7 @@ pub mod source;
 
 use crate::backoff::Backoff;
 use crate::call::CallError;
+use crate::freshness::Freshness;
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::names::Names;
@@ -95,14 +96,21 @@ impl Drop for LagSampler {
 }
 
 impl LagSampler {
-    fn spawn(consumer: PullConsumer, metrics: Metrics) -> Self {
+    fn spawn(consumer: PullConsumer, metrics: Metrics, freshness: Freshness) -> Self {
         Self(tokio::spawn(
             async move {
                 let mut every = tokio::time::interval(LAG_SAMPLE_EVERY);
                 loop {
-                    every.tick().await;
+                    // Now and then, and at once when a request waits for a
+                    // sequence (`?min_seq=`): one sample at a time, however
+                    // many wait.
+                    tokio::select! {
+                        _ = every.tick() => {}
+                        _ = freshness.sample_wanted() => {}
+                    }
                     match consumer.get_info().await {
                         Ok(info) => {
+                            freshness.sampled(info.ack_floor.stream_sequence);
                             metrics.consumer_pending.set(info.num_pending as f64);
                             metrics
                                 .consumer_ack_pending
@@ -217,7 +225,11 @@ impl IngestState {
                     durable = %self.config.durable,
                     "consuming"
                 );
-                self.lag_sampler = Some(LagSampler::spawn(source.1.clone(), self.metrics.clone()));
+                self.lag_sampler = Some(LagSampler::spawn(
+                    source.1.clone(),
+                    self.metrics.clone(),
+                    self.health.freshness().clone(),
+                ));
                 self.source = Some(source);
                 self.health.update_ingest(|h| h.consumer_problem = None);
                 self.backoff.reset();

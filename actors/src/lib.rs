@@ -47,6 +47,7 @@ pub mod backoff;
 pub mod cache;
 pub mod call;
 pub mod changes;
+pub mod freshness;
 pub mod health;
 pub mod http;
 pub mod ingest;

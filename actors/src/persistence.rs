@@ -12,8 +12,6 @@
 mod feed;
 mod listener;
 mod lookups;
-#[cfg(unix)]
-pub mod nodelay;
 mod reads;
 mod store;
 pub mod writer;
@@ -31,11 +29,10 @@ use catalogue::product::Product;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, RuntimeErr};
 use std::future::Future;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
-use tracing::{Instrument, warn};
+use tracing::Instrument;
 use writer::{Writer, WriterArgs, WriterMsg, WriterRef};
 
 pub type PersistenceRef = ActorRef<PersistenceMsg>;
@@ -249,10 +246,6 @@ pub struct PersistenceState {
     /// A permit per read connection searches may hold (see [`READS_PER_SEARCH`]).
     searches: Arc<Semaphore>,
     _listening: listener::Listening,
-    /// Carries both pools' connections to Postgres with `TCP_NODELAY`, while
-    /// this actor lives (see `persistence/nodelay.rs`).
-    #[cfg(unix)]
-    _relay: Option<nodelay::Relay>,
 }
 
 impl Actor for Persistence {
@@ -265,18 +258,12 @@ impl Actor for Persistence {
         myself: PersistenceRef,
         args: PersistenceArgs,
     ) -> Result<PersistenceState, ActorProcessingErr> {
-        #[cfg(unix)]
-        let relay = start_relay(args.database_url.expose());
-        #[cfg(unix)]
-        let socket_dir = relay.as_ref().map(nodelay::Relay::socket_dir);
-        #[cfg(not(unix))]
-        let socket_dir = None;
         let read_connections = args
             .max_connections
             .saturating_sub(WRITE_CONNECTIONS)
             .max(1);
-        let reads = pool(args.database_url.expose(), read_connections, socket_dir).await?;
-        let writes = pool(args.database_url.expose(), WRITE_CONNECTIONS, socket_dir).await?;
+        let reads = pool(args.database_url.expose(), read_connections).await?;
+        let writes = pool(args.database_url.expose(), WRITE_CONNECTIONS).await?;
         // A persistence actor that failed or was killed did not stop its
         // writer (ractor stops children only when asked): end that one first.
         if let Some(orphan) = ractor::registry::where_is(args.names.writer()) {
@@ -299,8 +286,6 @@ impl Actor for Persistence {
             write_queue: Arc::new(Semaphore::new(WRITE_QUEUE)),
             searches: Arc::new(Semaphore::new(search_permits(read_connections))),
             _listening: listener::spawn(args.database_url, args.changes),
-            #[cfg(unix)]
-            _relay: relay,
         })
     }
 
@@ -440,35 +425,11 @@ impl Actor for Persistence {
     }
 }
 
-/// Starts the relay that gives the connections `TCP_NODELAY`, when
-/// `database_url` names Postgres by host and port; `None` for a Unix socket
-/// (no Nagle there), or if the relay cannot listen: then the pools connect as
-/// sqlx does, slower but working. Remove with `persistence/nodelay.rs` once
-/// sqlx sets `TCP_NODELAY` itself again.
-#[cfg(unix)]
-fn start_relay(database_url: &str) -> Option<nodelay::Relay> {
-    use sea_orm::sqlx::postgres::PgConnectOptions;
-    let options: PgConnectOptions = database_url.parse().ok()?;
-    if options.get_socket().is_some() || options.get_host().starts_with('/') {
-        return None;
-    }
-    match nodelay::Relay::start(options.get_host(), options.get_port()) {
-        Ok(relay) => Some(relay),
-        Err(error) => {
-            warn!(%error, "cannot start the relay that sets TCP_NODELAY; connecting to Postgres directly, which makes large statements wait up to 40 ms");
-            None
-        }
-    }
-}
-
 /// A lazy pool: the actor starts (and restarts) even while Postgres is away,
-/// and each query connects as needed; through the relay's socket in
-/// `socket_dir`, if given.
-async fn pool(
-    database_url: &str,
-    max_connections: u32,
-    socket_dir: Option<&Path>,
-) -> Result<DatabaseConnection, DbErr> {
+/// and each query connects as needed (sqlx 0.9.1 sets `TCP_NODELAY` on its
+/// TCP connections, so a statement larger than one segment is not held
+/// back by Nagle's algorithm).
+async fn pool(database_url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
     let mut options = ConnectOptions::new(database_url);
     options
         .max_connections(max_connections)
@@ -478,11 +439,6 @@ async fn pool(
         .connect_lazy(true)
         .statement_timeout(STATEMENT_TIMEOUT)
         .sqlx_logging(false);
-    if let Some(dir) = socket_dir.map(Path::to_owned) {
-        // The host stays in the options: TLS still checks the certificate
-        // against it, through the relay.
-        options.map_sqlx_postgres_opts(move |options| options.socket(&dir));
-    }
     Database::connect(options).await
 }
 

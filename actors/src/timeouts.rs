@@ -37,10 +37,14 @@ pub const PUT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const PERSISTENCE_TIMEOUT: Duration = Duration::from_secs(3);
 /// The longest a request may take before it is answered 503.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a read with `?min_seq=` waits for this replica to apply that
+/// sequence unless it says (`?wait=`), and the longest it may ask for.
+pub const FRESHNESS_WAIT: Duration = Duration::from_secs(2);
+pub const MAX_FRESHNESS_WAIT: Duration = Duration::from_secs(5);
 /// How long a readiness probe waits on Postgres.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long opening one Postgres connection may take (the pools' connect and
-/// acquire timeouts, and the TCP connect of the relay in `persistence/nodelay.rs`).
+/// acquire timeouts).
 pub const POSTGRES_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a graceful stop of http waits for requests in flight.
 pub const HTTP_GRACE: Duration = Duration::from_secs(5);
@@ -63,3 +67,9 @@ const _: () = assert!(shorter(IDLE_WAIT, PULL_TIMEOUT));
 // A stale entry can still be served to the request that found Postgres hung.
 const _: () = assert!(shorter(PERSISTENCE_TIMEOUT, REQUEST_TIMEOUT));
 const _: () = assert!(shorter(PROBE_TIMEOUT, REQUEST_TIMEOUT));
+// A read that waited its longest for its sequence still has time to answer.
+const _: () = assert!(shorter(FRESHNESS_WAIT, MAX_FRESHNESS_WAIT));
+const _: () = assert!(shorter(
+    MAX_FRESHNESS_WAIT.saturating_add(PERSISTENCE_TIMEOUT),
+    REQUEST_TIMEOUT
+));

@@ -6,9 +6,7 @@
 //!    all-new backlog upserted by `psql` (100 rows a statement, one connection,
 //!    each statement its own transaction), and by a bare sqlx loop (`UNNEST` of
 //!    arrays, batches of `INGEST_BATCH_SIZE`, a transaction each, one
-//!    connection) as sqlx 0.9.0 connects, without `TCP_NODELAY`, and the
-//!    same loop through the relay that gives the service's connections
-//!    `TCP_NODELAY` (`actors/src/persistence/nodelay.rs`; over TCP only).
+//!    connection; sqlx 0.9.1 connects with `TCP_NODELAY`, as the service does).
 //! 2. **Bare pull + ack**, the ceiling NATS sets: the backlog pulled and acked
 //!    by a consumer that stores nothing.
 //! 3. **Ingest, all new**: a backlog of `messages` products with ids,
@@ -25,7 +23,6 @@
 //!    serves it (polled every millisecond).
 //! 6. **Reads**: `GET /products/{id}` from the cache beside `GET /healthz`.
 
-use actors::persistence::nodelay::Relay;
 use actors::supervisor::RestartBudget;
 use anyhow::{Context, bail, ensure};
 use async_nats::jetstream::{self, consumer::pull, stream::Stream};
@@ -91,7 +88,6 @@ pub struct Report {
     pub batch_size: u16,
     pub psql: Option<Rate>,
     pub raw_sqlx: Rate,
-    pub raw_sqlx_nodelay: Option<Rate>,
     pub pull_ack: Rate,
     pub ingest_new: Rate,
     pub ingest_updates: Rate,
@@ -135,17 +131,6 @@ async fn measure(plan: &Plan, settings: &Settings) -> anyhow::Result<Report> {
     let rows: Vec<i64> = (1..=plan.messages as i64).collect();
     let psql = psql_upsert(settings.database.url.expose(), &mut pg, &rows).await?;
     let raw_sqlx = raw_upsert(&mut pg, &rows, batch).await?;
-    // The same loop, its connection carried with TCP_NODELAY by the relay
-    // the service uses (over TCP only).
-    let raw_sqlx_nodelay = match &plan.pg_socket {
-        Some(_) => None,
-        None => {
-            let relay = Relay::start(options.get_host(), options.get_port())?;
-            let relayed = options.clone().socket(relay.socket_dir());
-            let mut pg = PgConnection::connect_with(&relayed).await?;
-            Some(raw_upsert(&mut pg, &rows, batch).await?)
-        }
-    };
 
     let new = (1..=plan.messages as i64).map(|id| payload(id, id % 10_000));
     publish_all(&js, &settings.nats.subject, new).await?;
@@ -220,7 +205,6 @@ async fn measure(plan: &Plan, settings: &Settings) -> anyhow::Result<Report> {
         batch_size: settings.ingest.batch_size,
         psql,
         raw_sqlx,
-        raw_sqlx_nodelay,
         pull_ack,
         ingest_new,
         ingest_updates,
@@ -637,15 +621,9 @@ impl Report {
             ));
         }
         out.push_str(&format!(
-            "| the same vs a bare sqlx loop (`UNNEST`, batches of {}), sqlx 0.9.0 as it connects (no `TCP_NODELAY`) | {} | {} | {} |\n",
+            "| the same vs a bare sqlx loop (`UNNEST`, batches of {}, the same statement shape the service sends) | {} | {} | {} |\n",
             self.batch_size, rate(&self.raw_sqlx), rate(new), ratio(new, &self.raw_sqlx)
         ));
-        if let Some(relayed) = &self.raw_sqlx_nodelay {
-            out.push_str(&format!(
-                "| the same vs the same sqlx loop with `TCP_NODELAY` (through the relay the service uses) | {} | {} | {} |\n",
-                rate(relayed), rate(new), ratio(new, relayed)
-            ));
-        }
         out.push_str(&format!(
             "| the same vs a bare pull + ack, nothing stored | {} | {} | {} |\n",
             rate(&self.pull_ack),

@@ -145,7 +145,7 @@ async fn every_json_route_the_router_serves_is_described_and_no_html_page_is() {
         assert!(routes.contains(&(Method::GET, page.to_owned())), "{page}");
     }
 
-    // The paging and the error shape are described.
+    // The paging, the freshness parameters and the error shape are described.
     let list = &description["paths"]["/products"]["get"];
     let parameters: BTreeSet<&str> = list["parameters"]
         .as_array()
@@ -156,7 +156,17 @@ async fn every_json_route_the_router_serves_is_described_and_no_html_page_is() {
             p["name"].as_str().unwrap()
         })
         .collect();
-    assert_eq!(parameters, BTreeSet::from(["after", "limit"]));
+    assert_eq!(
+        parameters,
+        BTreeSet::from(["after", "limit", "min_seq", "wait"])
+    );
+    let one: BTreeSet<&str> = description["paths"]["/products/{id}"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(one, BTreeSet::from(["id", "min_seq", "wait"]));
     assert!(
         list["responses"]["200"]["headers"]["Link"].is_object(),
         "{list}"

@@ -1,26 +1,35 @@
 //! The JSON API and the health checks.
 
 use super::openapi::{
-    HealthResponses, ListResponses, OneResponses, PagingQuery, ProductIdPath, ReadinessResponses,
+    FreshnessQuery, HealthResponses, ListResponses, OneResponses, PagingQuery, ProductIdPath,
+    ReadinessResponses,
 };
-use super::params::{self, Paging, next_page};
-use super::respond::{json_error, unavailable_json as unavailable};
-use super::state::app_state;
+use super::params::{self, Freshness, Paging, next_page};
+use super::respond::{json_error, set_applied_seq, unavailable_json as unavailable};
+use super::state::{AppState, app_state};
 use salvo::http::StatusCode;
-use salvo::http::header::{CONTENT_TYPE, LINK};
+use salvo::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, LINK, RETRY_AFTER};
 use salvo::oapi::endpoint;
 use salvo::prelude::*;
 use serde_json::json;
 
 /// `GET /products`: one page of the list as a JSON array; a `Link: <…>; rel="next"`
 /// header points at the next page when this one is full.
-#[endpoint(tags("products"), parameters(PagingQuery), responses(ListResponses))]
+#[endpoint(
+    tags("products"),
+    parameters(PagingQuery, FreshnessQuery),
+    responses(ListResponses)
+)]
 pub async fn list(req: &mut Request, depot: &mut Depot, res: &mut Response) {
     let paging = match Paging::from_request(req) {
         Ok(paging) => paging,
         Err(message) => return json_error(res, StatusCode::BAD_REQUEST, &message),
     };
-    match app_state(depot).page(paging.after, paging.limit).await {
+    let state = app_state(depot);
+    if !fresh_enough(req, state, res).await {
+        return;
+    }
+    match state.page(paging.after, paging.limit).await {
         Ok(page) => {
             let products = page.products;
             let last = products.last().map(|p| p.id);
@@ -46,7 +55,11 @@ pub async fn list(req: &mut Request, depot: &mut Depot, res: &mut Response) {
 }
 
 /// `GET /products/{id}`: one product as JSON.
-#[endpoint(tags("products"), parameters(ProductIdPath), responses(OneResponses))]
+#[endpoint(
+    tags("products"),
+    parameters(ProductIdPath, FreshnessQuery),
+    responses(OneResponses)
+)]
 pub async fn one(req: &mut Request, depot: &mut Depot, res: &mut Response) {
     let raw = req.param::<String>("id");
     let id = match params::product_id(raw.as_deref()) {
@@ -54,8 +67,17 @@ pub async fn one(req: &mut Request, depot: &mut Depot, res: &mut Response) {
         Ok(None) => return json_error(res, StatusCode::BAD_REQUEST, "An id is needed."),
         Err(message) => return json_error(res, StatusCode::BAD_REQUEST, &message),
     };
-    match app_state(depot).cached(id).await {
-        Ok(Some(product)) => json_body(res, product.json().clone()),
+    let state = app_state(depot);
+    if !fresh_enough(req, state, res).await {
+        return;
+    }
+    match state.cached(id).await {
+        Ok(Some(product)) => {
+            // Strong: a revision is one version's bytes.
+            let etag = format!("\"{}-{}\"", product.id, product.revision);
+            let _ = res.add_header(ETAG, etag, true);
+            json_body(res, product.json().clone());
+        }
         Ok(None) => json_error(
             res,
             StatusCode::NOT_FOUND,
@@ -85,8 +107,49 @@ pub async fn readyz(depot: &mut Depot, res: &mut Response) {
     res.render(Json(readiness));
 }
 
-/// A JSON body, as salvo's `Json` would send it.
+/// With `?min_seq=N`, waits until this replica has applied the stream up to
+/// N (at most `?wait=`, 2 s unless told, 5 s at most). `false` when the
+/// answer is written: a 400 for a malformed query, or a 503 with
+/// `Retry-After` and how far the replica got.
+async fn fresh_enough(req: &Request, state: &AppState, res: &mut Response) -> bool {
+    let asked = match Freshness::from_request(req) {
+        Ok(Some(asked)) => asked,
+        Ok(None) => return true,
+        Err(message) => {
+            json_error(res, StatusCode::BAD_REQUEST, &message);
+            return false;
+        }
+    };
+    let freshness = state.health.freshness();
+    match freshness.wait_for(asked.min_seq, asked.wait).await {
+        Ok(applied) => {
+            // The answer is at least this fresh (the header was set before
+            // the wait).
+            set_applied_seq(res, applied);
+            true
+        }
+        Err(reached) => {
+            set_applied_seq(res, reached);
+            let _ = res.add_header(RETRY_AFTER, "1", true);
+            res.status_code(StatusCode::SERVICE_UNAVAILABLE);
+            res.render(Json(json!({
+                "error": format!(
+                    "This replica has applied the stream up to sequence {reached}, not yet {}; \
+                     try again in a moment.",
+                    asked.min_seq
+                ),
+                "applied_seq": reached,
+                "min_seq": asked.min_seq,
+            })));
+            false
+        }
+    }
+}
+
+/// A JSON body, as salvo's `Json` would send it, which a client may keep
+/// but must revalidate (its `ETag`) before it uses it again.
 fn json_body(res: &mut Response, body: impl Into<bytes::Bytes>) {
     let _ = res.add_header(CONTENT_TYPE, "application/json; charset=utf-8", true);
+    let _ = res.add_header(CACHE_CONTROL, "no-cache", true);
     let _ = res.write_body(body);
 }

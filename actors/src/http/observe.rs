@@ -11,12 +11,16 @@
 //!   the raw path, so that the series stay as few as the routes; a path no
 //!   route serves counts as `unmatched`, and a method that is not a standard
 //!   one as `other`.
+//! - Every answer says how fresh it is: `Products-Applied-Seq`, the last
+//!   stream sequence this replica had applied when the request came.
 //! - A handler that panics is answered with a 500 (the error page, or JSON on
 //!   the API's paths), logged at ERROR in the request's span (so with its
 //!   request id) and counted (`products_http_panics_total`): the client gets
 //!   an answer, never a dropped connection.
 
+use super::respond::set_applied_seq;
 use super::state::app_state;
+use crate::freshness::Freshness;
 use crate::metrics::{self, Metrics};
 use crate::names::Names;
 use futures::FutureExt;
@@ -34,12 +38,14 @@ pub const MAX_REQUEST_ID: usize = 128;
 /// a timeout's and a catcher's included).
 pub struct Observe {
     metrics: Metrics,
+    freshness: Freshness,
 }
 
 impl Observe {
-    pub fn new(names: &Names) -> Self {
+    pub fn new(names: &Names, freshness: Freshness) -> Self {
         Self {
             metrics: Metrics::new(names),
+            freshness,
         }
     }
 }
@@ -61,6 +67,8 @@ impl Handler for Observe {
         if let Ok(value) = HeaderValue::from_str(&id) {
             res.headers_mut().insert(REQUEST_ID, value);
         }
+        // Read before the answer is: it is at least this fresh.
+        set_applied_seq(res, self.freshness.applied());
         let handled = std::panic::AssertUnwindSafe(ctrl.call_next(req, depot, res))
             .catch_unwind()
             .instrument(span.clone())
@@ -169,7 +177,7 @@ mod tests {
     async fn a_handler_that_panics_is_answered_500_and_counted() {
         let names = Names::new(uuid::Uuid::new_v4().to_string());
         let service = Service::new(Router::with_path("boom").get(panics))
-            .hoop(Observe::new(&names))
+            .hoop(Observe::new(&names, Freshness::default()))
             .catcher(Catcher::default());
         let mut response = TestClient::get("http://127.0.0.1/boom")
             .send(&service)

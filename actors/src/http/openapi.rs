@@ -93,6 +93,22 @@ pub struct PagingQuery {
     pub limit: Option<u64>,
 }
 
+/// `?min_seq=` and `?wait=` of the JSON reads: read your own writes.
+#[derive(Deserialize, ToParameters)]
+#[salvo(parameters(default_parameter_in = Query))]
+#[allow(dead_code)] // a description: `params::Freshness` parses the query
+pub struct FreshnessQuery {
+    /// Answer only once this replica has applied the stream up to this
+    /// sequence (the one JetStream's ack gave the publisher), from whichever
+    /// replica stored it; every answer's `Products-Applied-Seq` header says
+    /// how far it has.
+    #[salvo(parameter(minimum = 0))]
+    pub min_seq: Option<u64>,
+    /// How long to wait for `min_seq` before answering 503 (`2s` unless
+    /// told; `500ms`, `2s` or a number of seconds, at most 5 s).
+    pub wait: Option<String>,
+}
+
 /// The `{id}` of `GET /products/{id}`.
 #[derive(Deserialize, ToParameters)]
 #[salvo(parameters(default_parameter_in = Path))]
@@ -137,7 +153,9 @@ pub enum ListResponses {
         )
     ))]
     BadRequest(ErrorBody),
-    /// Postgres cannot be read now; try again later.
+    /// Postgres cannot be read now, or this replica has not applied
+    /// `min_seq` within `wait` (the body then says `applied_seq`, and
+    /// `Retry-After` when to ask again); try again later.
     #[salvo(response(status_code = 503))]
     Unavailable(ErrorBody),
 }
@@ -176,7 +194,9 @@ pub enum OneResponses {
         )
     ))]
     NotFound(ErrorBody),
-    /// The product is not cached and Postgres cannot be read now; try again later.
+    /// The product is not cached and Postgres cannot be read now, or this
+    /// replica has not applied `min_seq` within `wait` (the body then says
+    /// `applied_seq`, and `Retry-After` when to ask again); try again later.
     #[salvo(response(status_code = 503))]
     Unavailable(ErrorBody),
 }

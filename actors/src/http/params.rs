@@ -1,6 +1,8 @@
 //! Query parameters, parsed with messages a person can act on.
 
+use crate::timeouts::{FRESHNESS_WAIT, MAX_FRESHNESS_WAIT};
 use salvo::Request;
+use std::time::Duration;
 
 /// The most products one list request returns.
 pub const MAX_LIMIT: u64 = 1000;
@@ -30,6 +32,56 @@ pub fn product_id(raw: Option<&str>) -> Result<Option<i64>, String> {
             quote(raw)
         )),
     }
+}
+
+/// `?min_seq=` and `?wait=` of the JSON reads: answer only once this replica
+/// has applied the stream up to `min_seq`, waiting at most `wait`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Freshness {
+    pub min_seq: u64,
+    pub wait: Duration,
+}
+
+impl Freshness {
+    /// `Ok(None)` when the request does not ask (`min_seq` absent).
+    pub fn from_request(req: &Request) -> Result<Option<Self>, String> {
+        let Some(raw) = req.queries().get("min_seq") else {
+            if req.queries().get("wait").is_some() {
+                return Err("`wait` needs `min_seq`: the stream sequence to wait for.".into());
+            }
+            return Ok(None);
+        };
+        let min_seq = raw.trim().parse::<u64>().map_err(|_| {
+            format!(
+                "`min_seq` must be a stream sequence (a whole number, 0 or more), not {}.",
+                quote(raw)
+            )
+        })?;
+        let wait = match req.queries().get("wait") {
+            None => FRESHNESS_WAIT,
+            Some(raw) => parse_wait(raw).ok_or_else(|| {
+                format!(
+                    "`wait` must be a duration from 0s to {}s (for example 500ms or 2s), not {}.",
+                    MAX_FRESHNESS_WAIT.as_secs(),
+                    quote(raw)
+                )
+            })?,
+        };
+        Ok(Some(Self { min_seq, wait }))
+    }
+}
+
+/// `2s`, `500ms`, or a number of seconds (`1.5`), up to the cap.
+fn parse_wait(raw: &str) -> Option<Duration> {
+    let raw = raw.trim();
+    let wait = match raw.parse::<f64>() {
+        Ok(seconds) if seconds.is_finite() && seconds >= 0.0 => {
+            Duration::try_from_secs_f64(seconds).ok()?
+        }
+        Ok(_) => return None,
+        Err(_) => humantime::parse_duration(raw).ok()?,
+    };
+    (wait <= MAX_FRESHNESS_WAIT).then_some(wait)
 }
 
 /// `?after=` and `?limit=` of the lists.

@@ -60,3 +60,12 @@ pub fn unavailable_json(res: &mut Response, error: &Unavailable) {
         "The catalogue cannot be read right now; try again in a moment.",
     );
 }
+
+/// The header that says how fresh an answer is: the last stream sequence
+/// this replica had applied when it read the answer (see `freshness.rs`).
+pub const APPLIED_SEQ: &str = "products-applied-seq";
+
+/// Sets [`APPLIED_SEQ`] to `seq`.
+pub fn set_applied_seq(res: &mut Response, seq: u64) {
+    res.headers_mut().insert(APPLIED_SEQ, seq.into());
+}

@@ -26,7 +26,10 @@ pub fn service(state: AppState) -> Service {
         .to_json()
         .expect("the description is plain data: it serializes");
     Service::new(router)
-        .hoop(observe::Observe::new(&state.names))
+        .hoop(observe::Observe::new(
+            &state.names,
+            state.health.freshness().clone(),
+        ))
         .hoop(affix_state::inject(state))
         .hoop(affix_state::inject(openapi::Description(Arc::new(
             description,
@@ -59,7 +62,10 @@ pub fn router() -> Router {
                 .push(Router::with_path("sent").get(manage::sent)),
         )
         .push(
+            // `ETag` on every product answer (the product's revision, or a
+            // hash of a list page), and `If-None-Match` answered with 304.
             Router::with_path("products")
+                .hoop(salvo::caching_headers::ETag::new())
                 .get(api::list)
                 .push(Router::with_path("{id}").get(api::one)),
         )
