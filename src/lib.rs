@@ -135,6 +135,7 @@ impl App {
                 manage: settings.manage_args()?,
                 max_followers: settings.http.events_max_followers,
                 ready_max_lag: settings.http.ready_max_lag,
+                cors_origins: settings.http.cors_origins.clone(),
             },
             ingest: IngestArgs {
                 names: names.clone(),

@@ -333,6 +333,7 @@ impl Settings {
             ),
             ("MANAGE_SESSION_MAX", show_duration(self.manage.session_max)),
             ("HTTP_BEHIND_TLS", self.http.behind_tls.to_string()),
+            ("HTTP_CORS_ORIGINS", self.http.cors_origins.join(",")),
             (
                 "EVENTS_MAX_FOLLOWERS",
                 self.http.events_max_followers.to_string(),

@@ -90,6 +90,9 @@ pub struct HttpArgs {
     pub max_followers: usize,
     /// A change feed further behind makes `/readyz` 503 (`READY_MAX_LAG`).
     pub ready_max_lag: Option<Duration>,
+    /// Origins a browser may read the JSON API from (`HTTP_CORS_ORIGINS`;
+    /// none: no CORS headers, the browser's same-origin rule stands).
+    pub cors_origins: Vec<String>,
 }
 
 pub struct Http;
@@ -145,18 +148,21 @@ impl Actor for Http {
         };
         let metrics = Metrics::new(&args.names);
         let (closing, closing_now) = watch::channel(false);
-        let service = routes::service(state::AppState {
-            names: args.names.clone(),
-            health: args.health,
-            rows: rows::RowsCache::new(args.products.capacity()),
-            products: args.products,
-            manage,
-            sign_in_failures: throttle::Failures::default(),
-            followers: state::Followers::new(args.max_followers, metrics.clone()),
-            metrics,
-            ready_max_lag: args.ready_max_lag,
-            closing: closing_now,
-        });
+        let service = routes::service(
+            state::AppState {
+                names: args.names.clone(),
+                health: args.health,
+                rows: rows::RowsCache::new(args.products.capacity()),
+                products: args.products,
+                manage,
+                sign_in_failures: throttle::Failures::default(),
+                followers: state::Followers::new(args.max_followers, metrics.clone()),
+                metrics,
+                ready_max_lag: args.ready_max_lag,
+                closing: closing_now,
+            },
+            &args.cors_origins,
+        );
         let task = tokio::spawn(async move {
             let error = server.try_serve(service).await.err().map(|e| e.to_string());
             let _ = myself.cast(HttpMsg::ServerExited { error });

@@ -214,6 +214,20 @@ pub struct HttpSettings {
         value_name = "READY_MAX_LAG", long = "ready-max-lag", env = "READY_MAX_LAG", global = true,
           value_parser = duration_in(bounds::READY_MAX_LAG))]
     pub ready_max_lag: Option<Duration>,
+
+    /// Origins a browser may read the JSON API and the pages from (CORS),
+    /// comma-separated (`https://shop.example`), or `*` for any; none by
+    /// default. GET and HEAD only, never with cookies.
+    #[arg(
+        id = "http_cors_origins",
+        value_name = "HTTP_CORS_ORIGINS",
+        long = "http-cors-origins",
+        env = "HTTP_CORS_ORIGINS",
+        global = true,
+        value_delimiter = ',',
+        value_parser = cors_origin
+    )]
+    pub cors_origins: Vec<String>,
 }
 
 /// A graceful shutdown: its budget and its drain.

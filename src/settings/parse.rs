@@ -114,6 +114,31 @@ pub(crate) fn proxy_net(text: &str) -> Result<IpNet, String> {
         .map_err(|_| "expected an IP address or a network such as 10.0.0.0/8".to_owned())
 }
 
+/// An origin a browser names in `Origin` (`https://shop.example`,
+/// `http://localhost:3000`), or `*`.
+pub(crate) fn cors_origin(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    if text == "*" {
+        return Ok(text.to_owned());
+    }
+    let host = text
+        .strip_prefix("https://")
+        .or_else(|| text.strip_prefix("http://"));
+    match host {
+        Some(host)
+            if !host.is_empty()
+                && !host.contains(['/', '?', '#', '@', ' '])
+                && !host.starts_with(':') =>
+        {
+            Ok(text.to_owned())
+        }
+        _ => Err(
+            "is not an origin: give the scheme and host (and port), such as https://shop.example, or *"
+                .into(),
+        ),
+    }
+}
+
 /// A header name as HTTP takes it.
 pub(crate) fn header_name(text: &str) -> Result<String, String> {
     let ok = !text.is_empty()

@@ -98,6 +98,11 @@ fn every_setting_is_read_from_its_environment_variable() {
         ("MANAGE_SESSION_IDLE", "10m", "10m"),
         ("MANAGE_SESSION_MAX", "2h", "2h"),
         ("HTTP_BEHIND_TLS", "true", "true"),
+        (
+            "HTTP_CORS_ORIGINS",
+            "https://shop.example,http://localhost:3000",
+            "https://shop.example,http://localhost:3000",
+        ),
         ("EVENTS_MAX_FOLLOWERS", "50", "50"),
         ("LOG_FORMAT", "json", "json"),
     ];
@@ -223,6 +228,8 @@ fn each_value_out_of_range_is_refused_with_the_setting_the_value_and_the_range()
         ("MANAGE_SESSION_IDLE", "30s", "1m to 1day"),
         ("MANAGE_SESSION_MAX", "31days", "1m to 30days"),
         ("HTTP_BEHIND_TLS", "maybe", "true, false"),
+        ("HTTP_CORS_ORIGINS", "shop.example", "is not an origin"),
+        ("HTTP_CORS_ORIGINS", "https://shop.example/path", "is not an origin"),
         ("EVENTS_MAX_FOLLOWERS", "0", "1 to 100000"),
         ("DATABASE_URL_FILE", "/nonexistent/db", "cannot be read"),
         ("NATS_URL_FILE", "/nonexistent/nats", "cannot be read"),

@@ -6,6 +6,7 @@ mod bad_input;
 mod bench_smoke;
 mod browser;
 mod commands;
+mod cors;
 mod freshness;
 mod http;
 mod limits;

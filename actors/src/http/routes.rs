@@ -20,16 +20,20 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
      style-src 'self'; img-src 'self'; connect-src 'self'; base-uri 'none'; \
      form-action 'self'; frame-ancestors 'none'";
 
-pub fn service(state: AppState) -> Service {
+pub fn service(state: AppState, cors_origins: &[String]) -> Service {
     let router = router();
     let description = openapi::describe(&router)
         .to_json()
         .expect("the description is plain data: it serializes");
-    Service::new(router)
-        .hoop(observe::Observe::new(
-            &state.names,
-            state.health.freshness().clone(),
-        ))
+    let mut service = Service::new(router).hoop(observe::Observe::new(
+        &state.names,
+        state.health.freshness().clone(),
+    ));
+    // Inside `Observe`, so a preflight it answers is counted as answered.
+    if let Some(cors) = cors(cors_origins) {
+        service = service.hoop(cors);
+    }
+    service
         .hoop(affix_state::inject(state))
         .hoop(affix_state::inject(openapi::Description(Arc::new(
             description,
@@ -74,6 +78,33 @@ pub fn router() -> Router {
         .push(Router::with_path(openapi::PATH).get(openapi::serve))
         .push(Router::with_path("metrics").get(observe::serve))
         .push(Router::with_path("static/{**path}").get(static_embed::<Assets>()))
+}
+
+/// CORS for the origins given, if any: a browser on one of them may `GET`
+/// (and `HEAD`) any answer without credentials, and read the headers that
+/// say how fresh it is and where the next page is. Cookies are never allowed
+/// across origins, so the forms and a session stay this site's only.
+fn cors(origins: &[String]) -> Option<salvo::cors::CorsHandler> {
+    use salvo::cors::{Any, Cors};
+    if origins.is_empty() {
+        return None;
+    }
+    let cors = Cors::new()
+        .allow_methods(vec![salvo::http::Method::GET, salvo::http::Method::HEAD])
+        .allow_headers(vec![header::IF_NONE_MATCH, header::ACCEPT])
+        .expose_headers(vec![
+            header::ETAG,
+            header::LINK,
+            header::RETRY_AFTER,
+            header::HeaderName::from_static(respond::APPLIED_SEQ),
+            header::HeaderName::from_static("x-request-id"),
+        ])
+        .max_age(600);
+    let cors = match origins.iter().any(|origin| origin == "*") {
+        true => cors.allow_origin(Any),
+        false => cors.allow_origin(origins.iter().map(String::as_str).collect::<Vec<_>>()),
+    };
+    Some(cors.into_handler())
 }
 
 #[handler]
