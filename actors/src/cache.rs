@@ -30,6 +30,7 @@
 //!   time; a row changed by hand without setting `updated_at` shows as old.
 
 pub mod announce;
+mod breaker;
 pub mod products;
 
 use crate::backoff::Backoff;
@@ -68,6 +69,10 @@ pub enum CacheError {
     Call(#[from] CallError),
     #[error(transparent)]
     Read(#[from] ReadError),
+    /// The last read of Postgres failed, and another read is finding out
+    /// whether it is back (see `cache/breaker.rs`).
+    #[error("Postgres could not be read just now, and another read is trying it")]
+    PostgresAway,
 }
 
 pub enum CacheMsg {

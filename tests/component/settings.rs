@@ -229,7 +229,11 @@ fn each_value_out_of_range_is_refused_with_the_setting_the_value_and_the_range()
         ("MANAGE_SESSION_MAX", "31days", "1m to 30days"),
         ("HTTP_BEHIND_TLS", "maybe", "true, false"),
         ("HTTP_CORS_ORIGINS", "shop.example", "is not an origin"),
-        ("HTTP_CORS_ORIGINS", "https://shop.example/path", "is not an origin"),
+        (
+            "HTTP_CORS_ORIGINS",
+            "https://shop.example/path",
+            "is not an origin",
+        ),
         ("EVENTS_MAX_FOLLOWERS", "0", "1 to 100000"),
         ("DATABASE_URL_FILE", "/nonexistent/db", "cannot be read"),
         ("NATS_URL_FILE", "/nonexistent/nats", "cannot be read"),

@@ -36,6 +36,7 @@
 
 use super::CacheError;
 use super::announce::{Announced, LIVE_BUFFER, LiveEvent};
+use super::breaker::Breaker;
 use crate::call::Peer;
 use crate::metrics::Metrics;
 use crate::names::Names;
@@ -92,6 +93,8 @@ pub struct ProductCache {
     // A std lock: held only to read or change the map, never across an await.
     index: Arc<RwLock<Index>>,
     persistence: Peer<PersistenceMsg>,
+    /// Reads through fail at once while Postgres fails, but for one probe.
+    breaker: Arc<Breaker>,
     live: broadcast::Sender<Arc<Announced>>,
     /// The revision last announced of each id written recently, and when.
     recent: Arc<Mutex<HashMap<i64, (i64, Instant)>>>,
@@ -119,6 +122,7 @@ impl ProductCache {
             written,
             index: Arc::default(),
             persistence: persistence::peer(names),
+            breaker: Arc::default(),
             live: broadcast::Sender::new(LIVE_BUFFER),
             recent: Arc::default(),
             generation: Arc::default(),
@@ -427,6 +431,7 @@ impl ProductCache {
         }
         self.metrics.cache_misses.increment(1);
         let persistence = &self.persistence;
+        let breaker = &self.breaker;
         let index = &self.index;
         let current = &self.generation;
         let generation = current.load(Ordering::Acquire);
@@ -442,6 +447,7 @@ impl ProductCache {
                     return Ok(Op::Nop);
                 }
                 let (first, last) = ids_of(key);
+                let ticket = breaker.admit().ok_or(CacheError::PostgresAway)?;
                 let versions = persistence
                     .ask(
                         |reply| PersistenceMsg::Versions {
@@ -452,7 +458,11 @@ impl ProductCache {
                         },
                         PERSISTENCE_TIMEOUT,
                     )
-                    .await??;
+                    .await
+                    .map_err(CacheError::from)
+                    .and_then(|read| read.map_err(CacheError::from));
+                ticket.done(versions.is_ok());
+                let versions = versions?;
                 let block = Arc::new(Block::new(versions));
                 if current.load(Ordering::Acquire) != generation {
                     *unkept_out = Some(block);
