@@ -68,7 +68,11 @@ async fn bad_ids_get_400_and_unknown_ids_get_404_as_pages_and_as_json() {
         if !bad.is_empty() {
             let (status, body) = app.get_json(&format!("/products/{bad}")).await;
             assert_eq!(status, 400, "/products/{bad}");
-            assert_eq!(body, json!({ "error": reason }), "/products/{bad}");
+            assert_eq!(
+                problem(body),
+                problem_of(400, "Bad Request", reason),
+                "/products/{bad}"
+            );
         }
     }
     let (status, page) = app.get_text("/product?id=123").await;
@@ -77,7 +81,27 @@ async fn bad_ids_get_400_and_unknown_ids_get_404_as_pages_and_as_json() {
     assert!(page.contains(r#"<p class="message">There is no product with id 123.</p>"#));
     let (status, body) = app.get_json("/products/123").await;
     assert_eq!(status, 404);
-    assert_eq!(body, json!({"error": "There is no product with id 123."}));
+    assert_eq!(
+        problem(body),
+        problem_of(404, "Not Found", "There is no product with id 123.")
+    );
+    let response = app.get("/products/123").await;
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+}
+
+/// An RFC 9457 problem as served, less its `request_id` (which must be there).
+fn problem(mut body: serde_json::Value) -> serde_json::Value {
+    let id = body.as_object_mut().unwrap().remove("request_id");
+    assert!(id.is_some_and(|id| id.as_str().is_some_and(|id| !id.is_empty())));
+    body
+}
+
+/// The problem a status and a detail make, with `error` for older clients.
+fn problem_of(status: u16, title: &str, detail: &str) -> serde_json::Value {
+    json!({"type": "about:blank", "title": title, "status": status, "detail": detail, "error": detail})
 }
 
 #[tokio::test]

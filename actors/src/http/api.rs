@@ -5,7 +5,7 @@ use super::openapi::{
     ReadinessResponses,
 };
 use super::params::{self, Freshness, Paging, next_page};
-use super::respond::{json_error, set_applied_seq, unavailable_json as unavailable};
+use super::respond::{json_error, problem, set_applied_seq, unavailable_json as unavailable};
 use super::state::{AppState, app_state};
 use salvo::http::StatusCode;
 use salvo::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, LINK, RETRY_AFTER};
@@ -131,16 +131,14 @@ async fn fresh_enough(req: &Request, state: &AppState, res: &mut Response) -> bo
         Err(reached) => {
             set_applied_seq(res, reached);
             let _ = res.add_header(RETRY_AFTER, "1", true);
-            res.status_code(StatusCode::SERVICE_UNAVAILABLE);
-            res.render(Json(json!({
-                "error": format!(
-                    "This replica has applied the stream up to sequence {reached}, not yet {}; \
-                     try again in a moment.",
-                    asked.min_seq
-                ),
-                "applied_seq": reached,
-                "min_seq": asked.min_seq,
-            })));
+            let detail = format!(
+                "This replica has applied the stream up to sequence {reached}, not yet {}; \
+                 try again in a moment.",
+                asked.min_seq
+            );
+            let extra = json!({"applied_seq": reached, "min_seq": asked.min_seq});
+            let extra = extra.as_object().cloned().unwrap_or_default();
+            problem(res, StatusCode::SERVICE_UNAVAILABLE, &detail, extra);
             false
         }
     }

@@ -24,8 +24,9 @@ pub const PATH: &str = "openapi.json";
 pub fn describe(router: &Router) -> OpenApi {
     let info = Info::new("products", env!("CARGO_PKG_VERSION")).description(
         "A product catalogue fed by a NATS JetStream stream. Products are published to the \
-         stream, not through this API: it only reads. Errors are JSON objects \
-         `{\"error\": \"...\"}` with a message a person can read. The lists are paged by id: \
+         stream, not through this API: it only reads. Errors are RFC 9457 problem \
+         details (`application/problem+json`: `type`, `title`, `status`, `detail`, `request_id`), \
+         with `error` repeating `detail` for older clients. The lists are paged by id: \
          `limit` products (100 unless told, 1000 at most) with an id greater than `after`; a \
          full page carries a `Link: <...>; rel=\"next\"` header to the next one (which may be \
          empty). The HTML pages (`/`, `/product?id=N`) are not part of this API.",
@@ -51,10 +52,22 @@ pub async fn serve(depot: &mut Depot, res: &mut Response) {
     res.render(Text::Json(description.0.to_string()));
 }
 
-/// `{"error": "..."}`: what went wrong, for a person to read.
+/// What went wrong, as RFC 9457 problem details
+/// (`application/problem+json`).
 #[derive(Serialize, Deserialize, ToSchema)]
 #[salvo(schema(name = "Error"))]
 pub struct ErrorBody {
+    /// `about:blank`: the status says what kind of problem it is.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The status's name (`Not Found`).
+    pub title: String,
+    pub status: u16,
+    /// What went wrong, for a person to read.
+    pub detail: String,
+    /// The answer's `x-request-id`, to find its log lines.
+    pub request_id: Option<String>,
+    /// The same as `detail`, for the clients of the first versions of this API.
     pub error: String,
 }
 
@@ -145,9 +158,12 @@ pub enum ListResponses {
     Page(Vec<ProductBody>),
     /// `after` or `limit` is not a whole number in its range.
     #[salvo(response(
-        status_code = 400,
+        status_code = 400, content_type = "application/problem+json",
         examples(
-            ("GET /products?limit=0" = (summary = "A limit out of range.", value = json!({
+            ("GET /products?limit=0" = (summary = "A limit out of range (`request_id` \
+              differs with each request).", value = json!({
+                "type": "about:blank", "title": "Bad Request", "status": 400,
+                "detail": format!("`limit` must be a whole number from 1 to {MAX_LIMIT}, not “0”."),
                 "error": format!("`limit` must be a whole number from 1 to {MAX_LIMIT}, not “0”.")
             })))
         )
@@ -156,7 +172,7 @@ pub enum ListResponses {
     /// Postgres cannot be read now, or this replica has not applied
     /// `min_seq` within `wait` (the body then says `applied_seq`, and
     /// `Retry-After` when to ask again); try again later.
-    #[salvo(response(status_code = 503))]
+    #[salvo(response(status_code = 503, content_type = "application/problem+json"))]
     Unavailable(ErrorBody),
 }
 
@@ -176,20 +192,24 @@ pub enum OneResponses {
     Found(ProductBody),
     /// The id is not a positive 64-bit whole number.
     #[salvo(response(
-        status_code = 400,
+        status_code = 400, content_type = "application/problem+json",
         examples(
             ("GET /products/abc" = (summary = "Not a number.", value = json!(
-                {"error": "The id must be a positive whole number, not “abc”."}
+                {"type": "about:blank", "title": "Bad Request", "status": 400,
+                 "detail": "The id must be a positive whole number, not “abc”.",
+                 "error": "The id must be a positive whole number, not “abc”."}
             )))
         )
     ))]
     BadRequest(ErrorBody),
     /// There is no product with this id.
     #[salvo(response(
-        status_code = 404,
+        status_code = 404, content_type = "application/problem+json",
         examples(
             ("GET /products/3" = (summary = "An id nobody published.", value = json!(
-                {"error": "There is no product with id 3."}
+                {"type": "about:blank", "title": "Not Found", "status": 404,
+                 "detail": "There is no product with id 3.",
+                 "error": "There is no product with id 3."}
             )))
         )
     ))]
@@ -197,7 +217,7 @@ pub enum OneResponses {
     /// The product is not cached and Postgres cannot be read now, or this
     /// replica has not applied `min_seq` within `wait` (the body then says
     /// `applied_seq`, and `Retry-After` when to ask again); try again later.
-    #[salvo(response(status_code = 503))]
+    #[salvo(response(status_code = 503, content_type = "application/problem+json"))]
     Unavailable(ErrorBody),
 }
 

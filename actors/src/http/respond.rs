@@ -6,7 +6,7 @@ use super::state::Unavailable;
 use super::views;
 use salvo::http::StatusCode;
 use salvo::prelude::*;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 /// Renders `template` with `data`, with `status`.
 pub fn render(res: &mut Response, status: StatusCode, template: &str, data: Value) {
@@ -45,11 +45,41 @@ pub fn unavailable_page(res: &mut Response, error: &Unavailable) {
     );
 }
 
-/// A JSON error: `{"error": "..."}`.
+/// An API error as RFC 9457 problem details (`application/problem+json`).
 pub fn json_error(res: &mut Response, status: StatusCode, message: &str) {
-    res.status_code(status);
-    res.render(Json(json!({ "error": message })));
+    problem(res, status, message, Map::new());
 }
+
+/// Problem details: `type` (`about:blank`: the status says what kind),
+/// `title` (the status's name), `status`, `detail` (what went wrong, for a
+/// person), `request_id` (the `x-request-id` of the answer), `error` (the
+/// same as `detail`, for the clients of the first versions of this API),
+/// and `extra` members.
+pub fn problem(res: &mut Response, status: StatusCode, detail: &str, extra: Map<String, Value>) {
+    let mut body = Map::new();
+    body.insert("type".into(), "about:blank".into());
+    body.insert(
+        "title".into(),
+        status.canonical_reason().unwrap_or("Error").into(),
+    );
+    body.insert("status".into(), status.as_u16().into());
+    body.insert("detail".into(), detail.into());
+    if let Some(id) = res
+        .headers()
+        .get("x-request-id")
+        .and_then(|id| id.to_str().ok())
+    {
+        body.insert("request_id".into(), id.into());
+    }
+    body.insert("error".into(), detail.into());
+    body.extend(extra);
+    res.status_code(status);
+    let _ = res.add_header(salvo::http::header::CONTENT_TYPE, PROBLEM_JSON, true);
+    let _ = res.write_body(Value::Object(body).to_string());
+}
+
+/// The media type of [`problem`]'s answers.
+pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// The JSON answer for a read that a dependency could not answer (logged).
 pub fn unavailable_json(res: &mut Response, error: &Unavailable) {
