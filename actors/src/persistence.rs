@@ -25,6 +25,7 @@ use crate::secret::SecretUrl;
 use crate::timeouts::{POSTGRES_CONNECT_TIMEOUT, STATEMENT_TIMEOUT};
 use catalogue::batch::{Batch, Stored};
 use catalogue::feed::{Changes, Version};
+use catalogue::filter::Filter;
 use catalogue::product::Product;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, RuntimeErr};
@@ -194,10 +195,10 @@ pub enum PersistenceMsg {
         blocks: bool,
         reply: RpcReplyPort<Result<Changes, ReadError>>,
     },
-    /// From http's search: up to `limit` products after the id `after` whose
-    /// name or manufacturer contains `text` (any case).
+    /// From http's search (the pages' and the API's): up to `limit` products
+    /// after the id `after` that `filter` asks for.
     Search {
-        text: String,
+        filter: Filter,
         after: i64,
         limit: u64,
         reply: RpcReplyPort<Result<Vec<Product>, ReadError>>,
@@ -343,7 +344,7 @@ impl Actor for Persistence {
                 });
             }
             PersistenceMsg::Search {
-                text,
+                filter,
                 after,
                 limit,
                 reply,
@@ -356,7 +357,7 @@ impl Actor for Persistence {
                     else {
                         return Err(ReadError::SearchesBusy);
                     };
-                    lookups::search(&db, &text, after, limit).await
+                    lookups::search(&db, &filter, after, limit).await
                 });
             }
             PersistenceMsg::Rejected {

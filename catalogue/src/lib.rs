@@ -9,9 +9,11 @@
 //! - what the change feed answers, and one version of one id: [`feed`]
 //! - how the cache keeps products (blocks of 64 ids as served JSON): [`block`]
 //! - which blocks hold products, for the list pages: [`index`]
+//! - what a search asks for: [`filter`]
 
 pub mod batch;
 pub mod block;
 pub mod feed;
+pub mod filter;
 pub mod index;
 pub mod product;

@@ -36,9 +36,12 @@ impl PersistenceFixture {
     }
 
     async fn search(&self, text: &str) -> Vec<String> {
-        let text = text.to_owned();
+        self.filtered(catalogue::filter::Filter::text(text)).await
+    }
+
+    async fn filtered(&self, filter: catalogue::filter::Filter) -> Vec<String> {
         ask_persistence(&self.persistence, |reply| PersistenceMsg::Search {
-            text,
+            filter,
             after: 0,
             limit: 100,
             reply,

@@ -2,6 +2,7 @@
 //! and answers read over HTTP, the pages in a real browser, the commands,
 //! the logs, the metrics and the OpenAPI description.
 
+mod api_search;
 mod bad_input;
 mod bench_smoke;
 mod browser;

@@ -158,7 +158,16 @@ async fn every_json_route_the_router_serves_is_described_and_no_html_page_is() {
         .collect();
     assert_eq!(
         parameters,
-        BTreeSet::from(["after", "limit", "min_seq", "wait"])
+        BTreeSet::from([
+            "after",
+            "limit",
+            "q",
+            "manufacturer",
+            "min_price",
+            "max_price",
+            "min_seq",
+            "wait"
+        ])
     );
     let one: BTreeSet<&str> = description["paths"]["/products/{id}"]["get"]["parameters"]
         .as_array()

@@ -50,7 +50,7 @@ async fn what_the_service_stored_since_start_is_served_from_memory_while_postgre
         ))
         .await;
     }
-    app.publish(r#"{"id":3,"deleted":true}"#).await;
+    let deletion = app.publish(r#"{"id":3,"deleted":true}"#).await;
     let db = app.db().await;
     wait_until("everything is stored", || async {
         let stored = db
@@ -67,6 +67,19 @@ async fn what_the_service_stored_since_start_is_served_from_memory_while_postgre
     })
     .await;
     drop(db);
+    // This replica has seen the deletion through its change feed (stored is
+    // not seen: a deletion reaches the cache only that way). Asked of
+    // `/healthz`, so that no product is read through the cache.
+    wait_until("the replica has applied the deletion", || async {
+        let response = app.get("/healthz").await;
+        let applied: u64 = response.headers()["products-applied-seq"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        applied >= deletion
+    })
+    .await;
 
     proxy.down().await;
     for id in ids.iter().filter(|id| **id != 3) {

@@ -1,12 +1,13 @@
 //! The JSON API and the health checks.
 
 use super::openapi::{
-    FreshnessQuery, HealthResponses, ListResponses, OneResponses, PagingQuery, ProductIdPath,
-    ReadinessResponses,
+    FilterQuery, FreshnessQuery, HealthResponses, ListResponses, OneResponses, PagingQuery,
+    ProductIdPath, ReadinessResponses,
 };
-use super::params::{self, Freshness, Paging, next_page};
+use super::params::{self, Freshness, Paging, SEARCH_RETRY_AFTER_SECS, next_page};
 use super::respond::{json_error, problem, set_applied_seq, unavailable_json as unavailable};
-use super::state::{AppState, app_state};
+use super::state::{AppState, SearchError, app_state};
+use catalogue::filter::Filter;
 use salvo::http::StatusCode;
 use salvo::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, LINK, RETRY_AFTER};
 use salvo::oapi::endpoint;
@@ -14,10 +15,12 @@ use salvo::prelude::*;
 use serde_json::json;
 
 /// `GET /products`: one page of the list as a JSON array; a `Link: <…>; rel="next"`
-/// header points at the next page when this one is full.
+/// header points at the next page when this one is full. With a filter
+/// (`?q=`, `?manufacturer=`, `?min_price=`, `?max_price=`), a page of the
+/// products it asks for, searched in Postgres as the pages search.
 #[endpoint(
     tags("products"),
-    parameters(PagingQuery, FreshnessQuery),
+    parameters(PagingQuery, FilterQuery, FreshnessQuery),
     responses(ListResponses)
 )]
 pub async fn list(req: &mut Request, depot: &mut Depot, res: &mut Response) {
@@ -25,9 +28,16 @@ pub async fn list(req: &mut Request, depot: &mut Depot, res: &mut Response) {
         Ok(paging) => paging,
         Err(message) => return json_error(res, StatusCode::BAD_REQUEST, &message),
     };
+    let filter = match params::filter(req) {
+        Ok(filter) => filter,
+        Err(message) => return json_error(res, StatusCode::BAD_REQUEST, &message),
+    };
     let state = app_state(depot);
     if !fresh_enough(req, state, res).await {
         return;
+    }
+    if !filter.is_empty() {
+        return search(state, &filter, &paging, res).await;
     }
     match state.page(paging.after, paging.limit).await {
         Ok(page) => {
@@ -52,6 +62,51 @@ pub async fn list(req: &mut Request, depot: &mut Depot, res: &mut Response) {
         }
         Err(error) => unavailable(res, &error),
     }
+}
+
+/// The products `filter` asks for, from Postgres (the same search as the
+/// pages'), paged as the list is, the `Link` to the next page keeping the
+/// filter.
+async fn search(state: &AppState, filter: &Filter, paging: &Paging, res: &mut Response) {
+    match state.search(filter, paging.after, paging.limit).await {
+        Ok(products) => {
+            let last = products.last().map(|p| p.id);
+            if let Some(query) = next_page(products.len(), last, paging) {
+                let mut query = query;
+                for (name, value) in filter.query() {
+                    let value = percent_encoding::utf8_percent_encode(
+                        &value,
+                        percent_encoding::NON_ALPHANUMERIC,
+                    );
+                    query.push_str(&format!("&{name}={value}"));
+                }
+                let _ = res.add_header(LINK, format!("</products?{query}>; rel=\"next\""), true);
+            }
+            match serde_json::to_vec(&products) {
+                Ok(body) => json_body(res, body),
+                Err(_) => render_failed_json(res),
+            }
+        }
+        Err(SearchError::Busy) => {
+            let _ = res.add_header(RETRY_AFTER, SEARCH_RETRY_AFTER_SECS, true);
+            json_error(
+                res,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Many searches are running right now; try again in a moment.",
+            );
+        }
+        Err(SearchError::Unavailable(error)) => unavailable(res, &error),
+    }
+}
+
+/// A product list that could not be encoded (never for the service's own
+/// products): the service's fault.
+fn render_failed_json(res: &mut Response) {
+    json_error(
+        res,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "The answer could not be encoded.",
+    );
 }
 
 /// `GET /products/{id}`: one product as JSON.

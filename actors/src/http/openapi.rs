@@ -106,6 +106,26 @@ pub struct PagingQuery {
     pub limit: Option<u64>,
 }
 
+/// `?q=`, `?manufacturer=`, `?min_price=` and `?max_price=` of `GET
+/// /products`: a search (from Postgres, paged as the list is; the `Link` to
+/// the next page keeps it).
+#[derive(Deserialize, ToParameters)]
+#[salvo(parameters(default_parameter_in = Query))]
+#[allow(dead_code)] // a description: `params::filter` parses the query
+pub struct FilterQuery {
+    /// Products whose name or manufacturer contains this text, in any case
+    /// (3 characters at least, as on the pages).
+    pub q: Option<String>,
+    /// Products of this manufacturer, whole, in any case.
+    pub manufacturer: Option<String>,
+    /// Products that cost at least this much.
+    #[salvo(parameter(minimum = 0))]
+    pub min_price: Option<i64>,
+    /// Products that cost at most this much.
+    #[salvo(parameter(minimum = 0))]
+    pub max_price: Option<i64>,
+}
+
 /// `?min_seq=` and `?wait=` of the JSON reads: read your own writes.
 #[derive(Deserialize, ToParameters)]
 #[salvo(parameters(default_parameter_in = Query))]
@@ -152,7 +172,15 @@ pub enum ListResponses {
                 {"id": 1, "name": "pen", "price": 10, "manufacturer": "bic"}
             ]))),
             ("GET /products?after=2" = (summary = "After the last product: an empty page.",
-              value = json!([])))
+              value = json!([]))),
+            ("GET /products?q=PEN" = (summary = "A search: the name or the manufacturer \
+              contains the text, in any case.", value = json!([
+                {"id": 1, "name": "pen", "price": 10, "manufacturer": "bic"}
+            ]))),
+            ("GET /products?min_price=50&manufacturer=Lego" = (summary = "By manufacturer and \
+              price.", value = json!([
+                {"id": 2, "name": "toy", "price": 100, "manufacturer": "lego"}
+            ])))
         )
     ))]
     Page(Vec<ProductBody>),

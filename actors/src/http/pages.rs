@@ -2,23 +2,17 @@
 //! rejected messages, and the error pages. The manage forms are in `manage.rs`.
 
 use super::forms::new_message_id;
-use super::params::{self, Paging, next_page};
+use super::params::{self, Paging, SEARCH_RETRY_AFTER_SECS, next_page};
 use super::respond::{error_page, render, render_failed, unavailable_page as unavailable};
 use super::state::{SearchError, app_state};
 use crate::cache::Page;
+use catalogue::filter::Filter;
 use catalogue::product::Product;
 use salvo::http::StatusCode;
 use salvo::prelude::*;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-/// The longest search text taken, in characters.
-const MAX_SEARCH_CHARS: usize = 256;
-/// The shortest: the trigram indexes serve three characters or more; a
-/// shorter text would scan every row.
-pub const MIN_SEARCH_CHARS: usize = 3;
-/// What a client is told to wait when every search connection is busy.
-const SEARCH_RETRY_AFTER_SECS: u32 = 2;
 /// Rejected messages a page shows.
 const REJECTED_PAGE: u64 = 50;
 
@@ -30,20 +24,12 @@ pub async fn index(req: &mut Request, depot: &mut Depot, res: &mut Response) {
         Ok(paging) => paging,
         Err(message) => return error_page(res, StatusCode::BAD_REQUEST, &message),
     };
-    let search: String = req
-        .queries()
-        .get("q")
-        .map(|q| q.trim().chars().take(MAX_SEARCH_CHARS).collect())
-        .unwrap_or_default();
-    if !search.is_empty() && search.chars().count() < MIN_SEARCH_CHARS {
-        return error_page(
-            res,
-            StatusCode::BAD_REQUEST,
-            &format!(
-                "A search needs at least {MIN_SEARCH_CHARS} characters: it finds the products whose name or manufacturer contains them."
-            ),
-        );
-    }
+    // The pages search by text (the box); the JSON API takes the other
+    // filters too, with the same rules.
+    let search = match params::filter(req) {
+        Ok(filter) => filter.text.unwrap_or_default(),
+        Err(message) => return error_page(res, StatusCode::BAD_REQUEST, &message),
+    };
     let state = app_state(depot);
     let (_, who) = state.who(req, res);
     // Read before the page: what is committed after it reaches the page live.
@@ -54,7 +40,10 @@ pub async fn index(req: &mut Request, depot: &mut Depot, res: &mut Response) {
             .await
             .map(Found::Page)
     } else {
-        match state.search(&search, paging.after, paging.limit).await {
+        match state
+            .search(&Filter::text(search.as_str()), paging.after, paging.limit)
+            .await
+        {
             Ok(found) => Ok(Found::Search(found)),
             Err(SearchError::Unavailable(unavailable)) => Err(unavailable),
             Err(SearchError::Busy) => {

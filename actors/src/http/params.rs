@@ -1,9 +1,13 @@
 //! Query parameters, parsed with messages a person can act on.
 
 use crate::timeouts::{FRESHNESS_WAIT, MAX_FRESHNESS_WAIT};
+use catalogue::filter::{Filter, MAX_TEXT_CHARS, MIN_TEXT_CHARS};
+use catalogue::product::{MAX_NAME_CHARS, MAX_PRICE};
 use salvo::Request;
 use std::time::Duration;
 
+/// What a client is told to wait when every search connection is busy.
+pub const SEARCH_RETRY_AFTER_SECS: u32 = 2;
 /// The most products one list request returns.
 pub const MAX_LIMIT: u64 = 1000;
 /// How many products a list request returns when it does not say.
@@ -82,6 +86,60 @@ fn parse_wait(raw: &str) -> Option<Duration> {
         Err(_) => humantime::parse_duration(raw).ok()?,
     };
     (wait <= MAX_FRESHNESS_WAIT).then_some(wait)
+}
+
+/// `?q=`, `?manufacturer=`, `?min_price=` and `?max_price=` of the lists
+/// (the pages and the JSON API alike): what to search for, or an empty
+/// filter for every product.
+pub fn filter(req: &Request) -> Result<Filter, String> {
+    let text: Option<String> = req
+        .queries()
+        .get("q")
+        .map(|q| q.trim().chars().take(MAX_TEXT_CHARS).collect::<String>())
+        .filter(|q| !q.is_empty());
+    if text
+        .as_ref()
+        .is_some_and(|q| q.chars().count() < MIN_TEXT_CHARS)
+    {
+        return Err(format!(
+            "A search needs at least {MIN_TEXT_CHARS} characters: it finds the products whose name or manufacturer contains them."
+        ));
+    }
+    let manufacturer = req
+        .queries()
+        .get("manufacturer")
+        .map(|m| m.trim().chars().take(MAX_NAME_CHARS).collect::<String>())
+        .filter(|m| !m.is_empty());
+    let price = |name: &str| -> Result<Option<i64>, String> {
+        let Some(raw) = req.queries().get(name) else {
+            return Ok(None);
+        };
+        raw.trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|price| *price <= MAX_PRICE)
+            .map(|price| Some(price as i64))
+            .ok_or_else(|| {
+                format!(
+                    "`{name}` must be a price (a whole number from 0 to {MAX_PRICE}), not {}.",
+                    quote(raw)
+                )
+            })
+    };
+    let (min_price, max_price) = (price("min_price")?, price("max_price")?);
+    if let (Some(min), Some(max)) = (min_price, max_price)
+        && min > max
+    {
+        return Err(format!(
+            "`min_price` ({min}) must not be more than `max_price` ({max})."
+        ));
+    }
+    Ok(Filter {
+        text,
+        manufacturer,
+        min_price,
+        max_price,
+    })
 }
 
 /// `?after=` and `?limit=` of the lists.

@@ -12,6 +12,7 @@ use crate::metrics::Metrics;
 use crate::names::Names;
 use crate::persistence::{self, MessageOutcome, PersistenceMsg, ReadError, RejectedMessage};
 use crate::timeouts::{PERSISTENCE_TIMEOUT, PROBE_TIMEOUT};
+use catalogue::filter::Filter;
 use catalogue::product::Product;
 use salvo::{Depot, Request, Response};
 use serde::Serialize;
@@ -159,19 +160,19 @@ impl AppState {
             .map_err(Unavailable::from)
     }
 
-    /// Up to `limit` products after `after` whose name or manufacturer
-    /// contains `text`, from Postgres.
+    /// Up to `limit` products after `after` that `filter` asks for, from
+    /// Postgres.
     pub async fn search(
         &self,
-        text: &str,
+        filter: &Filter,
         after: i64,
         limit: u64,
     ) -> Result<Vec<Product>, SearchError> {
-        let text = text.to_owned();
+        let filter = filter.clone();
         let asked = persistence::peer(&self.names)
             .ask(
                 |reply| PersistenceMsg::Search {
-                    text,
+                    filter,
                     after,
                     limit,
                     reply,
