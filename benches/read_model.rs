@@ -95,6 +95,27 @@ async fn run(
     let rss = resident_bytes().saturating_sub(rss_before);
 
     let bare = BareServer::start(&db, count).await?;
+    // The baselines answer what the service answers: the same rows.
+    let bare_rows = http
+        .get(format!("{}/html-page?after=0", bare.base))
+        .send()
+        .await?
+        .text()
+        .await?
+        .matches("<tr data-id=")
+        .count();
+    let served_rows = http
+        .get(format!("{base}/?limit=100&after=0"))
+        .send()
+        .await?
+        .text()
+        .await?
+        .matches("<tr data-id=")
+        .count();
+    anyhow::ensure!(
+        bare_rows == served_rows && served_rows == (count as usize).min(100),
+        "the HTML baseline lists {bare_rows} rows, the service {served_rows}"
+    );
     let mut rows = Vec::new();
     let random_id = move |_: u64| rand::rng().random_range(1..=count);
 
@@ -352,8 +373,26 @@ async fn bare_html_page(req: &mut Request, depot: &mut Depot, res: &mut Response
     let next = page
         .last()
         .map(|last| format!("/?after={}&limit=100", last.id));
+    // The rows as the service renders them (`product_row`, each product
+    // once), joined into the page: the same HTML the service answers.
+    let mut rows = String::new();
+    for product in &page {
+        let row = serde_json::json!({
+            "id": product.id, "name": product.name,
+            "price": product.price, "manufacturer": product.manufacturer,
+        });
+        match actors::http::views::render("product_row", row) {
+            Ok(html) => rows.push_str(&html),
+            Err(e) => {
+                return res
+                    .status_code(StatusCode::INTERNAL_SERVER_ERROR)
+                    .render(e.to_string());
+            }
+        }
+    }
     let data = serde_json::json!({
         "products": page,
+        "rows": rows,
         "next": next,
         "previous": format!("/?after={after}&limit=100"),
         "first_page": after == 0,
