@@ -18,5 +18,6 @@ mod operators;
 mod pipeline;
 mod prometheus;
 mod readiness;
+mod rejected_api;
 mod smoke;
 mod ui;

@@ -2,7 +2,7 @@
 
 use super::openapi::{
     FilterQuery, FreshnessQuery, HealthResponses, ListResponses, OneResponses, PagingQuery,
-    ProductIdPath, ReadinessResponses,
+    ProductIdPath, ReadinessResponses, RejectedQuery, RejectedResponses,
 };
 use super::params::{self, Freshness, Paging, SEARCH_RETRY_AFTER_SECS, next_page};
 use super::respond::{json_error, problem, set_applied_seq, unavailable_json as unavailable};
@@ -141,6 +141,48 @@ pub async fn one(req: &mut Request, depot: &mut Depot, res: &mut Response) {
         Err(error) => unavailable(res, &error),
     }
 }
+
+/// `GET /rejected.json`: the messages set aside, newest first, with their
+/// reasons and the start of their payloads, `limit` a page (50 unless told,
+/// 1000 at most); a full page has a `Link` to the next, older one
+/// (`?before=` its last row).
+#[endpoint(
+    tags("rejected"),
+    parameters(RejectedQuery),
+    responses(RejectedResponses)
+)]
+pub async fn rejected(req: &mut Request, depot: &mut Depot, res: &mut Response) {
+    let before = match params::before(req) {
+        Ok(before) => before,
+        Err(message) => return json_error(res, StatusCode::BAD_REQUEST, &message),
+    };
+    let limit = match params::Paging::from_request(req) {
+        Ok(paging) if req.queries().get("limit").is_some() => paging.limit,
+        Ok(_) => REJECTED_DEFAULT_LIMIT,
+        Err(message) => return json_error(res, StatusCode::BAD_REQUEST, &message),
+    };
+    match app_state(depot).rejected(before, limit).await {
+        Ok(messages) => {
+            if messages.len() as u64 == limit
+                && let Some(last) = messages.last()
+            {
+                let link = format!(
+                    "</rejected.json?before={}&limit={limit}>; rel=\"next\"",
+                    last.id
+                );
+                let _ = res.add_header(LINK, link, true);
+            }
+            match serde_json::to_vec(&messages) {
+                Ok(body) => json_body(res, body),
+                Err(_) => render_failed_json(res),
+            }
+        }
+        Err(error) => unavailable(res, &error),
+    }
+}
+
+/// Rejected messages a JSON page holds unless `?limit=` says.
+const REJECTED_DEFAULT_LIMIT: u64 = 50;
 
 /// `GET /healthz`: the process is up and answering.
 #[endpoint(tags("health"), responses(HealthResponses))]

@@ -256,6 +256,65 @@ pub struct HealthBody {
     pub status: String,
 }
 
+/// `?before=` and `?limit=` of `GET /rejected.json`.
+#[derive(Deserialize, ToParameters)]
+#[salvo(parameters(default_parameter_in = Query))]
+#[allow(dead_code)] // a description: `params::before` and `Paging` parse the query
+pub struct RejectedQuery {
+    /// Only messages set aside before the one with this row id: the last
+    /// `id` of the previous page. Absent: the newest.
+    #[salvo(parameter(minimum = 1))]
+    pub before: Option<i64>,
+    /// How many, from 1 (50 unless told); more than 1000 is taken as 1000.
+    #[salvo(parameter(minimum = 1, default = 50))]
+    pub limit: Option<u64>,
+}
+
+/// One message set aside, with why.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[salvo(schema(name = "Rejected"))]
+#[allow(dead_code)] // a description: the service serves `persistence::RejectedMessage`
+pub struct RejectedBody {
+    /// Its row: `?before=` pages past it.
+    pub id: i64,
+    /// Its sequence in the stream.
+    pub stream_seq: i64,
+    pub subject: String,
+    /// The start of its payload as text (invalid UTF-8 replaced), at most
+    /// 300 characters.
+    pub payload: String,
+    /// The payload's whole length, in bytes.
+    pub payload_len: i64,
+    /// Why it was set aside, for a person (the decoder's words, or Postgres's).
+    pub reason: String,
+    /// When, in UTC (`2026-11-26 00:12:03 UTC`).
+    pub rejected_at: String,
+}
+
+/// `GET /rejected.json`.
+#[derive(ToResponses)]
+#[allow(dead_code)] // a description: never built
+pub enum RejectedResponses {
+    /// One page of the messages set aside, newest first; a full page carries
+    /// a `Link` header to the next, older one.
+    #[salvo(response(
+        status_code = 200,
+        headers(("Link" = String, description = "`</rejected.json?before=ID&limit=LIMIT>; \
+                 rel=\"next\"`, where ID is the last row of this page; only when the page is full.")),
+        examples(
+            ("GET /rejected.json" = (summary = "The samples are valid: nothing is set aside.",
+              value = json!([])))
+        )
+    ))]
+    Page(Vec<RejectedBody>),
+    /// `before` or `limit` is not a whole number in its range.
+    #[salvo(response(status_code = 400, content_type = "application/problem+json"))]
+    BadRequest(ErrorBody),
+    /// Postgres cannot be read now; try again later.
+    #[salvo(response(status_code = 503, content_type = "application/problem+json"))]
+    Unavailable(ErrorBody),
+}
+
 /// `GET /healthz`.
 #[derive(ToResponses)]
 #[allow(dead_code)] // a description: never built

@@ -160,18 +160,9 @@ pub async fn product_page(req: &mut Request, depot: &mut Depot, res: &mut Respon
 /// page (`?before=` the last row seen).
 #[handler]
 pub async fn rejected(req: &mut Request, depot: &mut Depot, res: &mut Response) {
-    let before = match req.queries().get("before") {
-        None => None,
-        Some(raw) => match raw.trim().parse::<i64>() {
-            Ok(before) if before > 0 => Some(before),
-            _ => {
-                return error_page(
-                    res,
-                    StatusCode::BAD_REQUEST,
-                    "`before` must be the last row seen (a positive whole number).",
-                );
-            }
-        },
+    let before = match params::before(req) {
+        Ok(before) => before,
+        Err(message) => return error_page(res, StatusCode::BAD_REQUEST, &message),
     };
     let state = app_state(depot);
     let (_, who) = state.who(req, res);

@@ -142,6 +142,21 @@ pub fn filter(req: &Request) -> Result<Filter, String> {
     })
 }
 
+/// `?before=` of the rejected messages' pages (the page and the JSON): the
+/// last row seen, or `None` for the newest.
+pub fn before(req: &Request) -> Result<Option<i64>, String> {
+    match req.queries().get("before") {
+        None => Ok(None),
+        Some(raw) => match raw.trim().parse::<i64>() {
+            Ok(before) if before > 0 => Ok(Some(before)),
+            _ => Err(format!(
+                "`before` must be the last row seen (a positive whole number), not {}.",
+                quote(raw)
+            )),
+        },
+    }
+}
+
 /// `?after=` and `?limit=` of the lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Paging {

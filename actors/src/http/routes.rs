@@ -73,6 +73,7 @@ pub fn router() -> Router {
                 .get(api::list)
                 .push(Router::with_path("{id}").get(api::one)),
         )
+        .push(Router::with_path("rejected.json").get(api::rejected))
         .push(Router::with_path("healthz").get(api::healthz))
         .push(Router::with_path("readyz").get(api::readyz))
         .push(Router::with_path(openapi::PATH).get(openapi::serve))
@@ -137,9 +138,15 @@ async fn error_response(req: &mut Request, res: &mut Response) {
         _ => "The request could not be handled.",
     };
     let path = req.uri().path();
-    if ["/products", "/healthz", "/readyz", "/openapi.json"]
-        .iter()
-        .any(|api| path == *api || path.starts_with(&format!("{api}/")))
+    if [
+        "/products",
+        "/rejected.json",
+        "/healthz",
+        "/readyz",
+        "/openapi.json",
+    ]
+    .iter()
+    .any(|api| path == *api || path.starts_with(&format!("{api}/")))
     {
         respond::json_error(res, status, message);
     } else {
