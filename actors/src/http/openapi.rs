@@ -426,4 +426,28 @@ mod tests {
         let served: Vec<&String> = served.as_object().unwrap().keys().collect();
         assert_eq!(described, served);
     }
+
+    #[test]
+    fn the_described_rejected_message_is_the_served_one_field_for_field() {
+        let served = serde_json::to_value(crate::persistence::RejectedMessage {
+            id: 3,
+            stream_seq: 7,
+            subject: "events.products".into(),
+            payload: "not json".into(),
+            payload_len: 8,
+            reason: "the payload is not valid JSON".into(),
+            rejected_at: "2026-12-04 00:00:00 UTC".into(),
+        })
+        .unwrap();
+        let described: RejectedBody = serde_json::from_value(served.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&described).unwrap(), served);
+        let mut components = salvo::oapi::Components::new();
+        let _ = RejectedBody::to_schema(&mut components);
+        let Some(RefOr::Type(Schema::Object(schema))) = components.schemas.get("Rejected") else {
+            panic!("the Rejected schema is an object in the components");
+        };
+        let described: Vec<&String> = schema.properties.keys().collect();
+        let served: Vec<&String> = served.as_object().unwrap().keys().collect();
+        assert_eq!(described, served);
+    }
 }
