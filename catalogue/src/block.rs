@@ -40,15 +40,12 @@ pub fn bit_of(id: i64) -> u64 {
     1 << (id & (BLOCK_IDS - 1))
 }
 
-/// One cached product: what the API serves (its JSON, shared with its block)
-/// and what the pages show besides.
+/// One cached product: what the API serves (its JSON, shared with its block).
 #[derive(Clone, Debug)]
 pub struct Cached {
     pub id: i64,
     pub revision: i64,
-    pub stream_seq: i64,
     json: Bytes,
-    updated_at: Bytes,
 }
 
 impl Cached {
@@ -57,19 +54,11 @@ impl Cached {
         &self.json
     }
 
-    /// When this version was stored (`2026-11-26 00:12:03 UTC`).
-    pub fn updated_at(&self) -> &str {
-        // Written from a `&str` by `Block::build`.
-        std::str::from_utf8(&self.updated_at).unwrap_or_default()
-    }
-
     /// The product, read back from its JSON.
     pub fn product(&self) -> Product {
         let mut product: Product = serde_json::from_slice(&self.json)
             .expect("a block holds JSON written from a Product by serde_json");
         product.revision = self.revision;
-        product.stream_seq = self.stream_seq;
-        product.updated_at = self.updated_at().to_owned();
         product
     }
 }
@@ -78,7 +67,7 @@ impl Cached {
 #[derive(Debug, Default)]
 pub struct Block {
     items: Vec<Item>,
-    /// Each product's JSON, then its `updated_at`, one after another.
+    /// Each product's JSON, one after another.
     buffer: Bytes,
     /// This version of the block, unique in the process (0: empty).
     stamp: u64,
@@ -92,11 +81,8 @@ static NEXT_STAMP: AtomicU64 = AtomicU64::new(1);
 struct Item {
     id: i64,
     revision: i64,
-    stream_seq: i64,
-    /// The JSON is `buffer[start..middle]`, `updated_at` is `buffer[middle..end]`;
-    /// `start == end`: deleted.
+    /// The JSON is `buffer[start..end]`; `start == end`: deleted.
     start: u32,
-    middle: u32,
     end: u32,
 }
 
@@ -211,13 +197,10 @@ impl Block {
     }
 
     fn cached(&self, item: &Item) -> Cached {
-        let (start, middle, end) = (item.start as usize, item.middle as usize, item.end as usize);
         Cached {
             id: item.id,
             revision: item.revision,
-            stream_seq: item.stream_seq,
-            json: self.buffer.slice(start..middle),
-            updated_at: self.buffer.slice(middle..end),
+            json: self.buffer.slice(item.start as usize..item.end as usize),
         }
     }
 
@@ -249,14 +232,10 @@ impl Builder {
                 let start = self.offset();
                 serde_json::to_writer(&mut self.buffer, &**product)
                     .expect("a Product always serializes to JSON");
-                let middle = self.offset();
-                self.buffer.extend_from_slice(product.updated_at.as_bytes());
                 self.items.push(Item {
                     id: product.id,
                     revision: product.revision,
-                    stream_seq: product.stream_seq,
                     start,
-                    middle,
                     end: self.offset(),
                 });
             }
@@ -265,9 +244,7 @@ impl Builder {
                 self.items.push(Item {
                     id: *id,
                     revision: *revision,
-                    stream_seq: 0,
                     start: at,
-                    middle: at,
                     end: at,
                 });
             }
@@ -280,7 +257,6 @@ impl Builder {
             .extend_from_slice(&buffer[item.start as usize..item.end as usize]);
         self.items.push(Item {
             start,
-            middle: start + (item.middle - item.start),
             end: self.offset(),
             ..*item
         });
@@ -321,7 +297,7 @@ mod tests {
             attributes,
             revision,
             stream_seq: revision + 100,
-            updated_at: format!("2026-11-26 00:00:{revision:02} UTC"),
+            updated_at: format!("2026-11-26T00:00:{revision:02}.000000Z"),
             changed_by: None,
         }))
     }
@@ -342,7 +318,7 @@ mod tests {
         let cached = block.get(2).unwrap();
         assert_eq!(cached.product(), *pen);
         assert_eq!(&cached.json()[..], serde_json::to_vec(&*pen).unwrap());
-        assert_eq!(cached.updated_at(), "2026-11-26 00:00:07 UTC");
+        assert_eq!(cached.product().updated_at, "2026-11-26T00:00:07.000000Z");
         assert!(block.get(3).is_none());
     }
 

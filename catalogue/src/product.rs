@@ -75,13 +75,11 @@ pub struct Product {
     /// every later version of a row. Not served.
     #[serde(skip)]
     pub revision: i64,
-    /// The stream sequence of the message that set this version (shown on
-    /// the detail page, not served as JSON).
-    #[serde(skip)]
+    /// The stream sequence of the message that set this version: a client
+    /// that published it knows it from the JetStream ack.
     pub stream_seq: i64,
-    /// When this version was stored, in UTC (`2026-11-26 00:12:03`; shown on
-    /// the detail page, not served as JSON).
-    #[serde(skip)]
+    /// When this version was stored, by Postgres's clock, as RFC 3339 in UTC
+    /// (`2026-11-26T00:12:03.123456Z`).
     pub updated_at: String,
     /// The operator who last changed it through the web UI's forms; absent
     /// when its last message came from another publisher.

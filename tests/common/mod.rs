@@ -635,3 +635,18 @@ pub fn product(id: i64, revision: i64) -> std::sync::Arc<catalogue::product::Pro
         changed_by: None,
     })
 }
+
+/// Takes `updated_at` out of a served product (a time of this run, which no
+/// expected value can know), checked to be RFC 3339 in UTC.
+pub fn take_updated_at(product: &mut serde_json::Value) -> String {
+    let time = product
+        .as_object_mut()
+        .and_then(|product| product.remove("updated_at"))
+        .and_then(|time| time.as_str().map(str::to_owned))
+        .unwrap_or_else(|| panic!("{product} has no updated_at"));
+    assert!(
+        time.ends_with('Z') && humantime::parse_rfc3339(&time).is_ok(),
+        "updated_at {time} is not RFC 3339 in UTC"
+    );
+    time
+}

@@ -202,6 +202,36 @@ async fn every_json_route_the_router_serves_is_described_and_no_html_page_is() {
     }
 }
 
+/// Each `updated_at` in `served` (a time of this run) checked to be RFC 3339
+/// in UTC, then set to the example's, which no example can know either.
+fn stored_times_as_in(served: &mut Value, example: &Value, name: &str) {
+    match (served, example) {
+        (Value::Object(served), Value::Object(example)) => {
+            for (key, value) in served.iter_mut() {
+                let Some(expected) = example.get(key) else {
+                    continue;
+                };
+                if key == "updated_at" {
+                    let time = value.as_str().unwrap_or_default();
+                    assert!(
+                        time.ends_with('Z') && humantime::parse_rfc3339(time).is_ok(),
+                        "{name}: updated_at {value} is not RFC 3339 in UTC"
+                    );
+                    *value = expected.clone();
+                } else {
+                    stored_times_as_in(value, expected, name);
+                }
+            }
+        }
+        (Value::Array(served), Value::Array(example)) => {
+            for (value, expected) in served.iter_mut().zip(example) {
+                stored_times_as_in(value, expected, name);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Counts the examples anywhere in `value` (an `example`, or each entry of an
 /// `examples` map).
 fn count_examples(value: &Value) -> usize {
@@ -265,6 +295,7 @@ async fn every_example_in_the_description_is_what_the_service_answers() {
                                 "{name}"
                             );
                         }
+                        stored_times_as_in(&mut body, &example["value"], name);
                         assert_eq!(body, example["value"], "{name}: the service answers {body}");
                         checked += 1;
                     }

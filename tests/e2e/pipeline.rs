@@ -1,6 +1,6 @@
 //! End to end: a message published to the stream is stored, cached and served.
 
-use crate::common::{TestApp, wait_until};
+use crate::common::{TestApp, take_updated_at, wait_until};
 use entity::{products, rejected_messages};
 use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::json;
@@ -11,10 +11,11 @@ async fn a_product_from_the_go_producer_appears_on_the_page_and_in_the_json_list
     app.publish(r#"{"ID":0,"Name":"pen","Price":10,"Manufacturer":"bic"}"#)
         .await;
 
-    let list = app.wait_for_list_len(1).await;
+    let mut list = app.wait_for_list_len(1).await;
+    take_updated_at(&mut list[0]);
     assert_eq!(
         list[0],
-        json!({"id": 1, "name": "pen", "price": 10, "manufacturer": "bic"})
+        json!({"id": 1, "name": "pen", "price": 10, "manufacturer": "bic", "stream_seq": 1})
     );
 
     let (status, page) = app.get_text("/").await;

@@ -38,6 +38,11 @@
     }
   }
 
+  // As the pages show a stored time: 2026-11-26 00:12:03 UTC.
+  function shownTime(rfc3339) {
+    return String(rfc3339).replace('T', ' ').replace(/\.\d+/, '').replace('Z', ' UTC');
+  }
+
   function cell(text, className) {
     var td = document.createElement('td');
     if (className) { td.className = className; }
@@ -107,7 +112,7 @@
       price: formatter.format(product.price),
       manufacturer: product.manufacturer,
       description: product.description || 'none',
-      updated_at: product.updated_at,
+      updated_at: shownTime(product.updated_at),
       stream_seq: String(product.stream_seq),
       changed_by: product.changed_by || 'a publisher'
     };

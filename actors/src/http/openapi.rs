@@ -71,6 +71,10 @@ pub struct ErrorBody {
     pub error: String,
 }
 
+/// The `updated_at` of the products in the examples: the service answers
+/// with the time it stored them (the examples test checks that it is one).
+const EXAMPLE_TIME: &str = "2026-12-04T10:00:00.000000Z";
+
 /// A product as stored and served: the JSON of the core's
 /// `catalogue::product::Product`, which knows no web framework, described
 /// here at the edge (a test below checks that the two agree).
@@ -86,6 +90,12 @@ pub struct ProductBody {
     pub description: Option<String>,
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub attributes: Map<String, Value>,
+    /// The stream sequence of the message that set this version (the
+    /// sequence in its publisher's JetStream ack).
+    pub stream_seq: i64,
+    /// When this version was stored, by Postgres's clock: RFC 3339, in UTC.
+    #[salvo(schema(format = "date-time"))]
+    pub updated_at: String,
     /// The operator who last changed it through the web UI's forms; absent
     /// when its last message came from another publisher.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -164,22 +174,27 @@ pub enum ListResponses {
                  where LAST is the last id of this page; only when the page is full.")),
         examples(
             ("GET /products" = (summary = "The first page: both samples.", value = json!([
-                {"id": 1, "name": "pen", "price": 10, "manufacturer": "bic"},
-                {"id": 2, "name": "toy", "price": 100, "manufacturer": "lego"}
+                {"id": 1, "name": "pen", "price": 10, "manufacturer": "bic", "stream_seq": 1,
+                 "updated_at": EXAMPLE_TIME},
+                {"id": 2, "name": "toy", "price": 100, "manufacturer": "lego", "stream_seq": 2,
+                 "updated_at": EXAMPLE_TIME}
             ]))),
             ("GET /products?limit=1" = (summary = "A full page of one: it has a Link header \
               to ?after=1&limit=1.", value = json!([
-                {"id": 1, "name": "pen", "price": 10, "manufacturer": "bic"}
+                {"id": 1, "name": "pen", "price": 10, "manufacturer": "bic", "stream_seq": 1,
+                 "updated_at": EXAMPLE_TIME}
             ]))),
             ("GET /products?after=2" = (summary = "After the last product: an empty page.",
               value = json!([]))),
             ("GET /products?q=PEN" = (summary = "A search: the name or the manufacturer \
               contains the text, in any case.", value = json!([
-                {"id": 1, "name": "pen", "price": 10, "manufacturer": "bic"}
+                {"id": 1, "name": "pen", "price": 10, "manufacturer": "bic", "stream_seq": 1,
+                 "updated_at": EXAMPLE_TIME}
             ]))),
             ("GET /products?min_price=50&manufacturer=Lego" = (summary = "By manufacturer and \
               price.", value = json!([
-                {"id": 2, "name": "toy", "price": 100, "manufacturer": "lego"}
+                {"id": 2, "name": "toy", "price": 100, "manufacturer": "lego", "stream_seq": 2,
+                 "updated_at": EXAMPLE_TIME}
             ])))
         )
     ))]
@@ -213,7 +228,8 @@ pub enum OneResponses {
         status_code = 200,
         examples(
             ("GET /products/1" = (summary = "The first sample.", value = json!(
-                {"id": 1, "name": "pen", "price": 10, "manufacturer": "bic"}
+                {"id": 1, "name": "pen", "price": 10, "manufacturer": "bic", "stream_seq": 1,
+                 "updated_at": EXAMPLE_TIME}
             )))
         )
     ))]
@@ -409,7 +425,7 @@ mod tests {
                 .unwrap(),
             revision: 3,
             stream_seq: 4,
-            updated_at: "2026-12-04 00:00:00 UTC".into(),
+            updated_at: "2026-12-04T00:00:00.000000Z".into(),
             changed_by: Some("alice".into()),
         };
         let served = serde_json::to_value(&product).unwrap();

@@ -135,7 +135,7 @@ pub async fn product_page(req: &mut Request, depot: &mut Depot, res: &mut Respon
             let data = json!({
                 "product": &product,
                 "stream_seq": product.stream_seq,
-                "updated_at": product.updated_at,
+                "updated_at": shown_time(&product.updated_at),
                 "attributes": attribute_rows(&product),
                 "position": position.as_deref(),
                 "revision": product.revision,
@@ -216,4 +216,34 @@ fn attribute_rows(product: &Product) -> Vec<AttributeRow<'_>> {
             },
         })
         .collect()
+}
+
+/// A stored time (RFC 3339 in UTC, as the JSON serves it) as the pages show
+/// it: `2026-11-26 00:12:03 UTC` (`views/static/live.js` writes it the same way).
+fn shown_time(rfc3339: &str) -> String {
+    match rfc3339.split_once('T') {
+        Some((date, time)) => {
+            let time = time.trim_end_matches('Z');
+            let seconds = time.split_once('.').map_or(time, |(whole, _)| whole);
+            format!("{date} {seconds} UTC")
+        }
+        None => rfc3339.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown_time;
+
+    #[test]
+    fn a_stored_time_is_shown_to_the_second_in_utc() {
+        assert_eq!(
+            shown_time("2026-11-26T00:12:03.123456Z"),
+            "2026-11-26 00:12:03 UTC"
+        );
+        assert_eq!(
+            shown_time("2026-11-26T00:12:03Z"),
+            "2026-11-26 00:12:03 UTC"
+        );
+    }
 }

@@ -83,7 +83,7 @@ pub fn product(row: products::Model) -> Product {
         updated_at: row
             .updated_at
             .naive_utc()
-            .format("%Y-%m-%d %H:%M:%S UTC")
+            .format("%Y-%m-%dT%H:%M:%S%.6fZ")
             .to_string(),
         changed_by: row.operator,
     }
