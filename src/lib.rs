@@ -117,6 +117,7 @@ impl App {
                 max_connections: settings.database.max_connections,
                 changes: changes.clone(),
                 commits: commits.clone(),
+                retention: settings.http.changes_retention,
             },
             cache: CacheArgs {
                 names: names.clone(),

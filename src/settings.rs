@@ -339,6 +339,10 @@ impl Settings {
                 self.http.events_max_followers.to_string(),
             ),
             (
+                "CHANGES_RETENTION",
+                show_duration(self.http.changes_retention),
+            ),
+            (
                 "DATABASE_URL_FILE",
                 show_path(self.database.url_file.as_deref()),
             ),

@@ -17,7 +17,7 @@
 //!   default): it logs `invalidate cache` and catches up the same way, so
 //!   exactly what is stale is replaced or dropped, and the rest stays warm.
 //!   Correctness never depends on a signal: this catch-up finds whatever a
-//!   lost one would have announced.
+//!   lost one would have brought.
 //! - On start (and so on every restart) the cache is emptied and rebuilt from
 //!   Postgres: a snapshot to catch up from, then every product in id order.
 //!   Reads go through to Postgres meanwhile.
@@ -29,7 +29,6 @@
 //!   the writing transaction's start (`now()`), so a long write adds its own
 //!   time; a row changed by hand without setting `updated_at` shows as old.
 
-pub mod announce;
 mod breaker;
 pub mod products;
 
@@ -41,7 +40,6 @@ use crate::metrics::Metrics;
 use crate::names::{Child, Names};
 use crate::persistence::{self, PersistenceMsg, ReadError};
 use crate::timeouts::PERSISTENCE_TIMEOUT;
-pub use announce::{Announced, LIVE_BUFFER, LiveEvent};
 pub use catalogue::block::Cached;
 use catalogue::block::block_of;
 use catalogue::feed::{Changes, TooMany, Version};

@@ -7,15 +7,16 @@
 //!
 //! The routes live in `http/routes.rs`; the pages and the JSON API beside it,
 //! and the API's OpenAPI description (`/openapi.json`) in `http/openapi.rs`;
-//! the live feed in `http/live.rs`, the manage forms in `http/manage.rs`;
+//! the change stream and the snapshot in `http/changes.rs` (its shared
+//! reader in `http/tail.rs`), the manage forms in `http/manage.rs`;
 //! request ids, request metrics and `/metrics` in `http/observe.rs`.
-//! When the server stops, the live feeds end first, so that a graceful stop
+//! When the server stops, the change streams end first, so that a graceful stop
 //! does not wait on browsers that keep them open.
 
 pub mod access;
 mod api;
+mod changes;
 mod forms;
-mod live;
 mod manage;
 mod observe;
 mod openapi;
@@ -29,6 +30,7 @@ mod rows;
 pub mod session;
 mod signin;
 mod state;
+mod tail;
 mod throttle;
 pub mod views;
 
@@ -86,7 +88,7 @@ pub struct HttpArgs {
     /// Where the manage forms publish; `None` switches managing off
     /// (`UI_MANAGE=false`).
     pub manage: Option<ManageArgs>,
-    /// Live feeds (`GET /events`) open at once, at most (`EVENTS_MAX_FOLLOWERS`).
+    /// Change streams and snapshots open at once, at most (`EVENTS_MAX_FOLLOWERS`).
     pub max_followers: usize,
     /// A change feed further behind makes `/readyz` 503 (`READY_MAX_LAG`).
     pub ready_max_lag: Option<Duration>,
@@ -99,7 +101,7 @@ pub struct Http;
 
 pub struct HttpState {
     server: RunningServer,
-    /// Tells the live feeds to end when the server stops.
+    /// Tells the change streams to end when the server stops.
     closing: watch::Sender<bool>,
 }
 
@@ -148,21 +150,21 @@ impl Actor for Http {
         };
         let metrics = Metrics::new(&args.names);
         let (closing, closing_now) = watch::channel(false);
-        let service = routes::service(
-            state::AppState {
-                names: args.names.clone(),
-                health: args.health,
-                rows: rows::RowsCache::new(args.products.capacity()),
-                products: args.products,
-                manage,
-                sign_in_failures: throttle::Failures::default(),
-                followers: state::Followers::new(args.max_followers, metrics.clone()),
-                metrics,
-                ready_max_lag: args.ready_max_lag,
-                closing: closing_now,
-            },
-            &args.cors_origins,
-        );
+        let app = state::AppState {
+            names: args.names.clone(),
+            health: args.health,
+            rows: rows::RowsCache::new(args.products.capacity()),
+            products: args.products,
+            manage,
+            sign_in_failures: throttle::Failures::default(),
+            followers: state::Followers::new(args.max_followers, metrics.clone()),
+            metrics,
+            ready_max_lag: args.ready_max_lag,
+            closing: closing_now,
+            tail: tail::Tail::default(),
+        };
+        app.tail.spawn(app.clone());
+        let service = routes::service(app, &args.cors_origins);
         let task = tokio::spawn(async move {
             let error = server.try_serve(service).await.err().map(|e| e.to_string());
             let _ = myself.cast(HttpMsg::ServerExited { error });

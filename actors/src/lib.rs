@@ -20,7 +20,8 @@
 //! message on the hot path): a product, or a list page, from blocks of 64 ids
 //! kept as the JSON the API serves; a block not cached is read through from
 //! `persistence` (`Versions`).
-//! It also streams the cache's changes to the open pages (`GET /events`), and
+//! It also streams the catalogue's changes, read from Postgres, to programs
+//! and the open pages (`GET /products/changes`), and
 //! its forms publish messages to the stream (never to Postgres).
 //! Actors find each other by name ([`call::Peer`]); what they report about
 //! themselves (`/readyz` reads it) is in [`health::Health`].

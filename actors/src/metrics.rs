@@ -197,11 +197,11 @@ fn describe() {
     describe_gauge!(
         LIVE_FOLLOWERS,
         Unit::Count,
-        "Live feeds (GET /events) open now."
+        "Change streams (GET /products/changes, the live pages' included) and snapshots (GET /products.ndjson) open now."
     );
     describe_counter!(
         LIVE_REFUSED,
-        "Live feeds refused with a 503 because EVENTS_MAX_FOLLOWERS were open."
+        "Change streams and snapshots refused with a 503 because EVENTS_MAX_FOLLOWERS were open."
     );
     describe_counter!(
         SIGN_IN_FAILURES,

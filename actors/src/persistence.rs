@@ -10,6 +10,7 @@
 //! [`STATEMENT_TIMEOUT`].
 
 mod feed;
+pub mod history;
 mod listener;
 mod lookups;
 mod reads;
@@ -26,14 +27,16 @@ use crate::timeouts::{POSTGRES_CONNECT_TIMEOUT, STATEMENT_TIMEOUT};
 use catalogue::batch::{Batch, Stored};
 use catalogue::feed::{Changes, Version};
 use catalogue::filter::Filter;
+use catalogue::history::Position;
 use catalogue::product::Product;
+use history::History;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, RuntimeErr};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
-use tracing::Instrument;
+use tracing::{Instrument, info, warn};
 use writer::{Writer, WriterArgs, WriterMsg, WriterRef};
 
 pub type PersistenceRef = ActorRef<PersistenceMsg>;
@@ -74,6 +77,12 @@ pub enum ReadError {
     /// Every connection searches may use is busy with other searches.
     #[error("other searches hold every connection searches may use")]
     SearchesBusy,
+}
+
+/// How often the tombstones past the retention are pruned: a quarter of it,
+/// from once a second to once an hour.
+fn prune_every(retention: Duration) -> Duration {
+    (retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(3600))
 }
 
 /// Postgres's SQLSTATE, if Postgres answered with an error (match on these,
@@ -182,16 +191,15 @@ pub enum PersistenceMsg {
         limit: u64,
         reply: RpcReplyPort<Result<Vec<Version>, ReadError>>,
     },
-    /// From the cache, and http's live pages: every change committed since
-    /// the snapshot `since`
-    /// (none given: only the snapshot to start from).
+    /// From the cache's change feed: every change committed since the
+    /// snapshot `since` (none given: only the snapshot to start from).
     ChangesSince {
         since: Option<String>,
         /// Past this many changed rows, only the blocks are answered
         /// ([`Changes::too_many`]).
         max_rows: u64,
         /// Whether to say which blocks, past `max_rows` (a whole-table
-        /// aggregate: the cache needs it, a live page only needs to know).
+        /// aggregate: the cache needs it, a test may only need to know).
         blocks: bool,
         reply: RpcReplyPort<Result<Changes, ReadError>>,
     },
@@ -219,6 +227,27 @@ pub enum PersistenceMsg {
         id: Option<i64>,
         reply: RpcReplyPort<Result<MessageOutcome, ReadError>>,
     },
+    /// From http's change stream: up to `limit` changes after `after`.
+    History {
+        after: Position,
+        limit: u64,
+        reply: RpcReplyPort<Result<History, ReadError>>,
+    },
+    /// From http's change stream and snapshot: the end of the history served
+    /// now (what a snapshot begun now holds, and where its changes start).
+    ServedThrough {
+        reply: RpcReplyPort<Result<Position, ReadError>>,
+    },
+    /// From http's snapshot: up to `limit` products after the id `after`
+    /// whose latest change is at or before `through`.
+    SnapshotPage {
+        through: Position,
+        after: i64,
+        limit: u64,
+        reply: RpcReplyPort<Result<Vec<Product>, ReadError>>,
+    },
+    /// Its own timer: prune the tombstones older than the retention.
+    Prune,
     /// From http's readiness check: can Postgres be read?
     Ping {
         reply: RpcReplyPort<Result<(), ReadError>>,
@@ -236,6 +265,9 @@ pub struct PersistenceArgs {
     pub changes: ChangeSignal,
     /// Where the writer hands what it committed, for the cache.
     pub commits: Commits,
+    /// How long the change stream keeps a deletion's tombstone
+    /// (`CHANGES_RETENTION`): a client may resume from any younger position.
+    pub retention: Duration,
 }
 
 pub struct Persistence;
@@ -246,6 +278,7 @@ pub struct PersistenceState {
     write_queue: Arc<Semaphore>,
     /// A permit per read connection searches may hold (see [`READS_PER_SEARCH`]).
     searches: Arc<Semaphore>,
+    retention: Duration,
     _listening: listener::Listening,
 }
 
@@ -281,11 +314,13 @@ impl Actor for Persistence {
             myself.get_cell(),
         )
         .await?;
+        myself.send_interval(prune_every(args.retention), || PersistenceMsg::Prune);
         Ok(PersistenceState {
             reads,
             writer,
             write_queue: Arc::new(Semaphore::new(WRITE_QUEUE)),
             searches: Arc::new(Semaphore::new(search_permits(read_connections))),
+            retention: args.retention,
             _listening: listener::spawn(args.database_url, args.changes),
         })
     }
@@ -380,6 +415,48 @@ impl Actor for Persistence {
                 let db = state.reads.clone();
                 spawn_reply(reply, async move {
                     lookups::outcome(&db, &stream, seq, id).await
+                });
+            }
+            PersistenceMsg::History {
+                after,
+                limit,
+                reply,
+            } => {
+                let db = state.reads.clone();
+                spawn_reply(reply, async move {
+                    history::changes_after(&db, after, limit).await
+                });
+            }
+            PersistenceMsg::ServedThrough { reply } => {
+                let db = state.reads.clone();
+                spawn_reply(reply, async move { history::served_through(&db).await });
+            }
+            PersistenceMsg::SnapshotPage {
+                through,
+                after,
+                limit,
+                reply,
+            } => {
+                let db = state.reads.clone();
+                spawn_reply(reply, async move {
+                    history::snapshot_page(&db, through, after, limit).await
+                });
+            }
+            PersistenceMsg::Prune => {
+                let db = state.reads.clone();
+                let retention = state.retention;
+                tokio::spawn(async move {
+                    match history::prune(&db, retention).await {
+                        Ok(0) => {}
+                        Ok(pruned) => info!(
+                            pruned,
+                            ?retention,
+                            "pruned the change stream's old tombstones"
+                        ),
+                        Err(error) => {
+                            warn!(%error, "pruning the change stream's old tombstones failed")
+                        }
+                    }
                 });
             }
             PersistenceMsg::Ping { reply } => {

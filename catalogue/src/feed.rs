@@ -36,7 +36,9 @@ pub struct TooMany {
     pub blocks: Vec<i64>,
 }
 
-/// A deleted product: `id` is `None` when the whole table was truncated.
+/// A deleted product: `id` is `None` when the whole table was truncated, or
+/// when tombstones the reader had not seen were pruned (either way it reads
+/// everything again).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Deleted {
     pub id: Option<i64>,

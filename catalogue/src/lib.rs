@@ -10,10 +10,13 @@
 //! - how the cache keeps products (blocks of 64 ids as served JSON): [`block`]
 //! - which blocks hold products, for the list pages: [`index`]
 //! - what a search asks for: [`filter`]
+//! - the change stream for programs and the live pages: positions, changes
+//!   and one read of the history: [`history`]
 
 pub mod batch;
 pub mod block;
 pub mod feed;
 pub mod filter;
+pub mod history;
 pub mod index;
 pub mod product;

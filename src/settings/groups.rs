@@ -179,7 +179,7 @@ pub struct CacheSettings {
     pub max_bytes: u64,
 }
 
-/// The web UI and the JSON API: where they listen, and what readiness and the live feeds allow.
+/// The web UI and the JSON API: where they listen, and what readiness and the change streams allow.
 #[derive(Args, Clone, Debug)]
 pub struct HttpSettings {
     /// Address the web UI and JSON API listen on.
@@ -200,12 +200,21 @@ pub struct HttpSettings {
           action = clap::ArgAction::Set)]
     pub behind_tls: bool,
 
-    /// Live feeds (GET /events) open at once (1 to 100000); one more is
+    /// Change streams (GET /products/changes, the live pages' included) and
+    /// snapshots (GET /products.ndjson) open at once (1 to 100000); one more is
     /// answered 503 with Retry-After.
     #[arg(id = "events_max_followers",
         value_name = "EVENTS_MAX_FOLLOWERS", long = "events-max-followers", env = "EVENTS_MAX_FOLLOWERS", global = true, default_value_t = 1000,
           value_parser = number_in(bounds::EVENTS_MAX_FOLLOWERS))]
     pub events_max_followers: usize,
+
+    /// How long the change stream (GET /products/changes) keeps a deletion
+    /// (1s to 30days): a client may resume from any younger position; one
+    /// from an older one is answered 410 and starts again from a snapshot.
+    #[arg(id = "changes_retention",
+        value_name = "CHANGES_RETENTION", long = "changes-retention", env = "CHANGES_RETENTION", global = true, default_value = "7days",
+          value_parser = duration_in(bounds::CHANGES_RETENTION))]
+    pub changes_retention: Duration,
 
     /// If set, a replica whose change feed has not caught up for longer than
     /// this answers /readyz with 503 (1s to 1day; off by default: an old

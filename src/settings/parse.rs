@@ -44,6 +44,7 @@ pub mod bounds {
     pub const NATS_NAME_LEN: RangeInclusive<usize> = 1..=255;
     /// Each open feed holds a connection and a receiver of the broadcast.
     pub const EVENTS_MAX_FOLLOWERS: RangeInclusive<usize> = 1..=100_000;
+    pub const CHANGES_RETENTION: RangeInclusive<Duration> = secs(1)..=secs(30 * 86_400);
     pub const MANAGE_SESSION_IDLE: RangeInclusive<Duration> = secs(60)..=secs(86_400);
     pub const MANAGE_SESSION_MAX: RangeInclusive<Duration> = secs(60)..=secs(30 * 86_400);
 

@@ -406,6 +406,17 @@ impl TestApp {
         self.consumer().await.info().await.unwrap().clone()
     }
 
+    /// The durable consumer's state, once ingest has created it (it does so
+    /// in the background after a start).
+    pub async fn consumer_info_once_created(&self) -> Option<jetstream::consumer::Info> {
+        let stream = self.js.get_stream(&self.settings.nats.stream).await.ok()?;
+        let mut consumer: PullConsumer = stream
+            .get_consumer(&self.settings.nats.durable)
+            .await
+            .ok()?;
+        consumer.info().await.ok().cloned()
+    }
+
     pub async fn consumer(&self) -> PullConsumer {
         self.js
             .get_stream(&self.settings.nats.stream)
@@ -491,6 +502,7 @@ pub async fn spawn_persistence(
         changes: changes.clone(),
         // No cache takes them: the writer answers without waiting.
         commits: Commits::default(),
+        retention: settings.http.changes_retention,
     };
     let name = names.map(|names| names.of(actors::names::Child::Persistence));
     Actor::spawn(name, Persistence, args)

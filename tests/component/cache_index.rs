@@ -3,11 +3,10 @@
 //! 64-id blocks, where an off-by-one would show.
 
 use crate::common::product;
-use actors::cache::{LiveEvent, ProductCache};
+use actors::cache::ProductCache;
 use actors::names::Names;
 use catalogue::feed::{Deleted, Version};
 use std::collections::{BTreeMap, BTreeSet};
-use tokio::sync::broadcast::error::TryRecvError;
 
 fn cache() -> ProductCache {
     ProductCache::new(&Names::new(uuid::Uuid::new_v4().to_string()), 64 << 20)
@@ -117,23 +116,4 @@ async fn a_deletion_leaves_the_lists_and_the_count_at_once_and_an_older_write_do
     cache.put([product(64, 6)]).await;
     assert_eq!(cache.get(64).await.unwrap().unwrap().revision, 6);
     assert_eq!(cache.count(), Some(ids.len() as u64 + 1));
-}
-
-#[tokio::test]
-async fn a_write_is_announced_even_when_a_read_loaded_that_version_first() {
-    let cache = filled(&[1, 2].into()).await;
-    let mut follower = cache.follow();
-    // Another replica stored revision 7 of id 2; a read filled the block
-    // with it before the change feed brought it here.
-    cache
-        .fill(vec![Version::Stored(product(2, 7))], cache.generation())
-        .await;
-    cache.put([product(2, 7)]).await;
-    match follower.try_recv().map(|announced| announced.event.clone()) {
-        Ok(LiveEvent::Changed(changed)) => assert_eq!((changed.id, changed.revision), (2, 7)),
-        other => panic!("expected the change, got {other:?}"),
-    }
-    // The same version again (ingest's, then the feed's), and an older one: nothing.
-    cache.put([product(2, 7), product(1, 0)]).await;
-    assert!(matches!(follower.try_recv(), Err(TryRecvError::Empty)));
 }

@@ -104,6 +104,7 @@ fn every_setting_is_read_from_its_environment_variable() {
             "https://shop.example,http://localhost:3000",
         ),
         ("EVENTS_MAX_FOLLOWERS", "50", "50"),
+        ("CHANGES_RETENTION", "36h", "1day 12h"),
         ("LOG_FORMAT", "json", "json"),
     ];
     let tested: BTreeSet<String> = cases.iter().map(|(var, ..)| var.to_string()).collect();
@@ -235,6 +236,8 @@ fn each_value_out_of_range_is_refused_with_the_setting_the_value_and_the_range()
             "is not an origin",
         ),
         ("EVENTS_MAX_FOLLOWERS", "0", "1 to 100000"),
+        ("CHANGES_RETENTION", "0s", "1s to 30days"),
+        ("CHANGES_RETENTION", "31days", "1s to 30days"),
         ("DATABASE_URL_FILE", "/nonexistent/db", "cannot be read"),
         ("NATS_URL_FILE", "/nonexistent/nats", "cannot be read"),
         ("NATS_ACK_WAIT", "0s", "1s to 1h"),

@@ -409,3 +409,73 @@ async fn the_rejected_page_shows_why_a_message_was_set_aside_and_the_list_fits_a
     browser.screenshot("list-phone").await;
     browser.finish().await;
 }
+
+#[tokio::test]
+async fn a_page_whose_server_went_away_is_brought_up_to_date_when_it_comes_back() {
+    // A fixed port, so that the page's stream finds the server again where
+    // it left it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut settings = crate::common::unique_settings();
+    settings.http.addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut app = TestApp::spawn_with(settings, Default::default()).await;
+    app.publish(r#"{"id":1,"name":"pen","price":10,"manufacturer":"bic"}"#)
+        .await;
+    app.publish(r#"{"id":2,"name":"toy","price":100,"manufacturer":"lego"}"#)
+        .await;
+    app.wait_for_list_len(2).await;
+    app.wait_for_readiness("cache", true).await;
+    let browser = Browser::start().await;
+    browser.open(&format!("{}/", app.base)).await;
+    browser
+        .wait_for(
+            "the page is live",
+            "return document.getElementById('live').textContent === 'live'",
+        )
+        .await;
+    browser
+        .run("window.sameDocument = 'yes'; return null")
+        .await;
+
+    // The server goes away; meanwhile the catalogue changes (by another
+    // replica, say, or by hand).
+    app.stop().await;
+    browser
+        .wait_for(
+            "the page sees it is away",
+            "return document.getElementById('live').textContent !== 'live'",
+        )
+        .await;
+    app.sql(
+        "UPDATE products SET name = 'renamed while away' WHERE id = 2; \
+         INSERT INTO products (id, name, price, manufacturer, stream, stream_seq) \
+         VALUES (3, 'added while away', 5, 'psql', 'elsewhere', 1); \
+         DELETE FROM products WHERE id = 1",
+    )
+    .await;
+    app.restart().await;
+
+    browser
+        .wait_for(
+            "what changed while it was away shows, without a reload",
+            "return document.querySelector(\"tr[data-id='3']\") !== null \
+               && document.querySelector(\"tr[data-id='1']\") === null \
+               && document.querySelector(\"tr[data-id='2'] td:nth-child(2)\").textContent \
+                  === 'renamed while away'",
+        )
+        .await;
+    assert_eq!(
+        browser.run("return window.sameDocument").await,
+        json!("yes")
+    );
+    assert_eq!(
+        browser
+            .run("return document.getElementById('missed').hidden")
+            .await,
+        json!(true),
+        "not told to reload"
+    );
+}

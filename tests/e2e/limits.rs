@@ -1,5 +1,5 @@
 //! Bounds that keep one kind of client from taking what the others need:
-//! live feeds past `EVENTS_MAX_FOLLOWERS`, and searches past their share of
+//! change streams (the live pages') past `EVENTS_MAX_FOLLOWERS`, and searches past their share of
 //! the read connections.
 
 use crate::common::{TestApp, instance_name, lock_products, unique_settings, wait_until};
@@ -14,7 +14,7 @@ async fn a_live_feed_past_the_bound_gets_503_with_retry_after_and_the_open_ones_
     let app = TestApp::spawn_with(settings, RestartBudget::default()).await;
     let open = || {
         reqwest::Client::new()
-            .get(format!("{}/events", app.base))
+            .get(format!("{}/products/changes", app.base))
             .send()
     };
     let first = open().await.unwrap();

@@ -6,6 +6,7 @@ mod api_search;
 mod bad_input;
 mod bench_smoke;
 mod browser;
+mod changes;
 mod commands;
 mod cors;
 mod freshness;

@@ -116,7 +116,10 @@ async fn every_json_route_the_router_serves_is_described_and_no_html_page_is() {
             .unwrap()
             .to_owned();
         let operation = &description["paths"][template]["get"];
-        if content_type.starts_with("application/json") {
+        // JSON, or JSON a line (the change stream and the snapshot).
+        if content_type.starts_with("application/json")
+            || content_type.starts_with("application/x-ndjson")
+        {
             assert!(
                 operation.is_object(),
                 "GET {template} serves JSON ({content_type}) but is not described"

@@ -1,17 +1,17 @@
-//! The web UI over HTTP: the live feed (`/events`), the manage forms'
-//! protections, `UI_MANAGE=false`, and the list page's size.
+//! The web UI over HTTP: the live pages' feed (the change stream as
+//! Server-Sent Events), the manage forms' protections, `UI_MANAGE=false`,
+//! and the list page's size.
 
 use crate::common::{ALICE, DEADLINE, TestApp, no_redirect, unique_settings};
-use actors::cache::{LIVE_BUFFER, LiveEvent, ProductCache};
-use actors::names::Names;
 use actors::supervisor::RestartBudget;
 use products::settings::UiManage;
+use sea_orm::{ConnectionTrait, TransactionTrait};
 use serde_json::{Value, json};
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::time::Instant;
-use tokio::sync::broadcast::error::TryRecvError;
 
-/// One Server-Sent Events stream, read event by event.
+/// One Server-Sent Events stream of `/products/changes`, read event by event,
+/// as a browser's `EventSource` reads it.
 struct Feed {
     response: reqwest::Response,
     buffer: String,
@@ -28,7 +28,9 @@ struct Event {
 
 impl Feed {
     async fn open(app: &TestApp, path: &str, last_event_id: Option<&str>) -> Feed {
-        let mut request = reqwest::Client::new().get(format!("{}{path}", app.base));
+        let mut request = reqwest::Client::new()
+            .get(format!("{}{path}", app.base))
+            .header("accept", "text/event-stream");
         if let Some(id) = last_event_id {
             request = request.header("Last-Event-ID", id);
         }
@@ -42,32 +44,21 @@ impl Feed {
         }
     }
 
-    /// The next event (comments and `position` events skipped: their id is
-    /// kept), within [`DEADLINE`].
-    async fn next(&mut self) -> Event {
-        let until = tokio::time::Instant::now() + DEADLINE;
-        loop {
-            let event = tokio::time::timeout_at(until, self.next_any())
-                .await
-                .expect("an event other than `position` comes in time");
-            if event.name != "position" {
-                return event;
-            }
-        }
-    }
-
-    /// Events up to `hello` (what a follower is brought first), `hello` itself.
-    async fn until_hello(&mut self) -> Event {
+    /// The `change` events up to the next `up_to_date`, and that one.
+    async fn until_up_to_date(&mut self) -> (Vec<Event>, Event) {
+        let mut changes = Vec::new();
         loop {
             let event = self.next().await;
-            if event.name == "hello" {
-                return event;
+            if event.name == "up_to_date" {
+                return (changes, event);
             }
+            assert_eq!(event.name, "change", "{event:?}");
+            changes.push(event);
         }
     }
 
-    /// The next event, `position` ones included, within [`DEADLINE`].
-    async fn next_any(&mut self) -> Event {
+    /// The next event, within [`DEADLINE`].
+    async fn next(&mut self) -> Event {
         tokio::time::timeout(DEADLINE, async {
             loop {
                 if let Some(end) = self.buffer.find("\n\n") {
@@ -109,33 +100,39 @@ async fn the_feed_streams_each_write_even_one_made_by_another_writer_in_sql() {
     app.publish(r#"{"id":1,"name":"pen","price":10,"manufacturer":"bic"}"#)
         .await;
     app.wait_for_product(1).await;
-    let mut feed = Feed::open(&app, "/events", None).await;
-    let hello = feed.until_hello().await;
+    app.wait_for_readiness("cache", true).await;
+    let mut feed = Feed::open(&app, "/products/changes", None).await;
+    let (none, _) = feed.until_up_to_date().await;
+    assert!(none.is_empty(), "from now on: {none:?}");
 
     // Not through this app's ingest: what another replica (or a person)
-    // stores reaches the feed through Postgres's change feed.
+    // stores reaches the feed through Postgres.
     app.sql(
         "INSERT INTO products (id, name, price, manufacturer, stream, stream_seq) \
          VALUES (9, 'by hand', 1234, 'psql', 'elsewhere', 1)",
     )
     .await;
-    let event = feed.next().await;
-    assert_eq!(event.name, "product");
-    assert_eq!(event.data["id"], 9);
-    assert_eq!(event.data["name"], "by hand");
-    assert_eq!(event.data["count"], 2);
-    let revision = event.data["revision"].as_i64().unwrap();
-    // Ids are positions (Postgres snapshots), not revisions.
-    assert_eq!(hello.id.split(':').count(), 3, "{}", hello.id);
+    let (changes, up_to_date) = feed.until_up_to_date().await;
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    let change = &changes[0];
+    assert_eq!(change.data["op"], "upsert");
+    assert_eq!(change.data["product"]["id"], 9);
+    assert_eq!(change.data["product"]["name"], "by hand");
+    // Its id is its position (what `Last-Event-ID` resumes from).
+    assert_eq!(change.id, change.data["position"]);
+    assert_eq!(up_to_date.id, up_to_date.data["position"]);
 
     app.publish(r#"{"id":9,"deleted":true}"#).await;
-    let event = feed.next().await;
+    let (changes, _) = feed.until_up_to_date().await;
     assert_eq!(
-        (event.data["id"].clone(), event.data["deleted"].clone()),
-        (json!(9), json!(true))
+        (changes[0].data["op"].clone(), changes[0].data["id"].clone()),
+        (json!("delete"), json!(9))
     );
-    assert_eq!(event.data["count"], 1);
-    assert!(event.data["revision"].as_i64().unwrap() > revision);
+    // The count the page shows comes with `up_to_date`, once the cache has it.
+    let mut count = Value::Null;
+    while count != json!(1) {
+        count = feed.until_up_to_date().await.1.data["count"].clone();
+    }
 }
 
 #[tokio::test]
@@ -145,8 +142,9 @@ async fn a_follower_that_comes_back_behind_gets_what_it_missed_and_one_up_to_dat
     app.publish(r#"{"id":1,"name":"pen","price":10,"manufacturer":"bic"}"#)
         .await;
     app.wait_for_product(1).await;
-    let mut feed = Feed::open(&app, "/events", None).await;
-    let position = feed.until_hello().await.id;
+    app.wait_for_readiness("cache", true).await;
+    let mut feed = Feed::open(&app, "/products/changes", None).await;
+    let position = feed.until_up_to_date().await.1.id;
     drop(feed);
 
     // While it is away: a change, and a deletion.
@@ -158,131 +156,59 @@ async fn a_follower_that_comes_back_behind_gets_what_it_missed_and_one_up_to_dat
     })
     .await;
 
-    let mut behind = Feed::open(&app, "/events", Some(&position)).await;
-    let mut missed = Vec::new();
-    loop {
-        let event = behind.next().await;
-        if event.name == "hello" {
-            break;
-        }
-        missed.push(event);
-    }
-    missed.sort_by_key(|event| event.data["id"].as_i64());
+    // The browser comes back with the last id it saw.
+    let mut behind = Feed::open(&app, "/products/changes", Some(&position)).await;
+    let (mut missed, _) = behind.until_up_to_date().await;
+    missed.sort_by_key(|event| {
+        event.data["product"]["id"]
+            .as_i64()
+            .or(event.data["id"].as_i64())
+    });
     assert_eq!(missed.len(), 2, "{missed:?}");
-    assert_eq!(missed[0].data["deleted"], true, "{missed:?}");
-    assert_eq!(missed[1].data["name"], "toy", "{missed:?}");
-    // `hello` moved its position past them: coming back from there, nothing again.
+    assert_eq!(missed[0].data["op"], "delete", "{missed:?}");
+    assert_eq!(missed[1].data["product"]["name"], "toy", "{missed:?}");
+    // Coming back from where that left it: nothing again.
     let caught_up = behind.last_id.clone();
     assert_ne!(caught_up, position);
     drop(behind);
-    let mut up_to_date = Feed::open(&app, "/events", Some(&caught_up)).await;
-    assert_eq!(
-        up_to_date.next().await.name,
-        "hello",
-        "nothing to bring again"
-    );
-    // The page's own position (`?since=`) works the same way, and one that
-    // is not a position is told to reload.
-    let mut from_page = Feed::open(
-        &app,
-        &format!("/events?since={}", urlencode(&position)),
-        None,
-    )
-    .await;
-    assert_eq!(from_page.next().await.name, "product");
-    assert_eq!(
-        Feed::open(&app, "/events?since=0", None)
-            .await
-            .next()
-            .await
-            .name,
-        "reload"
-    );
+    let mut up_to_date = Feed::open(&app, "/products/changes", Some(&caught_up)).await;
+    let (again, _) = up_to_date.until_up_to_date().await;
+    assert!(again.is_empty(), "nothing to bring again: {again:?}");
+    // The page's own position (`?after=`) works the same way.
+    let mut from_page =
+        Feed::open(&app, &format!("/products/changes?after={position}"), None).await;
+    assert_eq!(from_page.until_up_to_date().await.0.len(), 2);
 }
 
 #[tokio::test]
-async fn a_change_committed_after_a_later_revision_still_reaches_a_follower_that_reconnects() {
+async fn a_follower_that_does_not_read_misses_nothing_once_it_reads_again() {
     let app = TestApp::spawn().await;
-    app.publish(r#"{"id":1,"name":"pen","price":10,"manufacturer":"bic"}"#)
-        .await;
-    app.wait_for_product(1).await;
-    let mut feed = Feed::open(&app, "/events", None).await;
-    feed.until_hello().await;
+    app.wait_for_readiness("cache", true).await;
+    let mut feed = Feed::open(&app, "/products/changes", None).await;
+    feed.until_up_to_date().await;
 
-    // A writes product 1 first (the lower revision) but commits last.
+    // A hundred and fifty commits while it reads nothing: more batches than
+    // the shared reader keeps for it, so it reads its way back from Postgres.
     let db = app.db().await;
-    let a = sea_orm::TransactionTrait::begin(&db).await.unwrap();
-    sea_orm::ConnectionTrait::execute_unprepared(
-        &a,
-        "UPDATE products SET name = 'written first, committed last' WHERE id = 1",
-    )
-    .await
-    .unwrap();
-    app.sql(
-        "INSERT INTO products (id, name, price, manufacturer, stream, stream_seq) \
-         VALUES (2, 'written last, committed first', 1, 'psql', 'elsewhere', 1)",
-    )
-    .await;
-    let b = feed.next().await;
-    assert_eq!(b.data["id"], 2);
-    // The feed's position moves past B (A still in progress), the page goes
-    // away there, and A commits meanwhile.
-    let before_b = b.id.clone();
-    loop {
-        let event = feed.next_any().await;
-        if event.name == "position" && event.id != before_b {
-            break;
+    for id in 1..=150 {
+        let txn = db.begin().await.unwrap();
+        txn.execute_unprepared(&format!(
+            "INSERT INTO products (id, name, price, manufacturer, stream, stream_seq) \
+             VALUES ({id}, 'p{id}', {id}, 'm', 'test', {id})"
+        ))
+        .await
+        .unwrap();
+        txn.commit().await.unwrap();
+    }
+    let mut seen: BTreeMap<i64, usize> = BTreeMap::new();
+    while seen.len() < 150 {
+        for change in feed.until_up_to_date().await.0 {
+            *seen
+                .entry(change.data["product"]["id"].as_i64().unwrap())
+                .or_default() += 1;
         }
     }
-    let last_seen = feed.last_id.clone();
-    drop(feed);
-    a.commit().await.unwrap();
-
-    let mut back = Feed::open(&app, "/events", Some(&last_seen)).await;
-    let event = back.next().await;
-    assert_eq!(event.name, "product", "A's change, not a hello: {event:?}");
-    assert_eq!(event.data["id"], 1);
-    assert_eq!(event.data["name"], "written first, committed last");
-    back.until_hello().await;
-    assert_ne!(back.last_id, last_seen, "its position moved past A");
-}
-
-fn urlencode(text: &str) -> String {
-    text.replace(':', "%3A").replace(',', "%2C")
-}
-
-#[tokio::test]
-async fn a_follower_that_does_not_read_keeps_at_most_the_buffer_and_learns_it_lost_some() {
-    let products = ProductCache::new(&Names::new(uuid::Uuid::new_v4().to_string()), 1 << 20);
-    let mut follower = products.follow();
-    let count = LIVE_BUFFER as i64 + 50;
-    for id in 1..=count {
-        products.put([crate::common::product(id, id)]).await;
-    }
-    // The oldest were dropped for it: it is told how many, which the feed
-    // turns into `reload`.
-    match follower.try_recv() {
-        Err(TryRecvError::Lagged(lost)) => assert_eq!(lost, 50),
-        other => panic!("expected a lag, got {other:?}"),
-    }
-    let mut kept = 0;
-    while let Ok(event) = follower.try_recv() {
-        assert!(matches!(event.event, LiveEvent::Changed(_)));
-        kept += 1;
-    }
-    assert_eq!(kept, LIVE_BUFFER);
-}
-
-#[tokio::test]
-async fn a_repeated_write_of_the_same_version_is_not_announced_again() {
-    let products = ProductCache::new(&Names::new(uuid::Uuid::new_v4().to_string()), 1 << 20);
-    let mut follower = products.follow();
-    let product = crate::common::product(1, 5);
-    products.put([Arc::clone(&product)]).await;
-    // Ingest's own write, then the change feed's: one change.
-    products.put([Arc::clone(&product)]).await;
-    assert!(follower.try_recv().is_ok());
-    assert!(matches!(follower.try_recv(), Err(TryRecvError::Empty)));
+    assert!(seen.values().all(|&times| times == 1), "{seen:?}");
 }
 
 #[tokio::test]

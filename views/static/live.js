@@ -1,5 +1,5 @@
-// Live updates for the list and detail pages, from the service's own feed of
-// committed writes (GET /events, Server-Sent Events). The pages work without
+// Live updates for the list and detail pages, from the change stream
+// (GET /products/changes, as Server-Sent Events). The pages work without
 // it; this only keeps an open page current. Values are written with
 // textContent, never as markup.
 (function () {
@@ -11,13 +11,6 @@
   }
   var indicator = document.getElementById('live');
   var formatter = new Intl.NumberFormat('en-US');
-  // The newest revision shown of each id: an event not newer (one brought
-  // again after a reconnect) changes nothing.
-  var shown = {};
-  var article = document.getElementById('product');
-  if (article && article.dataset.revision) {
-    shown[article.dataset.id] = Number(article.dataset.revision);
-  }
 
   function status(text, state) {
     if (!indicator) { return; }
@@ -70,7 +63,6 @@
     if (!table) { return; }
     var rows = table.tBodies[0];
     var row = rows.querySelector('tr[data-id="' + product.id + '"]');
-    setCount(product.count);
     if (product.deleted) {
       if (row) { row.remove(); }
       return;
@@ -128,15 +120,37 @@
     article.classList.add('fresh');
   }
 
-  var position = body.dataset.position;
-  var source = new EventSource(position ? '/events?since=' + encodeURIComponent(position) : '/events');
-  source.addEventListener('open', function () { status('live', 'on'); });
-  source.addEventListener('error', function () { status('reconnecting…', 'off'); });
-  source.addEventListener('reload', missed);
-  source.addEventListener('product', function (event) {
-    var product = JSON.parse(event.data);
-    if (shown[product.id] >= product.revision) { return; }
-    shown[product.id] = product.revision;
-    if (kind === 'list') { onList(product); } else { onProduct(product); }
-  });
+  // The change stream, as Server-Sent Events: from the page's own position
+  // (what it shows), then each change as it is committed. The browser
+  // resumes a dropped connection from the last position it saw
+  // (Last-Event-ID); a stream that cannot be opened (too many open, or the
+  // page is older than the history kept) is tried again a few times, then
+  // the page says it may be out of date.
+  var last = body.dataset.position;
+  var failures = 0;
+  function open() {
+    var source = new EventSource(last ? '/products/changes?after=' + encodeURIComponent(last)
+      : '/products/changes');
+    source.addEventListener('open', function () { failures = 0; status('live', 'on'); });
+    source.addEventListener('error', function () {
+      status('reconnecting…', 'off');
+      if (source.readyState !== EventSource.CLOSED) { return; }
+      failures += 1;
+      if (failures > 3) { missed(); return; }
+      window.setTimeout(open, 5000);
+    });
+    source.addEventListener('up_to_date', function (event) {
+      var data = JSON.parse(event.data);
+      last = data.position;
+      setCount(data.count);
+    });
+    source.addEventListener('change', function (event) {
+      var change = JSON.parse(event.data);
+      last = change.position;
+      if (change.op === 'clear') { missed(); return; }
+      var product = change.op === 'upsert' ? change.product : { id: change.id, deleted: true };
+      if (kind === 'list') { onList(product); } else { onProduct(product); }
+    });
+  }
+  open();
 }());

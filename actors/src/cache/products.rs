@@ -25,17 +25,12 @@
 //!   evicted. Its bits are cleared only from a block's own contents, so it
 //!   may name an id that is gone (until that block is next read), never miss
 //!   one that is there.
-//! - Every version that reaches it from a write (`put`, `delete`, which ingest
-//!   and the change feed call) is announced on a bounded broadcast
-//!   ([`LiveEvent`]), which the live pages follow, unless it is older than
-//!   the cached one or was announced already (the same version comes from
-//!   ingest and then from the feed). So every replica announces every
-//!   committed write, whoever stored it. Loads that only fill the cache (a
-//!   rebuild, a read-through) announce nothing, and hide nothing from the
-//!   writes that follow them.
+//! - Each time the change feed moves ([`ProductCache::caught_up_to`]) it
+//!   says so on a watch ([`ProductCache::moved`]): http's change stream reads
+//!   the new history from Postgres then, once for every page and program
+//!   that follows it.
 
 use super::CacheError;
-use super::announce::{Announced, LIVE_BUFFER, LiveEvent};
 use super::breaker::Breaker;
 use crate::call::Peer;
 use crate::metrics::Metrics;
@@ -49,23 +44,14 @@ use catalogue::product::Product;
 use futures::StreamExt;
 use moka::future::Cache as Moka;
 use moka::ops::compute::{CompResult, Op};
-use std::collections::HashMap;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
-use tokio::sync::broadcast;
+use std::sync::{Arc, RwLock};
+use tokio::sync::watch;
 
 /// What moka keeps per entry besides the block itself (its key, its
 /// bookkeeping, the `Arc`), counted in each entry's weight.
 const ENTRY_OVERHEAD: usize = 160;
-
-/// How long the last revision announced of an id is kept: the same version
-/// written twice within this is announced once.
-const RECENT_FOR: Duration = Duration::from_secs(10);
-/// The ids kept at most (past it, the oldest half is forgotten; a version
-/// written again after that may be announced twice).
-const RECENT_IDS: usize = 1 << 18;
 
 /// The versions written since start get this share of the budget, on top of
 /// the blocks' (1/8).
@@ -95,9 +81,8 @@ pub struct ProductCache {
     persistence: Peer<PersistenceMsg>,
     /// Reads through fail at once while Postgres fails, but for one probe.
     breaker: Arc<Breaker>,
-    live: broadcast::Sender<Arc<Announced>>,
-    /// The revision last announced of each id written recently, and when.
-    recent: Arc<Mutex<HashMap<i64, (i64, Instant)>>>,
+    /// Counts the change feed's moves (see [`ProductCache::moved`]).
+    moved: Arc<watch::Sender<u64>>,
     /// Raised by every `clear`: a read begun before it is not kept.
     generation: Arc<AtomicU64>,
     /// The change feed's position: the Postgres snapshot of the last
@@ -123,8 +108,7 @@ impl ProductCache {
             index: Arc::default(),
             persistence: persistence::peer(names),
             breaker: Arc::default(),
-            live: broadcast::Sender::new(LIVE_BUFFER),
-            recent: Arc::default(),
+            moved: Arc::new(watch::Sender::new(0)),
             generation: Arc::default(),
             position: Arc::default(),
             metrics: Metrics::new(names),
@@ -196,7 +180,7 @@ impl ProductCache {
     }
 
     /// Writes: keeps each product unless a newer version of it is cached
-    /// already, and announces those it kept to the live pages.
+    /// already.
     pub async fn put(&self, products: impl IntoIterator<Item = Arc<Product>>) {
         self.write(products.into_iter().map(Version::Stored)).await;
     }
@@ -246,10 +230,7 @@ impl ProductCache {
                 .push(version);
         }
         for (key, versions) in by_block {
-            let (current, cached) = self.write_block(key, versions).await;
-            for version in current {
-                self.announce_once(version);
-            }
+            let (_, cached) = self.write_block(key, versions).await;
             if !cached && !self.index_complete() {
                 // A rebuild is filling the cache from reads made before this
                 // write: read the block now (the write is committed), so that
@@ -345,35 +326,6 @@ impl ProductCache {
             }
         }
         Ok(Arc::new(Block::new(versions)))
-    }
-
-    /// Announces `version` unless a version of its id as new was announced
-    /// in the last [`RECENT_FOR`]: ingest's own write and the change feed's
-    /// bring the same version twice, and a read that filled the cache in
-    /// between must not hide it, so this, not the cache's contents, decides.
-    /// Checked and sent under one lock, so one id's events go out in
-    /// revision order.
-    fn announce_once(&self, version: Version) {
-        let (id, revision) = (version.id(), version.revision());
-        let now = Instant::now();
-        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-        if recent
-            .get(&id)
-            .is_some_and(|&(announced, at)| announced >= revision && now - at < RECENT_FOR)
-        {
-            return;
-        }
-        if recent.len() >= RECENT_IDS {
-            recent.retain(|_, &mut (_, at)| now - at < RECENT_FOR);
-            if recent.len() >= RECENT_IDS / 2 {
-                let mut ages: Vec<Instant> = recent.values().map(|&(_, at)| at).collect();
-                let middle = ages.len() / 2;
-                let (_, &mut median, _) = ages.select_nth_unstable(middle);
-                recent.retain(|_, &mut (_, at)| at > median);
-            }
-        }
-        recent.insert(id, (revision, now));
-        self.announce(version.into());
     }
 
     /// A load (a rebuild): every version of one block's ids, merged into what
@@ -482,15 +434,15 @@ impl ProductCache {
         }
     }
 
-    /// A receiver of every change announced from now on (at most
-    /// [`LIVE_BUFFER`] unread).
-    pub fn follow(&self) -> broadcast::Receiver<Arc<Announced>> {
-        self.live.subscribe()
+    /// Changes each time the change feed moves: Postgres has committed
+    /// changes this replica has applied (the change stream reads them then).
+    pub fn moved(&self) -> watch::Receiver<u64> {
+        self.moved.subscribe()
     }
 
     /// Where the change feed stands: every change committed before this
-    /// Postgres snapshot has been applied (and announced, or loaded by the
-    /// rebuild that began there). `None` until the first rebuild.
+    /// Postgres snapshot has been applied (or loaded by the rebuild that
+    /// began there). `None` until the first rebuild.
     pub fn position(&self) -> Option<Arc<str>> {
         self.position
             .read()
@@ -499,11 +451,11 @@ impl ProductCache {
     }
 
     /// The change feed has applied everything committed before `snapshot`:
-    /// a page starts from there, and the live followers are told.
+    /// a page starts from there, and the change stream is told to read.
     pub fn caught_up_to(&self, snapshot: &str) {
-        let position: Arc<str> = Arc::from(snapshot);
-        *self.position.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(&position));
-        self.announce(LiveEvent::Position(position));
+        *self.position.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::from(snapshot));
+        self.moved
+            .send_modify(|moves| *moves = moves.wrapping_add(1));
     }
 
     /// The `after` of the page of `limit` products that ends just before the
@@ -520,11 +472,6 @@ impl ProductCache {
         self.index.read().unwrap_or_else(|e| e.into_inner()).count()
     }
 
-    fn announce(&self, event: LiveEvent) {
-        // No follower: nobody to tell.
-        let _ = self.live.send(Announced::new(event));
-    }
-
     /// Forgets everything (on a cache restart, or after a TRUNCATE), the
     /// versions written since start included: reads go to Postgres until a
     /// rebuild has filled it again.
@@ -533,13 +480,11 @@ impl ProductCache {
         self.blocks.invalidate_all();
         self.written.invalidate_all();
         *self.index.write().unwrap_or_else(|e| e.into_inner()) = Index::default();
-        self.announce(LiveEvent::Reload);
     }
 
     /// Reads the blocks `keys` again from Postgres, whole (the change feed
-    /// had more changes than one read takes: these blocks hold them), and
-    /// tells the live pages to reload, since these changes come without an
-    /// event each. Fails if a block cannot be read (the caller tries again).
+    /// had more changes than one read takes: these blocks hold them). Fails
+    /// if a block cannot be read (the caller tries again).
     pub async fn reload(&self, keys: &[i64]) -> Result<(), CacheError> {
         let mut reads = futures::stream::iter(keys.iter().copied())
             .map(|key| async move {
@@ -554,7 +499,6 @@ impl ProductCache {
         while let Some(read) = reads.next().await {
             read?;
         }
-        self.announce(LiveEvent::Reload);
         Ok(())
     }
 

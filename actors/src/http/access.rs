@@ -8,7 +8,7 @@
 //!   header (`X-Forwarded-User` by default), taken only from the proxy
 //!   addresses configured (`MANAGE_TRUSTED_PROXIES`), never from anyone else.
 //!
-//! Reads (the pages, the JSON API, `/events`) need no operator.
+//! Reads (the pages, the JSON API, the change stream) need no operator.
 
 use super::session::{self, Lifetimes, Session, SessionKey};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};

@@ -331,6 +331,88 @@ pub enum RejectedResponses {
     Unavailable(ErrorBody),
 }
 
+/// `?after=` of `GET /products/changes`.
+#[derive(Deserialize, ToParameters)]
+#[salvo(parameters(default_parameter_in = Query))]
+#[allow(dead_code)] // a description: `changes::changes` parses the query
+pub struct ChangesQuery {
+    /// The position to follow from: the last `position` the client saw (a
+    /// change's, an `up_to_date`'s, or a snapshot's `Products-Position`);
+    /// `0` is the start of the history. Absent: only the changes from now
+    /// on. A browser's `Last-Event-ID` header, when sent, takes its place.
+    #[salvo(parameter(pattern = r"^[0-9]+(\.[0-9]+)?$"))]
+    pub after: Option<String>,
+}
+
+/// One line of the change stream (or the data of one event):
+/// `{"position": "812.7", "op": "upsert", "product": {…}}`,
+/// `{"position": "813.7", "op": "delete", "id": 7}`,
+/// `{"position": "814.0", "op": "clear"}` (every product was deleted), or
+/// `{"position": "814", "op": "up_to_date"}` (everything up to here was sent).
+#[derive(Serialize, Deserialize, ToSchema)]
+#[salvo(schema(name = "Change"))]
+#[allow(dead_code)] // a description: the service writes `catalogue::history::Event`
+pub struct ChangeBody {
+    /// Where the change is in the history: resume after it with `?after=`.
+    pub position: String,
+    /// `upsert`, `delete`, `clear` or `up_to_date`.
+    pub op: String,
+    /// With `upsert`: the product as it is now.
+    pub product: Option<ProductBody>,
+    /// With `delete`: the product deleted.
+    pub id: Option<i64>,
+}
+
+/// `GET /products/changes`.
+#[derive(ToResponses)]
+#[allow(dead_code)] // a description: never built
+pub enum ChangesResponses {
+    /// Every change after the position, in position order, each product's
+    /// latest, then each new change as it is committed: one JSON object a
+    /// line (`application/x-ndjson`), or, to a client that accepts
+    /// `text/event-stream`, Server-Sent Events named `change` and
+    /// `up_to_date` with the position as their id. An `up_to_date` follows
+    /// the changes that brought the stream up to date, and comes every 15
+    /// seconds besides. Resumed from the last position seen, the stream
+    /// misses nothing and repeats nothing.
+    #[salvo(response(
+        status_code = 200,
+        content_type = ["application/x-ndjson", "text/event-stream"]
+    ))]
+    Stream(ChangeBody),
+    /// `after` is not a position this service writes.
+    #[salvo(response(status_code = 400, content_type = "application/problem+json"))]
+    BadRequest(ErrorBody),
+    /// The history after `after` is older than the retention
+    /// (`CHANGES_RETENTION`): start again from `/products.ndjson` (the
+    /// problem says so in `snapshot`, and the oldest position kept in `horizon`).
+    #[salvo(response(status_code = 410, content_type = "application/problem+json"))]
+    Gone(ErrorBody),
+    /// Postgres cannot be read now, or too many streams are open
+    /// (`Retry-After` says when to try again).
+    #[salvo(response(status_code = 503, content_type = "application/problem+json"))]
+    Unavailable(ErrorBody),
+}
+
+/// `GET /products.ndjson`.
+#[derive(ToResponses)]
+#[allow(dead_code)] // a description: never built
+pub enum SnapshotResponses {
+    /// Every product, one JSON object a line, in id order, as of the
+    /// position in `Products-Position`: follow `/products/changes?after=`
+    /// that position, and the snapshot and those changes make the catalogue
+    /// (a product changed while the snapshot streams comes with the changes).
+    #[salvo(response(
+        status_code = 200,
+        content_type = "application/x-ndjson",
+        headers(("Products-Position" = String, description = "The snapshot's position."))
+    ))]
+    Snapshot(ProductBody),
+    /// Postgres cannot be read now, or too many streams are open.
+    #[salvo(response(status_code = 503, content_type = "application/problem+json"))]
+    Unavailable(ErrorBody),
+}
+
 /// `GET /healthz`.
 #[derive(ToResponses)]
 #[allow(dead_code)] // a description: never built

@@ -4,9 +4,10 @@
 use super::forms::new_message_id;
 use super::params::{self, Paging, SEARCH_RETRY_AFTER_SECS, next_page};
 use super::respond::{error_page, render, render_failed, unavailable_page as unavailable};
-use super::state::{SearchError, app_state};
+use super::state::{AppState, SearchError, app_state};
 use crate::cache::Page;
 use catalogue::filter::Filter;
+use catalogue::history::Position;
 use catalogue::product::Product;
 use salvo::http::StatusCode;
 use salvo::prelude::*;
@@ -33,7 +34,7 @@ pub async fn index(req: &mut Request, depot: &mut Depot, res: &mut Response) {
     let state = app_state(depot);
     let (_, who) = state.who(req, res);
     // Read before the page: what is committed after it reaches the page live.
-    let position = state.products.position();
+    let position = live_position(state);
     let found = if search.is_empty() {
         state
             .page(paging.after, paging.limit)
@@ -107,7 +108,7 @@ pub async fn index(req: &mut Request, depot: &mut Depot, res: &mut Response) {
         "count": if search.is_empty() { state.products.count() } else { None },
         "q": search,
         "searching": !search.is_empty(),
-        "position": position.as_deref(),
+        "position": position,
         "after": paging.after,
         // The page shows every id up to the end when it is not full: new
         // products may appear at its end.
@@ -127,7 +128,7 @@ pub async fn product_page(req: &mut Request, depot: &mut Depot, res: &mut Respon
         Err(message) => return error_page(res, StatusCode::BAD_REQUEST, &message),
     };
     let state = app_state(depot);
-    let position = state.products.position();
+    let position = live_position(state);
     match state.product(id).await {
         Ok(Some(product)) => {
             let (operator, who) = state.who(req, res);
@@ -137,7 +138,7 @@ pub async fn product_page(req: &mut Request, depot: &mut Depot, res: &mut Respon
                 "stream_seq": product.stream_seq,
                 "updated_at": shown_time(&product.updated_at),
                 "attributes": attribute_rows(&product),
-                "position": position.as_deref(),
+                "position": position,
                 "revision": product.revision,
                 "manage": csrf.is_some(),
                 "csrf": csrf,
@@ -216,6 +217,15 @@ fn attribute_rows(product: &Product) -> Vec<AttributeRow<'_>> {
             },
         })
         .collect()
+}
+
+/// Where the page's live updates start (`views/static/live.js` follows the
+/// change stream from here): a position the cache had applied everything
+/// before when the page was read. `None` until the cache is rebuilt (the
+/// page then follows from the time it opens the stream).
+fn live_position(state: &AppState) -> Option<String> {
+    let snapshot = state.products.position()?;
+    Position::seen_by(&snapshot).map(|position| position.to_string())
 }
 
 /// A stored time (RFC 3339 in UTC, as the JSON serves it) as the pages show

@@ -3,7 +3,7 @@
 
 use super::state::AppState;
 use super::views::Assets;
-use super::{api, live, manage, observe, openapi, pages, respond, signin};
+use super::{api, changes, manage, observe, openapi, pages, respond, signin};
 use crate::timeouts::REQUEST_TIMEOUT;
 use salvo::affix_state;
 use salvo::catcher::Catcher;
@@ -14,7 +14,7 @@ use salvo::serve_static::static_embed;
 use salvo::timeout::Timeout;
 use std::sync::Arc;
 
-/// Scripts, styles and the live feed only from this origin, never inline;
+/// Scripts, styles and the change stream only from this origin, never inline;
 /// forms post only here.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
      style-src 'self'; img-src 'self'; connect-src 'self'; base-uri 'none'; \
@@ -50,7 +50,6 @@ pub fn router() -> Router {
         .get(pages::index)
         .push(Router::with_path("product").get(pages::product_page))
         .push(Router::with_path("rejected").get(pages::rejected))
-        .push(Router::with_path("events").get(live::events))
         .push(
             Router::with_path("signin")
                 .get(signin::form)
@@ -66,13 +65,19 @@ pub fn router() -> Router {
                 .push(Router::with_path("sent").get(manage::sent)),
         )
         .push(
-            // `ETag` on every product answer (the product's revision, or a
-            // hash of a list page), and `If-None-Match` answered with 304.
             Router::with_path("products")
-                .hoop(salvo::caching_headers::ETag::new())
-                .get(api::list)
-                .push(Router::with_path("{id}").get(api::one)),
+                .push(Router::with_path("changes").get(changes::changes))
+                .push(
+                    // `ETag` on every product answer (the product's revision,
+                    // or a hash of a list page), and `If-None-Match` answered
+                    // with 304.
+                    Router::new()
+                        .hoop(salvo::caching_headers::ETag::new())
+                        .get(api::list)
+                        .push(Router::with_path("{id}").get(api::one)),
+                ),
         )
+        .push(Router::with_path("products.ndjson").get(changes::snapshot))
         .push(Router::with_path("rejected.json").get(api::rejected))
         .push(Router::with_path("healthz").get(api::healthz))
         .push(Router::with_path("readyz").get(api::readyz))
@@ -92,12 +97,17 @@ fn cors(origins: &[String]) -> Option<salvo::cors::CorsHandler> {
     }
     let cors = Cors::new()
         .allow_methods(vec![salvo::http::Method::GET, salvo::http::Method::HEAD])
-        .allow_headers(vec![header::IF_NONE_MATCH, header::ACCEPT])
+        .allow_headers(vec![
+            header::IF_NONE_MATCH,
+            header::ACCEPT,
+            header::HeaderName::from_static("last-event-id"),
+        ])
         .expose_headers(vec![
             header::ETAG,
             header::LINK,
             header::RETRY_AFTER,
             header::HeaderName::from_static(respond::APPLIED_SEQ),
+            header::HeaderName::from_static(changes::POSITION),
             header::HeaderName::from_static("x-request-id"),
         ])
         .max_age(600);
@@ -140,6 +150,7 @@ async fn error_response(req: &mut Request, res: &mut Response) {
     let path = req.uri().path();
     if [
         "/products",
+        "/products.ndjson",
         "/rejected.json",
         "/healthz",
         "/readyz",

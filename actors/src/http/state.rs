@@ -4,15 +4,18 @@
 use super::access::{Access, Operator};
 use super::publisher::Publisher;
 use super::rows::RowsCache;
+use super::tail::Tail;
 use super::throttle::Failures;
 use crate::cache::{CacheError, Cached, Page, ProductCache};
 use crate::call::CallError;
 use crate::health::{Health, IngestHealth};
 use crate::metrics::Metrics;
 use crate::names::Names;
+use crate::persistence::history::History;
 use crate::persistence::{self, MessageOutcome, PersistenceMsg, ReadError, RejectedMessage};
 use crate::timeouts::{PERSISTENCE_TIMEOUT, PROBE_TIMEOUT};
 use catalogue::filter::Filter;
+use catalogue::history::Position;
 use catalogue::product::Product;
 use salvo::{Depot, Request, Response};
 use serde::Serialize;
@@ -34,12 +37,14 @@ pub struct AppState {
     pub manage: Option<Arc<Managing>>,
     /// Recent failed sign-ins, per name and per address.
     pub sign_in_failures: Failures,
-    /// The open live feeds, and how many more may open.
+    /// The open change streams, and how many more may open.
     pub followers: Followers,
+    /// The newest history, read once for every open change stream.
+    pub tail: Tail,
     pub metrics: Metrics,
     /// `READY_MAX_LAG`: a change feed further behind makes `/readyz` 503.
     pub ready_max_lag: Option<std::time::Duration>,
-    /// Becomes `true` when the server stops: the live feeds end, so that a
+    /// Becomes `true` when the server stops: the change streams end, so that a
     /// graceful stop does not wait for them.
     pub closing: watch::Receiver<bool>,
 }
@@ -50,7 +55,7 @@ pub struct Managing {
     pub publisher: Publisher,
 }
 
-/// The open live feeds: a permit each, at most `EVENTS_MAX_FOLLOWERS`.
+/// The open change streams and snapshots: a permit each, at most `EVENTS_MAX_FOLLOWERS`.
 #[derive(Clone)]
 pub struct Followers {
     permits: Arc<Semaphore>,
@@ -202,17 +207,34 @@ impl AppState {
         }
     }
 
-    /// Every change committed after the position `since`, from Postgres (at
-    /// most `max_rows`: past it, only which blocks changed).
-    pub async fn changes_since(
+    /// Up to `limit` changes after `after`, from Postgres.
+    pub async fn history(&self, after: Position, limit: u64) -> Result<History, Unavailable> {
+        self.persistence(|reply| PersistenceMsg::History {
+            after,
+            limit,
+            reply,
+        })
+        .await
+    }
+
+    /// Where the history served now ends.
+    pub async fn served_through(&self) -> Result<Position, Unavailable> {
+        self.persistence(|reply| PersistenceMsg::ServedThrough { reply })
+            .await
+    }
+
+    /// A page of the snapshot at `through`: up to `limit` products after the
+    /// id `after` whose latest change is at or before it.
+    pub async fn snapshot_page(
         &self,
-        since: String,
-        max_rows: u64,
-    ) -> Result<catalogue::feed::Changes, Unavailable> {
-        self.persistence(|reply| PersistenceMsg::ChangesSince {
-            since: Some(since),
-            max_rows,
-            blocks: false,
+        through: Position,
+        after: i64,
+        limit: u64,
+    ) -> Result<Vec<Product>, Unavailable> {
+        self.persistence(|reply| PersistenceMsg::SnapshotPage {
+            through,
+            after,
+            limit,
             reply,
         })
         .await

@@ -38,10 +38,14 @@ pub async fn changes_since(
         )
         .await?;
     let backend = txn.get_database_backend();
+    // `pruned`: a tombstone `since` may not have seen was pruned (the change
+    // stream's retention, `history::prune`): the reader cannot know which
+    // products it deleted, and reads everything again, as after a TRUNCATE.
     let read = txn
-        .query_one_raw(Statement::from_string(
+        .query_one_raw(Statement::from_sql_and_values(
             backend,
-            "SELECT pg_current_snapshot()::text AS snapshot, clock_timestamp() AS read_at",
+            "SELECT pg_current_snapshot()::text AS snapshot, clock_timestamp() AS read_at,                     coalesce((SELECT horizon_xid >= pg_snapshot_xmin($1::pg_snapshot)                               FROM product_history), false) AS pruned",
+            [since.map(str::to_owned).into()],
         ))
         .await?
         .ok_or_else(|| DbErr::RecordNotFound("pg_current_snapshot()".into()))?;
@@ -54,6 +58,14 @@ pub async fn changes_since(
         txn.commit().await?;
         return Ok(changes);
     };
+    if read.try_get::<bool>("", "pruned")? {
+        changes.deleted.push(Deleted {
+            id: None,
+            revision: 0,
+        });
+        txn.commit().await?;
+        return Ok(changes);
+    }
     const UNSEEN: &str = "(changed_by = ANY (ARRAY(SELECT pg_snapshot_xip($1::pg_snapshot))) \
           OR changed_by >= pg_snapshot_xmax($1::pg_snapshot))";
     let limit = i64::try_from(max_rows).unwrap_or(i64::MAX);
