@@ -1,6 +1,6 @@
 //! The command line: `products [serve]`, `products produce`, `products smoke`,
-//! `products migrate`, `products hash-password`, `products healthcheck`,
-//! `products config`.
+//! `products rejected replay`, `products migrate`, `products hash-password`,
+//! `products healthcheck`, `products config`.
 
 use crate::settings::Settings;
 use clap::{Parser, Subcommand};
@@ -50,6 +50,11 @@ pub enum Command {
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
         timeout: Duration,
     },
+    /// The messages set aside (rejected): `products rejected replay --id N`.
+    Rejected {
+        #[command(subcommand)]
+        action: RejectedAction,
+    },
     /// Create the database if it is missing and apply the migrations, then exit.
     Migrate,
     /// Write an operator's line for MANAGE_USERS_FILE: reads a password
@@ -68,4 +73,20 @@ pub enum Command {
     /// Check the settings and print them as `VAR=value` lines (credentials
     /// redacted), then exit: what `serve` would run with.
     Config,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum RejectedAction {
+    /// Publish a rejected message again, once its cause is fixed: the
+    /// original, read whole from the stream by its sequence, to its subject
+    /// with a new Nats-Msg-Id; then say what became of it (stored, set aside
+    /// again with the reason, or not yet). Exits non-zero unless it is stored.
+    Replay {
+        /// The rejected message's id (the `id` of /rejected.json).
+        #[arg(long)]
+        id: i64,
+        /// How long to wait for the service to store it or set it aside.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        wait: Duration,
+    },
 }

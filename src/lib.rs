@@ -21,6 +21,7 @@ pub mod cli;
 pub mod database;
 pub mod operators;
 pub mod produce;
+pub mod replay;
 pub mod settings;
 pub mod smoke;
 pub mod telemetry;

@@ -1,5 +1,6 @@
+use actors::persistence::MessageOutcome;
 use clap::{CommandFactory, Parser};
-use products::cli::{Cli, Command};
+use products::cli::{Cli, Command, RejectedAction};
 use products::produce::Source;
 use products::settings::LogFormat;
 use std::process::ExitCode;
@@ -77,6 +78,21 @@ async fn run(mut cli: Cli) -> anyhow::Result<()> {
                 Ok(()) => Ok(()),
                 Err(reason) => {
                     eprintln!("products at {addr} is not healthy: {reason}");
+                    std::process::exit(1);
+                }
+            }
+        }
+        Command::Rejected {
+            action: RejectedAction::Replay { id, wait },
+        } => {
+            let replay = products::replay::run(&cli.settings, id, wait).await?;
+            match replay.outcome {
+                MessageOutcome::Stored { .. } => {
+                    println!("{replay}");
+                    Ok(())
+                }
+                _ => {
+                    eprintln!("{replay}");
                     std::process::exit(1);
                 }
             }

@@ -119,3 +119,82 @@ pub async fn publish(
         .await
         .map_err(|e| PublishError::Publish(e.into()))
 }
+
+/// Why a message could not be published again ([`republish`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error(
+        "the stream that held it ({held_by}) was deleted since; the stream is now {now}, \
+         whose sequence {seq} is another message"
+    )]
+    StreamChanged {
+        held_by: String,
+        now: String,
+        seq: u64,
+    },
+    #[error("message {0} is no longer in the stream (its limits removed it)")]
+    NotInStream(u64),
+    #[error("the stream cannot be read")]
+    Read(#[source] async_nats::Error),
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+}
+
+/// A message published again.
+#[derive(Debug, Clone)]
+pub struct Republished {
+    /// The stream's identity and the new message's sequence in it.
+    pub stream: String,
+    pub seq: u64,
+    /// The message, as the stream held it.
+    pub payload: Bytes,
+}
+
+/// Publishes the message `seq` of `stream` again (a message set aside, once
+/// its cause is fixed): read whole from the stream by its sequence, to the
+/// same subject, with the id `message_id`, naming `operator` (none: the
+/// operator the original named, if it did). `held_by` is the identity of the
+/// stream that held it ([`identity`]): a stream created again since holds
+/// other messages at that sequence, which are never taken for it.
+pub async fn republish(
+    js: &jetstream::Context,
+    stream: &str,
+    held_by: &str,
+    seq: u64,
+    message_id: &str,
+    operator: Option<&str>,
+) -> Result<Republished, ReplayError> {
+    let read = |e: async_nats::Error| ReplayError::Read(e);
+    let handle = js.get_stream(stream).await.map_err(|e| read(e.into()))?;
+    let now = identity(&handle).await.map_err(read)?;
+    if now != held_by {
+        return Err(ReplayError::StreamChanged {
+            held_by: held_by.to_owned(),
+            now,
+            seq,
+        });
+    }
+    let original = handle
+        .get_raw_message(seq)
+        .await
+        .map_err(|e| match e.kind() {
+            jetstream::stream::RawMessageErrorKind::NoMessageFound => ReplayError::NotInStream(seq),
+            _ => read(e.into()),
+        })?;
+    let named = original
+        .headers
+        .get(OPERATOR_HEADER)
+        .map(|value| value.as_str().to_owned());
+    let message = Outgoing {
+        subject: original.subject.as_str(),
+        payload: original.payload.clone(),
+        message_id,
+        operator: operator.or(named.as_deref()),
+    };
+    let ack = publish(js, message).await?;
+    Ok(Republished {
+        stream: now,
+        seq: ack.sequence,
+        payload: original.payload,
+    })
+}

@@ -17,6 +17,7 @@ mod reads;
 mod store;
 pub mod writer;
 
+pub use lookups::{outcome, rejected_one};
 pub use reads::product;
 
 use crate::call::Peer;
@@ -135,6 +136,9 @@ impl StoreError {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RejectedMessage {
     pub id: i64,
+    /// The identity of the stream that held it (`jetstream::identity`).
+    #[serde(skip)]
+    pub stream: String,
     pub stream_seq: i64,
     pub subject: String,
     /// The start of the payload as text (invalid UTF-8 replaced), at most
@@ -217,6 +221,11 @@ pub enum PersistenceMsg {
         before: Option<i64>,
         limit: u64,
         reply: RpcReplyPort<Result<Vec<RejectedMessage>, ReadError>>,
+    },
+    /// From http's replay form: the rejected message with the row id `id`.
+    RejectedOne {
+        id: i64,
+        reply: RpcReplyPort<Result<Option<RejectedMessage>, ReadError>>,
     },
     /// From http's manage pages: what became of the message `seq` of the
     /// stream `stream` (its identity), which named the product `id` (none:
@@ -405,6 +414,10 @@ impl Actor for Persistence {
                     reply,
                     async move { lookups::rejected(&db, before, limit).await },
                 );
+            }
+            PersistenceMsg::RejectedOne { id, reply } => {
+                let db = state.reads.clone();
+                spawn_reply(reply, async move { lookups::rejected_one(&db, id).await });
             }
             PersistenceMsg::Outcome {
                 stream,

@@ -20,5 +20,6 @@ mod pipeline;
 mod prometheus;
 mod readiness;
 mod rejected_api;
+mod replay;
 mod smoke;
 mod ui;

@@ -21,6 +21,7 @@ use super::product_form::{FormValues, render_form};
 use super::publisher::Publisher;
 use super::respond::{error_page, render};
 use super::state::{Managing, app_state};
+use crate::jetstream::ReplayError;
 use crate::persistence::MessageOutcome;
 use bytes::Bytes;
 use salvo::http::StatusCode;
@@ -173,6 +174,75 @@ pub async fn delete(req: &mut Request, depot: &mut Depot, res: &mut Response) {
         Some(id),
     )
     .await;
+}
+
+/// `POST /manage/replay`: publishes a rejected message again (once its cause
+/// is fixed), read whole from the stream by its sequence, with the form's
+/// new `Nats-Msg-Id`, then shows what became of it.
+#[handler]
+pub async fn replay(req: &mut Request, depot: &mut Depot, res: &mut Response) {
+    let Some((managing, operator)) = signed_in(req, depot, res) else {
+        return;
+    };
+    let Some(fields) = forms::checked(req, res, &managing.access, &operator, &[]).await else {
+        return;
+    };
+    let row = match params::product_id(Some(fields.get("id")).filter(|id| !id.is_empty())) {
+        Ok(Some(row)) => row,
+        Ok(None) => {
+            return error_page(res, StatusCode::BAD_REQUEST, "Which message? No id given.");
+        }
+        Err(message) => return error_page(res, StatusCode::BAD_REQUEST, &message),
+    };
+    let Some(message_id) = message_id(&fields, res) else {
+        return;
+    };
+    let rejected = match app_state(depot).rejected_one(row).await {
+        Ok(Some(rejected)) => rejected,
+        Ok(None) => {
+            let message = format!("There is no rejected message {row}.");
+            return error_page(res, StatusCode::NOT_FOUND, &message);
+        }
+        Err(error) => return super::respond::unavailable_page(res, &error),
+    };
+    let seq = u64::try_from(rejected.stream_seq).unwrap_or_default();
+    match managing
+        .publisher
+        .republish(&rejected.stream, seq, &message_id, &operator.name)
+        .await
+    {
+        Ok(republished) => {
+            tracing::info!(operator = %operator.name, rejected = row, original_seq = seq,
+                stream = %republished.stream, seq = republished.seq, "a rejected message was published again");
+            let id = catalogue::product::decode(&republished.payload)
+                .ok()
+                .and_then(|update| update.id());
+            let mut query = url_query(&[
+                ("stream", republished.stream.as_str()),
+                ("seq", &republished.seq.to_string()),
+            ]);
+            if let Some(id) = id {
+                query.push_str(&format!("&id={id}"));
+            }
+            res.render(Redirect::other(format!("/manage/sent?{query}")));
+        }
+        Err(error @ (ReplayError::StreamChanged { .. } | ReplayError::NotInStream(_))) => {
+            error_page(
+                res,
+                StatusCode::GONE,
+                &format!("This message cannot be published again: {error}."),
+            );
+        }
+        Err(error) => {
+            let reason = chain(&error);
+            tracing::warn!(operator = %operator.name, %reason, "a rejected message could not be published again");
+            error_page(
+                res,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The message could not be published again right now. Please go back and try again.",
+            );
+        }
+    }
 }
 
 /// The form's `Nats-Msg-Id` (a new one if it has none); a malformed one is

@@ -529,6 +529,7 @@ mod tests {
     fn the_described_rejected_message_is_the_served_one_field_for_field() {
         let served = serde_json::to_value(crate::persistence::RejectedMessage {
             id: 3,
+            stream: "PRODUCTS@2026-12-04T00:00:00Z".into(),
             stream_seq: 7,
             subject: "events.products".into(),
             payload: "not json".into(),

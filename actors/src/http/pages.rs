@@ -166,9 +166,20 @@ pub async fn rejected(req: &mut Request, depot: &mut Depot, res: &mut Response) 
         Err(message) => return error_page(res, StatusCode::BAD_REQUEST, &message),
     };
     let state = app_state(depot);
-    let (_, who) = state.who(req, res);
+    let (operator, who) = state.who(req, res);
+    // A signed-in operator may publish each one again (a form each, with
+    // its own message id).
+    let csrf = operator.map(|(managing, operator)| managing.access.csrf_token(&operator));
     match state.rejected(before, REJECTED_PAGE).await {
         Ok(messages) => {
+            let rows: Vec<Value> = messages
+                .iter()
+                .map(|message| {
+                    let mut row = json!(message);
+                    row["message_id"] = json!(new_message_id());
+                    row
+                })
+                .collect();
             let next = (messages.len() as u64 == REJECTED_PAGE)
                 .then(|| {
                     messages
@@ -177,10 +188,11 @@ pub async fn rejected(req: &mut Request, depot: &mut Depot, res: &mut Response) 
                 })
                 .flatten();
             let data = json!({
-                "messages": messages,
+                "messages": rows,
                 "next": next,
                 "first_page": before.is_none(),
                 "who": who,
+                "csrf": csrf,
             });
             render(res, StatusCode::OK, "rejected", data);
         }

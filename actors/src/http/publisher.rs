@@ -2,7 +2,7 @@
 //! to JetStream ([`crate::jetstream`]), with the form's `Nats-Msg-Id` and the
 //! operator's name in a header.
 
-use crate::jetstream::{self, Outgoing, PublishError, Start};
+use crate::jetstream::{self, Outgoing, PublishError, ReplayError, Republished, Start};
 use crate::secret::SecretUrl;
 use async_nats::jetstream::Context;
 use bytes::Bytes;
@@ -66,6 +66,28 @@ impl Publisher {
                 .map_err(PublishError::Publish)?;
             Ok((identity, ack.sequence))
         };
+        tokio::time::timeout(PUBLISH_TIMEOUT, work)
+            .await
+            .map_err(|_| PublishError::TimedOut(PUBLISH_TIMEOUT))?
+    }
+
+    /// Publishes the message `seq` again, read whole from the stream `held_by`
+    /// (see [`jetstream::republish`]), naming `operator`.
+    pub async fn republish(
+        &self,
+        held_by: &str,
+        seq: u64,
+        message_id: &str,
+        operator: &str,
+    ) -> Result<Republished, ReplayError> {
+        let work = jetstream::republish(
+            &self.js,
+            &self.stream,
+            held_by,
+            seq,
+            message_id,
+            Some(operator),
+        );
         tokio::time::timeout(PUBLISH_TIMEOUT, work)
             .await
             .map_err(|_| PublishError::TimedOut(PUBLISH_TIMEOUT))?

@@ -62,6 +62,7 @@ pub fn router() -> Router {
                 .push(Router::with_path("edit").get(manage::edit_form))
                 .push(Router::with_path("save").post(manage::save))
                 .push(Router::with_path("delete").post(manage::delete))
+                .push(Router::with_path("replay").post(manage::replay))
                 .push(Router::with_path("sent").get(manage::sent)),
         )
         .push(

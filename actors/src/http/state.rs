@@ -254,6 +254,12 @@ impl AppState {
         .await
     }
 
+    /// The rejected message with the row id `id`, from Postgres.
+    pub async fn rejected_one(&self, id: i64) -> Result<Option<RejectedMessage>, Unavailable> {
+        self.persistence(|reply| PersistenceMsg::RejectedOne { id, reply })
+            .await
+    }
+
     /// What became of a message a form published.
     pub async fn outcome(
         &self,

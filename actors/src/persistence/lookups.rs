@@ -96,23 +96,39 @@ pub async fn rejected(
         .all(db)
         .await?
         .into_iter()
-        .map(|row| RejectedMessage {
-            id: row.id,
-            stream_seq: row.stream_seq,
-            subject: row.subject,
-            payload: String::from_utf8_lossy(&row.payload)
-                .chars()
-                .take(REJECTED_PREVIEW_CHARS)
-                .collect(),
-            payload_len: row.payload_len,
-            reason: row.reason,
-            rejected_at: row
-                .rejected_at
-                .naive_utc()
-                .format("%Y-%m-%d %H:%M:%S UTC")
-                .to_string(),
-        })
+        .map(rejected_message)
         .collect())
+}
+
+/// The rejected message with the row id `id`, if there is one.
+pub async fn rejected_one(
+    db: &DatabaseConnection,
+    id: i64,
+) -> Result<Option<RejectedMessage>, ReadError> {
+    Ok(rejected_messages::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .map(rejected_message))
+}
+
+fn rejected_message(row: rejected_messages::Model) -> RejectedMessage {
+    RejectedMessage {
+        id: row.id,
+        stream: row.stream,
+        stream_seq: row.stream_seq,
+        subject: row.subject,
+        payload: String::from_utf8_lossy(&row.payload)
+            .chars()
+            .take(REJECTED_PREVIEW_CHARS)
+            .collect(),
+        payload_len: row.payload_len,
+        reason: row.reason,
+        rejected_at: row
+            .rejected_at
+            .naive_utc()
+            .format("%Y-%m-%d %H:%M:%S UTC")
+            .to_string(),
+    }
 }
 
 /// What became of the message `seq` of `stream`, which named the product
