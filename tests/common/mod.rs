@@ -417,14 +417,24 @@ impl TestApp {
         consumer.info().await.ok().cloned()
     }
 
+    /// The durable consumer, once ingest has created it (in the background
+    /// after a start: a test may ask before it has).
     pub async fn consumer(&self) -> PullConsumer {
-        self.js
-            .get_stream(&self.settings.nats.stream)
-            .await
-            .unwrap()
-            .get_consumer(&self.settings.nats.durable)
-            .await
-            .expect("the durable consumer exists")
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let found = match self.js.get_stream(&self.settings.nats.stream).await {
+                Ok(stream) => stream.get_consumer(&self.settings.nats.durable).await.ok(),
+                Err(_) => None,
+            };
+            if let Some(consumer) = found {
+                return consumer;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the durable consumer exists within {DEADLINE:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 
