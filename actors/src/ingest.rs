@@ -83,6 +83,37 @@ pub struct IngestState {
     metrics: Metrics,
     /// Samples the consumer's lag while `source` is set up.
     lag_sampler: Option<LagSampler>,
+    /// The next batch, pulled while the one before it is stored.
+    next: Option<Prefetch>,
+}
+
+/// A pull begun ahead: the stream's identity and the messages. Dropping it
+/// stops the pull (messages it had taken stay unacked, and come again after
+/// the ack wait).
+struct Prefetch(JoinHandle<Result<(String, Vec<jetstream::Message>), async_nats::Error>>);
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Prefetch {
+    fn start(stream: &stream::Stream, consumer: &PullConsumer, max: usize) -> Self {
+        let (stream, consumer) = (stream.clone(), consumer.clone());
+        Self(tokio::spawn(async move {
+            let messages = source::next_batch(&consumer, max).await?;
+            if messages.is_empty() {
+                return Ok((String::new(), messages));
+            }
+            Ok((crate::jetstream::identity(&stream).await?, messages))
+        }))
+    }
+
+    /// Its batch, once pulled.
+    async fn pulled(&mut self) -> Result<(String, Vec<jetstream::Message>), async_nats::Error> {
+        (&mut self.0).await?
+    }
 }
 
 /// The task that samples the consumer's lag; dropping it stops the task (also
@@ -173,6 +204,7 @@ impl Actor for Ingest {
         Ok(IngestState {
             metrics: Metrics::new(&args.names),
             lag_sampler: None,
+            next: None,
             names: args.names,
             config: args.config,
             health: args.health,
@@ -199,6 +231,14 @@ impl Actor for Ingest {
         _myself: IngestRef,
         state: &mut IngestState,
     ) -> Result<(), ActorProcessingErr> {
+        // The batch pulled ahead is finished too, as the one in flight was:
+        // stored and answered, so that nothing is left delivered but unacked.
+        if let Some(mut ahead) = state.next.take()
+            && let Ok(Ok((stream_id, messages))) = timeout(PULL_TIMEOUT, ahead.pulled()).await
+            && !messages.is_empty()
+        {
+            state.store_and_answer(stream_id, messages).await;
+        }
         // Acks are buffered by the client: send them before the connection closes.
         match timeout(Duration::from_secs(2), state.client.flush()).await {
             Ok(Ok(())) => {}
@@ -258,16 +298,21 @@ impl IngestState {
             myself.cast(IngestMsg::Connect)?;
             return Ok(());
         };
+        let max = self.config.batch_size;
+        let mut pulling = match self.next.take() {
+            Some(pulling) => pulling,
+            None => Prefetch::start(stream, consumer, max),
+        };
         // A pull request whose connection died under it never ends by itself.
-        let pulled = timeout(PULL_TIMEOUT, async {
-            let messages = source::next_batch(consumer, self.config.batch_size).await?;
-            if messages.is_empty() {
-                return Ok((String::new(), messages));
-            }
-            Ok((crate::jetstream::identity(stream).await?, messages))
-        })
-        .await
-        .unwrap_or_else(|_| Err("the pull request got no answer".into()));
+        let pulled = timeout(PULL_TIMEOUT, pulling.pulled())
+            .await
+            .unwrap_or_else(|_| Err("the pull request got no answer".into()));
+        // Stored in order of pulling, the next batch is pulled meanwhile
+        // (the newest stream sequence of an id wins whatever the order, so a
+        // batch redelivered after a later one is stored changes nothing).
+        if pulled.as_ref().is_ok_and(|(_, messages)| !messages.is_empty()) {
+            self.next = Some(Prefetch::start(stream, consumer, max));
+        }
         match pulled {
             Ok((_, messages)) if messages.is_empty() => {
                 myself.cast(IngestMsg::Pull)?;
@@ -290,6 +335,16 @@ impl IngestState {
                 if delay.is_zero() {
                     myself.cast(IngestMsg::Pull)?;
                 } else {
+                    // Postgres failed: what was pulled ahead waits as long
+                    // as the batch that failed, told so, not past its ack wait.
+                    if let Some(mut ahead) = self.next.take()
+                        && ahead.0.is_finished()
+                        && let Ok((_, messages)) = ahead.pulled().await
+                    {
+                        for message in &messages {
+                            let _ = message.ack_with(AckKind::Nak(Some(delay))).await;
+                        }
+                    }
                     myself.send_after(delay, || IngestMsg::Pull);
                 }
                 Ok(())
@@ -301,6 +356,7 @@ impl IngestState {
                 warn!(%error, retry_in = ?delay, "cannot pull from the consumer");
                 self.source = None;
                 self.lag_sampler = None;
+                self.next = None;
                 self.health
                     .update_ingest(|h| h.consumer_problem = Some(error.to_string()));
                 myself.send_after(delay, || IngestMsg::Connect);
