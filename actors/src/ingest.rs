@@ -310,7 +310,10 @@ impl IngestState {
         // Stored in order of pulling, the next batch is pulled meanwhile
         // (the newest stream sequence of an id wins whatever the order, so a
         // batch redelivered after a later one is stored changes nothing).
-        if pulled.as_ref().is_ok_and(|(_, messages)| !messages.is_empty()) {
+        if pulled
+            .as_ref()
+            .is_ok_and(|(_, messages)| !messages.is_empty())
+        {
             self.next = Some(Prefetch::start(stream, consumer, max));
         }
         match pulled {
