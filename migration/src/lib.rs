@@ -9,6 +9,7 @@ mod m20261126_000004_add_product_deletion_and_search;
 mod m20261204_000005_add_product_operator;
 mod m20261204_000006_assign_free_product_ids;
 mod m20261205_000007_add_product_history;
+mod m20261205_000008_stamp_updates_only;
 
 pub struct Migrator;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000005_add_product_operator::Migration),
             Box::new(m20261204_000006_assign_free_product_ids::Migration),
             Box::new(m20261205_000007_add_product_history::Migration),
+            Box::new(m20261205_000008_stamp_updates_only::Migration),
         ]
     }
 }
