@@ -6,7 +6,8 @@
 //! 100000), `BENCH_IDS` and `BENCH_VERSIONS` (the backlog of updates, default
 //! 10000 ids × 10 versions), `BENCH_FRESHNESS_SECONDS` (default 10);
 //! `BENCH_PG_SOCKET=/var/run/postgresql` reaches Postgres over its Unix socket
-//! instead of TCP. A test runs the same code with a few hundred messages
+//! instead of TCP; `BENCH_BATCH_SIZE` sets `INGEST_BATCH_SIZE` (the service's
+//! and the bare loops' batches; default 500). A test runs the same code with a few hundred messages
 //! (`tests/e2e/bench_smoke.rs`), so that it cannot rot.
 
 #[path = "throughput/bench.rs"]
@@ -28,6 +29,9 @@ async fn main() -> anyhow::Result<()> {
         freshness_seconds: env_or("BENCH_FRESHNESS_SECONDS", 10),
         read_seconds: env_or("BENCH_READ_SECONDS", 5),
         pg_socket: std::env::var("BENCH_PG_SOCKET").ok(),
+        batch_size: std::env::var("BENCH_BATCH_SIZE")
+            .ok()
+            .and_then(|size| size.parse().ok()),
     };
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let report = bench::run(&plan).await?;

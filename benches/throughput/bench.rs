@@ -46,6 +46,8 @@ pub struct Plan {
     pub read_seconds: u64,
     /// A Unix socket directory to reach Postgres by, instead of TCP.
     pub pg_socket: Option<String>,
+    /// `INGEST_BATCH_SIZE` for the service and the bare loops (none: the default).
+    pub batch_size: Option<u16>,
 }
 
 /// Ids of the updated products start above this, apart from the all-new ones.
@@ -571,6 +573,9 @@ fn settings(plan: &Plan) -> Settings {
     settings.nats.stream_subjects = vec![format!("bench_{id}.>")];
     settings.nats.subject = format!("bench_{id}.products");
     settings.nats.durable = format!("bench_{id}");
+    if let Some(size) = plan.batch_size {
+        settings.ingest.batch_size = size;
+    }
     settings
 }
 

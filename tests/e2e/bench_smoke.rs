@@ -17,6 +17,7 @@ async fn the_benchmark_runs_to_its_end_on_a_few_hundred_messages() {
         freshness_seconds: 1,
         read_seconds: 1,
         pg_socket: None,
+        batch_size: None,
     };
     let report = bench::run(&plan).await.expect("the benchmark ran");
     assert!(!report.freshness.samples.is_empty());
