@@ -163,7 +163,8 @@ impl Actor for Http {
             closing: closing_now,
             tail: tail::Tail::default(),
         };
-        app.tail.spawn(app.clone());
+        app.tail
+            .spawn(app.names.clone(), app.products.moved(), app.closing.clone());
         let service = routes::service(app, &args.cors_origins);
         let task = tokio::spawn(async move {
             let error = server.try_serve(service).await.err().map(|e| e.to_string());

@@ -12,8 +12,11 @@
 //! batches, or the tail began after it) reads from Postgres itself until it
 //! is up to date again. While no stream is open it reads nothing.
 
-use super::state::AppState;
+use crate::call::CallError;
+use crate::names::Names;
 use crate::persistence::history::History;
+use crate::persistence::{self, PersistenceMsg, ReadError};
+use crate::timeouts::PERSISTENCE_TIMEOUT;
 use catalogue::history::Position;
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,16 +59,58 @@ impl Tail {
         self.sender.subscribe()
     }
 
-    /// Reads the history for the streams until the server closes.
-    pub fn spawn(&self, app: AppState) {
+    /// Reads the history for the streams (from `names`'s persistence) each
+    /// time `moved` changes, until `closing` is `true`.
+    pub fn spawn(&self, names: Names, moved: watch::Receiver<u64>, closing: watch::Receiver<bool>) {
         let sender = self.sender.clone();
-        tokio::spawn(run(sender, app));
+        tokio::spawn(run(sender, Reader(names), moved, closing));
     }
 }
 
-async fn run(sender: broadcast::Sender<Arc<Batch>>, app: AppState) {
-    let mut moved = app.products.moved();
-    let mut closing: watch::Receiver<bool> = app.closing.clone();
+/// Why the tail could not read.
+#[derive(Debug, thiserror::Error)]
+enum ReadFailed {
+    #[error(transparent)]
+    Call(#[from] CallError),
+    #[error(transparent)]
+    Read(#[from] ReadError),
+}
+
+/// The history, read through persistence.
+struct Reader(Names);
+
+impl Reader {
+    async fn history(&self, after: Position, limit: u64) -> Result<History, ReadFailed> {
+        let reply = persistence::peer(&self.0)
+            .ask(
+                |reply| PersistenceMsg::History {
+                    after,
+                    limit,
+                    reply,
+                },
+                PERSISTENCE_TIMEOUT,
+            )
+            .await?;
+        Ok(reply?)
+    }
+
+    async fn served_through(&self) -> Result<Position, ReadFailed> {
+        let reply = persistence::peer(&self.0)
+            .ask(
+                |reply| PersistenceMsg::ServedThrough { reply },
+                PERSISTENCE_TIMEOUT,
+            )
+            .await?;
+        Ok(reply?)
+    }
+}
+
+async fn run(
+    sender: broadcast::Sender<Arc<Batch>>,
+    app: Reader,
+    mut moved: watch::Receiver<u64>,
+    mut closing: watch::Receiver<bool>,
+) {
     let mut through: Option<Position> = None;
     loop {
         tokio::select! {
@@ -91,7 +136,7 @@ async fn run(sender: broadcast::Sender<Arc<Batch>>, app: AppState) {
 /// history ends now); answers where the next read starts.
 async fn read(
     sender: &broadcast::Sender<Arc<Batch>>,
-    app: &AppState,
+    app: &Reader,
     through: Option<Position>,
 ) -> Option<Position> {
     let Some(mut from) = through else {
