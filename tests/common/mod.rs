@@ -406,17 +406,6 @@ impl TestApp {
         self.consumer().await.info().await.unwrap().clone()
     }
 
-    /// The durable consumer's state, once ingest has created it (it does so
-    /// in the background after a start).
-    pub async fn consumer_info_once_created(&self) -> Option<jetstream::consumer::Info> {
-        let stream = self.js.get_stream(&self.settings.nats.stream).await.ok()?;
-        let mut consumer: PullConsumer = stream
-            .get_consumer(&self.settings.nats.durable)
-            .await
-            .ok()?;
-        consumer.info().await.ok().cloned()
-    }
-
     /// The durable consumer, once ingest has created it (in the background
     /// after a start: a test may ask before it has).
     pub async fn consumer(&self) -> PullConsumer {

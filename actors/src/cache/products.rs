@@ -230,7 +230,7 @@ impl ProductCache {
                 .push(version);
         }
         for (key, versions) in by_block {
-            let (_, cached) = self.write_block(key, versions).await;
+            let cached = self.write_block(key, versions).await;
             if !cached && !self.index_complete() {
                 // A rebuild is filling the cache from reads made before this
                 // write: read the block now (the write is committed), so that
@@ -242,14 +242,12 @@ impl ProductCache {
         }
     }
 
-    /// Applies `versions` to the block `key` if it is cached; returns those
-    /// not older than what it holds (all of them if it is not cached), and
-    /// whether it was.
-    async fn write_block(&self, key: i64, versions: Vec<Version>) -> (Vec<Version>, bool) {
-        let mut current = Vec::new();
+    /// Applies `versions` to the block `key` if it is cached (newer ones
+    /// only); answers whether it was.
+    async fn write_block(&self, key: i64, versions: Vec<Version>) -> bool {
         let mut cached = false;
         let index = &self.index;
-        let (current_out, cached_out) = (&mut current, &mut cached);
+        let cached_out = &mut cached;
         self.blocks
             .entry(key)
             .and_compute_with(|entry| async move {
@@ -261,22 +259,10 @@ impl ProductCache {
                             index.add(product.id);
                         }
                     }
-                    *current_out = versions;
                     return Op::Nop;
                 };
                 *cached_out = true;
-                let block = entry.value();
-                current_out.extend(
-                    versions
-                        .iter()
-                        .filter(|v| {
-                            block
-                                .revision_of(v.id())
-                                .is_none_or(|held| held <= v.revision())
-                        })
-                        .cloned(),
-                );
-                let (block, applied) = block.merge(versions);
+                let (block, applied) = entry.value().merge(versions);
                 if applied.is_empty() {
                     return Op::Nop;
                 }
@@ -284,7 +270,7 @@ impl ProductCache {
                 Op::Put(Arc::new(block))
             })
             .await;
-        (current, cached)
+        cached
     }
 
     /// Keeps `version` as the id's newest written, unless a newer one is kept.
