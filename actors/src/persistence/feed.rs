@@ -41,10 +41,21 @@ pub async fn changes_since(
     // `pruned`: a tombstone `since` may not have seen was pruned (the change
     // stream's retention, `history::prune`): the reader cannot know which
     // products it deleted, and reads everything again, as after a TRUNCATE.
+    //
+    // No sequential scan, for this transaction: the reads below are two
+    // ranges of the `(changed_by, id)` index (the `xip` list, and from
+    // `xmax` on). Without statistics fresh enough to know how few rows they
+    // select (a table filled faster than autovacuum analyzes it, or a
+    // generic plan, which Postgres switches a prepared statement to after
+    // five runs), the planner reads the whole table instead, on every
+    // catch-up of every replica.
     let read = txn
         .query_one_raw(Statement::from_sql_and_values(
             backend,
-            "SELECT pg_current_snapshot()::text AS snapshot, clock_timestamp() AS read_at,                     coalesce((SELECT horizon_xid >= pg_snapshot_xmin($1::pg_snapshot)                               FROM product_history), false) AS pruned",
+            "SELECT pg_current_snapshot()::text AS snapshot, clock_timestamp() AS read_at, \
+                    coalesce((SELECT horizon_xid >= pg_snapshot_xmin($1::pg_snapshot) \
+                              FROM product_history), false) AS pruned, \
+                    set_config('enable_seqscan', 'off', true) AS enable_seqscan",
             [since.map(str::to_owned).into()],
         ))
         .await?
