@@ -1,8 +1,9 @@
 //! The benchmark's own code (`benches/throughput/bench.rs`) on a few hundred
 //! messages, so that it cannot rot: it must run to its end and its checks must
-//! hold (every product stored, every updated id at its last version, every
-//! sampled update served over HTTP). No figure is asserted: speed is measured
-//! by `cargo bench --bench throughput`, never in tests.
+//! hold (every product stored, by one replica and by three, every updated id at
+//! its last version, every sampled update served over HTTP by both replicas).
+//! No figure is asserted: speed is measured by `cargo bench --bench
+//! throughput`, never in tests.
 
 #[path = "../../benches/throughput/bench.rs"]
 mod bench;
@@ -24,7 +25,10 @@ async fn the_benchmark_runs_to_its_end_on_a_few_hundred_messages() {
     let table = report.table("smoke");
     for row in [
         "psql",
+        "a bare table",
+        "`products`' indexes",
         "bare pull + ack",
+        "replicas on one durable",
         "many updates",
         "freshness",
         "/healthz",
