@@ -38,15 +38,23 @@ pub async fn page(
 
 /// Every version of the ids from `from` to `until` (both included; deleted
 /// ones as such), in id order, at most `limit`.
+///
+/// Up to the last id (a rebuild's pages), the statement has no upper bound:
+/// for a range bounded on both sides the planner guesses a few rows, and on
+/// a table filled faster than autovacuum analyzes it (after a bulk load, say)
+/// it then reads and sorts every row after `from` for each page, on disk.
+/// Bounded on one side, it walks the primary key and stops at `limit`.
 pub async fn versions(
     db: &DatabaseConnection,
     from: i64,
     until: i64,
     limit: u64,
 ) -> Result<Vec<Version>, ReadError> {
-    Ok(products::Entity::find()
-        .filter(products::Column::Id.gte(from))
-        .filter(products::Column::Id.lte(until))
+    let mut query = products::Entity::find().filter(products::Column::Id.gte(from));
+    if until < i64::MAX {
+        query = query.filter(products::Column::Id.lte(until));
+    }
+    Ok(query
         .order_by_asc(products::Column::Id)
         .limit(limit)
         .all(db)
