@@ -18,9 +18,11 @@
 //!   for each of `BENCH_UPDATES` updates, publish-ack to served by both.
 //!
 //! Run: `cargo bench --bench read_model` (needs the Postgres and NATS of
-//! `scripts/services`). `BENCH_SECONDS` sets each load's length (default 5).
-//! The HTTP load comes from this same process, on the same cores, for the
-//! baselines too.
+//! `scripts/services`, and `wrk`). `BENCH_SECONDS` sets each load's length
+//! (default 5). The HTTP load comes from `wrk` (Debian's package), a process
+//! of its own, [`HTTP_CLIENTS`] connections on two threads, for the
+//! baselines alike: so that the client's cost is not the server's, and does
+//! not push the ratios toward 1.
 
 use actors::cache::{CacheMsg, CacheStatus};
 use actors::supervisor::RestartBudget;
@@ -37,6 +39,7 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, Database, DatabaseConnection, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect, Statement,
 };
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -91,8 +94,6 @@ async fn run(
     let first_served = started.elapsed();
     wait_ready(&http, &base).await;
     let warm = started.elapsed();
-    let status = cache_status(&app).await?;
-    let rss = resident_bytes().saturating_sub(rss_before);
 
     let bare = BareServer::start(&db, count).await?;
     // The baselines answer what the service answers: the same rows.
@@ -117,21 +118,12 @@ async fn run(
         "the HTML baseline lists {bare_rows} rows, the service {served_rows}"
     );
     let mut rows = Vec::new();
-    let random_id = move |_: u64| rand::rng().random_range(1..=count);
+    let random_ids = 1..=count;
 
-    let baseline = http_load(&bare.base, seconds, move |i| {
-        format!("/products/{}", random_id(i))
-    })
-    .await?;
-    let json = http_load(&base, seconds, move |i| {
-        format!("/products/{}", random_id(i))
-    })
-    .await?;
+    let baseline = http_load(&bare.base, seconds, "/products/", random_ids.clone()).await?;
+    let json = http_load(&base, seconds, "/products/", random_ids.clone()).await?;
     rows.push(row("GET /products/{id}, random ids", &baseline, &json));
-    let html = http_load(&base, seconds, move |i| {
-        format!("/product?id={}", random_id(i))
-    })
-    .await?;
+    let html = http_load(&base, seconds, "/product?id=", random_ids.clone()).await?;
     rows.push(row(
         "GET /product?id=N (HTML), random ids",
         &baseline,
@@ -156,10 +148,7 @@ async fn run(
             }
         })
     };
-    let during = http_load(&base, seconds, move |i| {
-        format!("/products/{}", random_id(i))
-    })
-    .await?;
+    let during = http_load(&base, seconds, "/products/", random_ids).await?;
     churn.abort();
     rows.push(row(
         "GET /products/{id} during invalidations (5/s, 100 rows changed each)",
@@ -170,46 +159,43 @@ async fn run(
     // The lists, each beside the same page read from Postgres (and for the
     // HTML, rendered from the same template): at random places, and the
     // first page, as the issue measured it.
-    let random_after = move || rand::rng().random_range(0..count.saturating_sub(100).max(1));
-    let first_page = || 0;
-    let lists: [(&str, &str, &str, &dyn Fn() -> i64); 4] = [
+    let random_after = 0..=count.saturating_sub(101).max(0);
+    let first_page = 0..=0;
+    let lists: [(&str, &str, &str, RangeInclusive<i64>); 4] = [
         (
             "GET /products?limit=100 (JSON list), random pages; baseline: the page read from Postgres",
             "/page",
             "/products?limit=100&",
-            &random_after,
+            random_after.clone(),
         ),
         (
             "GET /?limit=100 (HTML list), random pages; baseline: the page read from Postgres, rendered from the same template",
             "/html-page",
             "/?limit=100&",
-            &random_after,
+            random_after,
         ),
         (
             "GET /products?limit=100 (JSON list), the first page; baseline: the page read from Postgres",
             "/page",
             "/products?limit=100&",
-            &first_page,
+            first_page.clone(),
         ),
         (
             "GET /?limit=100 (HTML list), the first page; baseline: the page read from Postgres, rendered from the same template",
             "/html-page",
             "/?limit=100&",
-            &first_page,
+            first_page,
         ),
     ];
     for (what, bare_path, path, after) in lists {
-        let afters: Arc<Vec<i64>> = Arc::new((0..1 << 16).map(|_| after()).collect());
-        let at = move |i: u64| afters[i as usize % afters.len()];
-        let (at_bare, bare_path) = (at.clone(), bare_path.to_owned());
-        let baseline = http_load(&bare.base, seconds, move |i| {
-            format!("{bare_path}?after={}", at_bare(i))
-        })
-        .await?;
-        let path = path.to_owned();
-        let served = http_load(&base, seconds, move |i| format!("{path}after={}", at(i))).await?;
+        let bare_path = format!("{bare_path}?after=");
+        let baseline = http_load(&bare.base, seconds, &bare_path, after.clone()).await?;
+        let served = http_load(&base, seconds, &format!("{path}after="), after).await?;
         rows.push(row(what, &baseline, &served));
     }
+    // Memory, once the lists have filled the rows cache too.
+    let status = cache_status(&app).await?;
+    let rss = resident_bytes().saturating_sub(rss_before);
 
     // Freshness across replicas.
     let other = App::start(settings, "bench-b", RestartBudget::default()).await?;
@@ -228,7 +214,7 @@ async fn run(
          cache rebuilt (/readyz 200) after {warm:.2?} | |"
     );
     println!(
-        "| memory per cached product | stored row: {row_bytes:.0} B (pg_column_size) | \
+        "| memory per cached product, after the loads above (the HTML rows cache filled too) | stored row: {row_bytes:.0} B (pg_column_size) | \
          cache weight {:.0} B ({} entries, {} MiB); process resident memory {:.0} B | {:.2} |",
         status.bytes as f64 / status.entries.max(1) as f64,
         status.entries,
@@ -412,11 +398,11 @@ async fn bare_html_page(req: &mut Request, depot: &mut Depot, res: &mut Response
     };
 }
 
-/// Requests a second and latencies of one load.
+/// Requests a second and the 99th percentile latency of one load.
 struct Load {
     requests: u64,
     took: Duration,
-    latencies: Latencies,
+    p99: Duration,
 }
 
 impl Load {
@@ -438,56 +424,106 @@ fn row(what: &str, baseline: &Load, load: &Load) -> String {
     format!(
         "| {what} | {:.0} /s, p99 {:.1?} | {:.0} /s, p99 {:.1?} | {:.2} |",
         baseline.per_second(),
-        baseline.latencies.percentile(0.99),
+        baseline.p99,
         load.per_second(),
-        load.latencies.percentile(0.99),
+        load.p99,
         load.per_second() / baseline.per_second()
     )
 }
 
-/// `HTTP_CLIENTS` clients asking for `path(i)` for `length`; every answer must be 200.
+/// `wrk`'s script: each request asks for `path` followed by a number drawn
+/// at random from `lo..=hi`, each thread with a seed of its own.
+const WRK_SCRIPT: &str = r#"
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("seed", threads)
+end
+function init(args)
+  math.randomseed(seed * 7919 + os.time())
+  path, lo, hi = args[1], tonumber(args[2]), tonumber(args[3])
+end
+function request()
+  return wrk.format("GET", path .. math.random(lo, hi))
+end
+"#;
+
+/// `wrk`, [`HTTP_CLIENTS`] connections on two threads for `length`, asking
+/// `base` for `path` followed by a random number of `numbers`; every answer
+/// must be a 2xx (`wrk` counts the others).
 async fn http_load(
     base: &str,
     length: Duration,
-    path: impl Fn(u64) -> String + Send + Sync + 'static,
+    path: &str,
+    numbers: RangeInclusive<i64>,
 ) -> anyhow::Result<Load> {
-    let path = Arc::new(path);
-    let started = Instant::now();
-    let until = started + length;
-    let mut clients = Vec::new();
-    for client in 0..HTTP_CLIENTS {
-        let (path, base) = (path.clone(), base.to_owned());
-        clients.push(tokio::spawn(async move {
-            let http = reqwest::Client::new();
-            let mut latencies = Vec::new();
-            let mut i = client as u64;
-            while Instant::now() < until {
-                let asked = Instant::now();
-                let response = http.get(format!("{base}{}", path(i))).send().await?;
-                anyhow::ensure!(
-                    response.status() == 200,
-                    "{} answered {}",
-                    path(i),
-                    response.status()
-                );
-                response.bytes().await?;
-                latencies.push(asked.elapsed());
-                i += HTTP_CLIENTS as u64;
-            }
-            Ok(latencies)
-        }));
-    }
-    let mut latencies = Vec::new();
-    for client in clients {
-        latencies.extend(client.await.context("a client panicked")??);
-    }
-    let took = started.elapsed();
-    latencies.sort();
+    let script = std::env::temp_dir().join(format!("read_model_{}.lua", std::process::id()));
+    std::fs::write(&script, WRK_SCRIPT)?;
+    let output = tokio::process::Command::new("wrk")
+        .args(["-t2", &format!("-c{HTTP_CLIENTS}")])
+        .arg(format!("-d{}s", length.as_secs().max(1)))
+        .arg("--latency")
+        .arg("-s")
+        .arg(&script)
+        .arg(base)
+        .args(["--", path])
+        .arg(numbers.start().to_string())
+        .arg(numbers.end().to_string())
+        .output()
+        .await;
+    let output = match output {
+        Ok(output) => output,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            anyhow::bail!("the load generator `wrk` is missing: apt-get install wrk")
+        }
+        Err(error) => return Err(error).context("cannot run wrk"),
+    };
+    let report = String::from_utf8_lossy(&output.stdout);
+    anyhow::ensure!(output.status.success(), "wrk failed: {report}");
+    let line = |prefix: &str| {
+        report
+            .lines()
+            .map(str::trim)
+            .find(|line| line.starts_with(prefix))
+    };
+    anyhow::ensure!(
+        line("Non-2xx or 3xx responses").is_none() && line("Socket errors").is_none(),
+        "{path}: not every request was answered with a 2xx:\n{report}"
+    );
+    // "12345 requests in 5.00s, 12.34MB read"
+    let (requests, took) = report
+        .lines()
+        .filter_map(|line| {
+            let line = line.trim();
+            let (requests, rest) = line.split_once(" requests in ")?;
+            let took = rest.split(',').next()?;
+            Some((requests.parse::<u64>().ok()?, wrk_duration(took)?))
+        })
+        .next()
+        .with_context(|| format!("no request count in wrk's report:\n{report}"))?;
+    let p99 = line("99%")
+        .and_then(|line| wrk_duration(line.split_whitespace().nth(1)?))
+        .with_context(|| format!("no 99th percentile in wrk's report:\n{report}"))?;
     Ok(Load {
-        requests: latencies.len() as u64,
+        requests,
         took,
-        latencies: Latencies(latencies),
+        p99,
     })
+}
+
+/// A duration as `wrk` prints it: `812.00us`, `3.21ms`, `5.00s`, `1.02m`.
+fn wrk_duration(text: &str) -> Option<Duration> {
+    let split = text.find(|c: char| c.is_ascii_alphabetic())?;
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let seconds = match unit {
+        "us" => number / 1e6,
+        "ms" => number / 1e3,
+        "s" => number,
+        "m" => number * 60.0,
+        _ => return None,
+    };
+    Some(Duration::from_secs_f64(seconds))
 }
 
 /// For each update: publish (wait for JetStream's ack), then the time until

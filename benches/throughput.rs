@@ -27,7 +27,6 @@ async fn main() -> anyhow::Result<()> {
         ids: env_or("BENCH_IDS", 10_000),
         versions: env_or("BENCH_VERSIONS", 10),
         freshness_seconds: env_or("BENCH_FRESHNESS_SECONDS", 10),
-        read_seconds: env_or("BENCH_READ_SECONDS", 5),
         pg_socket: std::env::var("BENCH_PG_SOCKET").ok(),
         batch_size: std::env::var("BENCH_BATCH_SIZE")
             .ok()

@@ -27,7 +27,9 @@
 //!    publish ack until `GET /products/{id}` serves it on both replicas
 //!    (each polled every millisecond), with the Postgres checkpoints counted
 //!    meanwhile.
-//! 7. **Reads**: `GET /products/{id}` from the cache beside `GET /healthz`.
+//!
+//! Reads are measured by `cargo bench --bench read_model`, beside a bare
+//! server, with a load generator in a process of its own.
 
 use actors::supervisor::RestartBudget;
 use anyhow::{Context, bail, ensure};
@@ -37,8 +39,6 @@ use products::App;
 use products::settings::Settings;
 use sea_orm::sqlx::postgres::{PgConnectOptions, PgConnection};
 use sea_orm::sqlx::{self, Connection};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// The sizes of one run.
@@ -49,7 +49,6 @@ pub struct Plan {
     pub ids: u64,
     pub versions: u64,
     pub freshness_seconds: u64,
-    pub read_seconds: u64,
     /// A Unix socket directory to reach Postgres by, instead of TCP.
     pub pg_socket: Option<String>,
     /// `INGEST_BATCH_SIZE` for the service and the bare loops (none: the default).
@@ -58,7 +57,6 @@ pub struct Plan {
 
 /// Ids of the updated products start above this, apart from the all-new ones.
 const UPDATED_IDS: i64 = 10_000_000;
-const HTTP_CLIENTS: usize = 32;
 /// Rows per statement for `psql`, as the issue measured it.
 const PSQL_ROWS: usize = 100;
 
@@ -124,8 +122,6 @@ pub struct Report {
     /// Postgres checkpoints (by anyone: a `CREATE` or `DROP DATABASE` forces
     /// one) while freshness was measured; each can hold commits up for a while.
     pub checkpoints_while_fresh: i64,
-    pub healthz: Rate,
-    pub reads: Rate,
 }
 
 /// Runs the whole benchmark in a database and stream of its own, removed
@@ -225,7 +221,7 @@ async fn measure(plan: &Plan, settings: &Settings) -> anyhow::Result<Report> {
         plan.messages
     );
 
-    // Freshness and reads, with two replicas running.
+    // Freshness, with two replicas running.
     let mut apps = Vec::new();
     for replica in 0..FRESHNESS_REPLICAS {
         apps.push(
@@ -259,13 +255,6 @@ async fn measure(plan: &Plan, settings: &Settings) -> anyhow::Result<Report> {
     )
     .await;
     let checkpoints_after: i64 = sqlx::query_scalar(checkpoints).fetch_one(&mut pg).await?;
-    let base = bases[0].clone();
-    let healthz = http_load(&base, plan.read_seconds, |_| "/healthz".to_owned()).await;
-    let ids = plan.messages.max(1);
-    let reads = http_load(&base, plan.read_seconds, move |i| {
-        format!("/products/{}", 1 + i % ids)
-    })
-    .await;
     for app in apps {
         app.shutdown().await?;
     }
@@ -285,8 +274,6 @@ async fn measure(plan: &Plan, settings: &Settings) -> anyhow::Result<Report> {
         scale_out,
         freshness: freshness?,
         checkpoints_while_fresh: checkpoints_after - checkpoints_before,
-        healthz: healthz?,
-        reads: reads?,
     })
 }
 
@@ -661,46 +648,6 @@ async fn served_after(
     Ok(waits.into_iter().max().unwrap_or_default())
 }
 
-/// Requests from [`HTTP_CLIENTS`] clients for `seconds`; every answer must be 200.
-async fn http_load(
-    base: &str,
-    seconds: u64,
-    path: impl Fn(u64) -> String + Send + Sync + 'static,
-) -> anyhow::Result<Rate> {
-    let done = Arc::new(AtomicU64::new(0));
-    let path = Arc::new(path);
-    let took = Duration::from_secs(seconds);
-    let until = Instant::now() + took;
-    let mut clients = Vec::new();
-    for client in 0..HTTP_CLIENTS {
-        let (done, path, base) = (done.clone(), path.clone(), base.to_owned());
-        clients.push(tokio::spawn(async move {
-            let http = reqwest::Client::new();
-            let mut i = client as u64;
-            while Instant::now() < until {
-                let response = http.get(format!("{base}{}", path(i))).send().await?;
-                ensure!(
-                    response.status() == 200,
-                    "{} answered {}",
-                    path(i),
-                    response.status()
-                );
-                response.bytes().await?;
-                done.fetch_add(1, Ordering::Relaxed);
-                i += HTTP_CLIENTS as u64;
-            }
-            anyhow::Ok(())
-        }));
-    }
-    for client in clients {
-        client.await.context("a client panicked")??;
-    }
-    Ok(Rate {
-        count: done.load(Ordering::Relaxed),
-        took,
-    })
-}
-
 fn settings(plan: &Plan) -> Settings {
     let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
     let mut settings = Settings::defaults();
@@ -802,10 +749,6 @@ impl Report {
             ms(f.percentile(50.0)),
             ms(f.percentile(99.0)),
             ms(f.percentile(100.0)),
-        ));
-        out.push_str(&format!(
-            "| `GET /products/{{id}}` from the cache vs `GET /healthz`, {HTTP_CLIENTS} clients | {} | {} | {} |\n",
-            rate(&self.healthz), rate(&self.reads), ratio(&self.reads, &self.healthz)
         ));
         out
     }
