@@ -182,3 +182,89 @@ async fn a_deletion_published_to_the_stream_makes_the_product_a_404_everywhere()
     assert_eq!(app.get("/product?id=40").await.status(), 404);
     assert!(app.wait_for_list_len(0).await.is_empty());
 }
+
+/// The names `product_search` holds, in id order.
+async fn search_table(db: &sea_orm::DatabaseConnection) -> Vec<String> {
+    use sea_orm::ConnectionTrait;
+    db.query_all_raw(sea_orm::Statement::from_string(
+        db.get_database_backend(),
+        "SELECT name FROM product_search ORDER BY id",
+    ))
+    .await
+    .expect("product_search is read")
+    .iter()
+    .map(|row| row.try_get::<String>("", "name").expect("a name"))
+    .collect()
+}
+
+#[tokio::test]
+async fn search_is_exact_while_the_search_table_is_behind_and_once_it_is_filled() {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let fixture = persistence_fixture().await;
+    let db = crate::common::connect(&fixture.database_url).await;
+    fixture
+        .store(batch(
+            "S@1",
+            vec![
+                message(1, Some(1), "Blue pen", 10),
+                message(2, Some(2), "pencil", 10),
+                message(3, Some(3), "ink", 10),
+                message(4, Some(5), "Grey pen", 10),
+            ],
+        ))
+        .await;
+    wait_until("the search table holds the products", || async {
+        search_table(&db).await == ["Blue pen", "pencil", "ink", "Grey pen"]
+    })
+    .await;
+
+    // The filling held off (its row locked, as a filling replica would):
+    // two renames (one still found by the text), a deletion by message and
+    // one in Postgres, a new product.
+    let holding = db.begin().await.unwrap();
+    holding
+        .execute_unprepared("SELECT * FROM product_search_filled FOR UPDATE")
+        .await
+        .unwrap();
+    fixture
+        .store(batch(
+            "S@1",
+            vec![
+                message(5, Some(1), "Red marker", 10),
+                deletion(6, 2),
+                message(7, Some(5), "Grey pen refill", 10),
+            ],
+        ))
+        .await;
+    db.execute_unprepared("DELETE FROM products WHERE id = 3")
+        .await
+        .unwrap();
+    fixture
+        .store(batch("S@1", vec![message(8, Some(4), "Green pen", 10)]))
+        .await;
+    assert_eq!(
+        search_table(&db).await,
+        ["Blue pen", "pencil", "ink", "Grey pen"],
+        "the filling went on while held off"
+    );
+    assert_eq!(
+        fixture.search("pen").await,
+        ["Green pen", "Grey pen refill"],
+        "the renamed, the deleted and the new, from products, each once"
+    );
+    assert_eq!(fixture.search("marker").await, ["Red marker"]);
+    assert!(fixture.search("ink").await.is_empty());
+
+    // Let go: the table catches up, and the answers stay the same.
+    holding.rollback().await.unwrap();
+    wait_until("the search table catches up", || async {
+        search_table(&db).await == ["Red marker", "Green pen", "Grey pen refill"]
+    })
+    .await;
+    assert_eq!(
+        fixture.search("pen").await,
+        ["Green pen", "Grey pen refill"]
+    );
+    assert_eq!(fixture.search("marker").await, ["Red marker"]);
+    assert!(fixture.search("ink").await.is_empty());
+}
