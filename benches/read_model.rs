@@ -94,6 +94,9 @@ async fn run(
     let first_served = started.elapsed();
     wait_ready(&http, &base).await;
     let warm = started.elapsed();
+    // The service's memory once warm, before the baselines' (the bare
+    // server holds its own map of every product in this process).
+    let rss_warm = resident_bytes().saturating_sub(rss_before);
 
     let bare = BareServer::start(&db, count).await?;
     // The baselines answer what the service answers: the same rows.
@@ -187,15 +190,17 @@ async fn run(
             first_page,
         ),
     ];
+    let rss_before_lists = resident_bytes();
     for (what, bare_path, path, after) in lists {
         let bare_path = format!("{bare_path}?after=");
         let baseline = http_load(&bare.base, seconds, &bare_path, after.clone()).await?;
         let served = http_load(&base, seconds, &format!("{path}after="), after).await?;
         rows.push(row(what, &baseline, &served));
     }
-    // Memory, once the lists have filled the rows cache too.
+    // Memory, once the lists have filled the rows cache too: the growth
+    // while they were served is the service's (the baselines' is fixed).
     let status = cache_status(&app).await?;
-    let rss = resident_bytes().saturating_sub(rss_before);
+    let rss = rss_warm + resident_bytes().saturating_sub(rss_before_lists);
 
     // Freshness across replicas.
     let other = App::start(settings, "bench-b", RestartBudget::default()).await?;
@@ -215,7 +220,7 @@ async fn run(
     );
     println!(
         "| memory per cached product, after the loads above (the HTML rows cache filled too) | stored row: {row_bytes:.0} B (pg_column_size) | \
-         cache weight {:.0} B ({} entries, {} MiB); process resident memory {:.0} B | {:.2} |",
+         cache weight {:.0} B ({} entries, {} MiB); process resident memory {:.0} B (when warm, and what the lists added) | {:.2} |",
         status.bytes as f64 / status.entries.max(1) as f64,
         status.entries,
         status.bytes >> 20,
