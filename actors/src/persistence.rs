@@ -14,7 +14,6 @@ pub mod history;
 mod listener;
 mod lookups;
 mod reads;
-mod search;
 mod store;
 pub mod writer;
 
@@ -258,9 +257,6 @@ pub enum PersistenceMsg {
     },
     /// Its own timer: prune the tombstones older than the retention.
     Prune,
-    /// Its own timer: bring the search table up to date
-    /// ([`search::FILL_EVERY`]).
-    FillSearch,
     /// From http's readiness check: can Postgres be read?
     Ping {
         reply: RpcReplyPort<Result<(), ReadError>>,
@@ -292,8 +288,6 @@ pub struct PersistenceState {
     /// A permit per read connection searches may hold (see [`READS_PER_SEARCH`]).
     searches: Arc<Semaphore>,
     retention: Duration,
-    /// Held while this replica fills the search table: one run at a time.
-    filling: Arc<Semaphore>,
     _listening: listener::Listening,
 }
 
@@ -330,14 +324,12 @@ impl Actor for Persistence {
         )
         .await?;
         myself.send_interval(prune_every(args.retention), || PersistenceMsg::Prune);
-        myself.send_interval(search::FILL_EVERY, || PersistenceMsg::FillSearch);
         Ok(PersistenceState {
             reads,
             writer,
             write_queue: Arc::new(Semaphore::new(WRITE_QUEUE)),
             searches: Arc::new(Semaphore::new(search_permits(read_connections))),
             retention: args.retention,
-            filling: Arc::new(Semaphore::new(1)),
             _listening: listener::spawn(args.database_url, args.changes),
         })
     }
@@ -409,7 +401,7 @@ impl Actor for Persistence {
                     else {
                         return Err(ReadError::SearchesBusy);
                     };
-                    search::search(&db, &filter, after, limit).await
+                    lookups::search(&db, &filter, after, limit).await
                 });
             }
             PersistenceMsg::Rejected {
@@ -478,18 +470,6 @@ impl Actor for Persistence {
                             warn!(%error, "pruning the change stream's old tombstones failed")
                         }
                     }
-                });
-            }
-            PersistenceMsg::FillSearch => {
-                let Ok(turn) = Arc::clone(&state.filling).try_acquire_owned() else {
-                    return Ok(());
-                };
-                let db = state.reads.clone();
-                tokio::spawn(async move {
-                    if let Err(error) = search::fill(&db).await {
-                        warn!(%error, "filling the search table failed; searches read the rows since from products meanwhile");
-                    }
-                    drop(turn);
                 });
             }
             PersistenceMsg::Ping { reply } => {

@@ -5,8 +5,7 @@
 //! 1. **Raw batched upsert**, the ceiling Postgres sets: the same rows as the
 //!    all-new backlog upserted into a bare table (`products`' columns and
 //!    defaults, the primary key only: the physical cost of storing them) and
-//!    into a table with `products`' indexes too (what the schema adds to
-//!    the write; since migration 9 no longer the trigram indexes), each
+//!    into a table with `products`' indexes too (what the schema adds), each
 //!    by `psql` (100 rows a statement, one TCP connection, each statement its
 //!    own transaction) and by a bare sqlx loop (`UNNEST` of arrays, batches
 //!    of `INGEST_BATCH_SIZE`, a transaction each, one connection).
@@ -14,9 +13,8 @@
 //!    by a consumer that stores nothing.
 //! 3. **Ingest, all new**: a backlog of `messages` products with ids,
 //!    published while the service is stopped, drained from its start (the
-//!    clock starts before `App::start`) until every message is acked, and
-//!    on until every product is searchable too (`product_search` filled
-//!    behind the writes past every change); then checked: every id stored.
+//!    clock starts before `App::start`) until every message is acked; then
+//!    checked: every id stored.
 //! 4. **Ingest, many updates per id**: `versions` versions of `ids` ids, one
 //!    version of every id after the other (so that no batch holds two versions
 //!    of one id), drained by a restarted service; checked: every id at its
@@ -116,8 +114,6 @@ pub struct Report {
     pub indexed: Baseline,
     pub pull_ack: Rate,
     pub ingest_new: Rate,
-    /// The same drain, until every product was searchable too.
-    pub ingest_new_searchable: Rate,
     pub ingest_updates: Rate,
     /// An all-new backlog as large as the first, drained by [`REPLICAS`]
     /// replicas on one durable.
@@ -177,10 +173,7 @@ async fn measure(plan: &Plan, settings: &Settings) -> anyhow::Result<Report> {
     let pull_ack = bare_consumer(&stream, plan.messages).await?;
 
     // The service: the all-new backlog from its start.
-    let Drain {
-        acked: ingest_new,
-        searchable: new_searchable,
-    } = drain(settings, &mut pg, &stream, 1, plan.messages, plan.messages).await?;
+    let ingest_new = drain(settings, &stream, 1, plan.messages, plan.messages).await?;
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM products WHERE id <= $1")
         .bind(plan.messages as i64)
         .fetch_one(&mut pg)
@@ -199,16 +192,7 @@ async fn measure(plan: &Plan, settings: &Settings) -> anyhow::Result<Report> {
         let round = (1..=plan.ids as i64).map(|i| payload(UPDATED_IDS + i, version));
         publish_all(&js, &settings.nats.subject, round).await?;
     }
-    let ingest_updates = drain(
-        settings,
-        &mut pg,
-        &stream,
-        1,
-        updates,
-        plan.messages + updates,
-    )
-    .await?
-    .acked;
+    let ingest_updates = drain(settings, &stream, 1, updates, plan.messages + updates).await?;
     let newest: i64 =
         sqlx::query_scalar("SELECT count(*) FROM products WHERE id > $1 AND price = $2")
             .bind(UPDATED_IDS)
@@ -226,16 +210,7 @@ async fn measure(plan: &Plan, settings: &Settings) -> anyhow::Result<Report> {
     let scaled = (1..=plan.messages as i64).map(|i| payload(SCALE_OUT_IDS + i, i % 10_000));
     publish_all(&js, &settings.nats.subject, scaled).await?;
     let last_seq = plan.messages * 2 + updates;
-    let scale_out = drain(
-        settings,
-        &mut pg,
-        &stream,
-        REPLICAS,
-        plan.messages,
-        last_seq,
-    )
-    .await?
-    .acked;
+    let scale_out = drain(settings, &stream, REPLICAS, plan.messages, last_seq).await?;
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM products WHERE id > $1")
         .bind(SCALE_OUT_IDS)
         .fetch_one(&mut pg)
@@ -295,7 +270,6 @@ async fn measure(plan: &Plan, settings: &Settings) -> anyhow::Result<Report> {
         indexed,
         pull_ack,
         ingest_new,
-        ingest_new_searchable: new_searchable,
         ingest_updates,
         scale_out,
         freshness: freshness?,
@@ -328,25 +302,16 @@ async fn publish_all(
     Ok(())
 }
 
-/// A drain, until every message was acked, and until every product stored
-/// was also searchable (the search table filled behind the writes).
-pub struct Drain {
-    pub acked: Rate,
-    pub searchable: Rate,
-}
-
 /// Starts `replicas` replicas of the service (one durable) and waits until
-/// the consumer has acked up to `last_seq`, then until the search table is
-/// filled past every change; the times include the starts. Stops them
-/// afterwards.
+/// the consumer has acked up to `last_seq`; the time includes the starts.
+/// Stops them afterwards.
 async fn drain(
     settings: &Settings,
-    pg: &mut PgConnection,
     stream: &Stream,
     replicas: usize,
     messages: u64,
     last_seq: u64,
-) -> anyhow::Result<Drain> {
+) -> anyhow::Result<Rate> {
     let started = Instant::now();
     let names: Vec<String> = (0..replicas).map(|r| format!("bench-{r}")).collect();
     let starts = names
@@ -367,35 +332,13 @@ async fn drain(
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let acked = started.elapsed();
-    loop {
-        let filled: bool = sqlx::query_scalar(
-            "SELECT coalesce((SELECT through FROM product_search_filled) \
-                             > (SELECT max(changed_by) FROM products), false)",
-        )
-        .fetch_one(&mut *pg)
-        .await?;
-        if filled {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!("the search table was not filled within 10 minutes");
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let searchable = started.elapsed();
+    let took = started.elapsed();
     for app in apps {
         app.shutdown().await?;
     }
-    Ok(Drain {
-        acked: Rate {
-            count: messages,
-            took: acked,
-        },
-        searchable: Rate {
-            count: messages,
-            took: searchable,
-        },
+    Ok(Rate {
+        count: messages,
+        took,
     })
 }
 
@@ -765,15 +708,7 @@ impl Report {
         ));
         out.push_str("| what | baseline, same run | products | ratio |\n|---|---|---|---|\n");
         let new = &self.ingest_new;
-        // Like for like first: the rows stored with nothing else to do,
-        // against the drain until the products are searchable too.
-        if let Some(psql) = &self.bare.psql {
-            let searchable = &self.ingest_new_searchable;
-            out.push_str(&format!(
-                "| drain of an all-new backlog until every product is searchable (the search table filled) vs `psql`'s batched upsert of the same rows into {} | {} | {} | {} |\n",
-                self.bare.table.describe(), rate(psql), rate(searchable), ratio(searchable, psql)
-            ));
-        }
+        // Like for like first: the rows stored with nothing else to do.
         for baseline in [&self.bare, &self.indexed] {
             let table = baseline.table.describe();
             if let Some(psql) = &baseline.psql {

@@ -25,7 +25,6 @@ async fn the_benchmark_runs_to_its_end_on_a_few_hundred_messages() {
     for row in [
         "psql",
         "a bare table",
-        "searchable",
         "`products`' indexes",
         "bare pull + ack",
         "replicas on one durable",

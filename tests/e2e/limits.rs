@@ -54,8 +54,7 @@ async fn searches_in_postgres(app: &TestApp) -> i64 {
             db.get_database_backend(),
             format!(
                 "SELECT count(*) FROM pg_stat_activity \
-                 WHERE datname = '{}' AND state = 'active' \
-                   AND query LIKE '%FROM product_search s JOIN products%' \
+                 WHERE datname = '{}' AND state = 'active' AND query LIKE '%lower(name) LIKE%' \
                    AND query NOT LIKE '%pg_stat_activity%'",
                 app.database_name()
             ),

@@ -29,7 +29,7 @@ use std::time::Duration;
 /// not hold this stream). One whose database it cannot see (another role's
 /// session, unless the role has `pg_read_all_stats`) counts, to be safe; one
 /// that ended since the snapshot counts for this read.
-pub(super) const WATERMARK: &str = "coalesce( \
+const WATERMARK: &str = "coalesce( \
      (SELECT x FROM pg_snapshot_xip(pg_current_snapshot()) AS x \
       WHERE NOT EXISTS ( \
           SELECT 1 FROM pg_stat_activity a \

@@ -1,11 +1,84 @@
 //! Reads for the web UI's pages, apart from the ingest path's queries in
-//! `store.rs` and search (`search.rs`): the rejected messages, and what
-//! became of a message a form published.
+//! `store.rs`: search, the rejected messages, and what became of a message
+//! a form published.
 
 use super::store::creation_key;
 use super::{MessageOutcome, REJECTED_PREVIEW_CHARS, ReadError, RejectedMessage};
+use catalogue::filter::Filter;
+use catalogue::product::Product;
 use entity::{products, rejected_messages};
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
+};
+
+/// Up to `limit` products after the id `after`, in id order, that `filter`
+/// asks for: a name or manufacturer that contains its text, in any case (the
+/// `pg_trgm` indexes of `lower(name)` and `lower(manufacturer)` serve it),
+/// its manufacturer in any case, its price range. Only the conditions asked
+/// for are in the statement (one text for each mix, prepared once), so that
+/// the planner sees what it can use.
+pub async fn search(
+    db: &DatabaseConnection,
+    filter: &Filter,
+    after: i64,
+    limit: u64,
+) -> Result<Vec<Product>, ReadError> {
+    let mut sql = String::from("SELECT * FROM products WHERE NOT deleted AND id > $1");
+    let mut values: Vec<sea_orm::Value> = vec![after.into()];
+    let mut bind = |sql: &mut String, clause: &str, value: sea_orm::Value| {
+        values.push(value);
+        sql.push_str(&clause.replace('?', &format!("${}", values.len())));
+    };
+    if let Some(text) = &filter.text {
+        let pattern = format!("%{}%", like_escaped(&text.to_lowercase()));
+        bind(
+            &mut sql,
+            " AND (lower(name) LIKE ? OR lower(manufacturer) LIKE ?)",
+            pattern.into(),
+        );
+    }
+    if let Some(manufacturer) = &filter.manufacturer {
+        bind(
+            &mut sql,
+            " AND lower(manufacturer) = ?",
+            manufacturer.to_lowercase().into(),
+        );
+    }
+    if let Some(min) = filter.min_price {
+        bind(&mut sql, " AND price >= ?", min.into());
+    }
+    if let Some(max) = filter.max_price {
+        bind(&mut sql, " AND price <= ?", max.into());
+    }
+    bind(
+        &mut sql,
+        " ORDER BY id LIMIT ?",
+        i64::try_from(limit).unwrap_or(i64::MAX).into(),
+    );
+    Ok(products::Entity::find()
+        .from_raw_sql(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            sql,
+            values,
+        ))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(super::reads::product)
+        .collect())
+}
+
+/// `text` matched literally by `LIKE` (whose escape character is `\`).
+fn like_escaped(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
 
 /// Up to `limit` rejected messages, newest first, older than `before`.
 pub async fn rejected(
