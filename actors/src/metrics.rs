@@ -19,8 +19,12 @@ use metrics::{
     gauge, histogram,
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
+
+/// An HTTP series: the route's pattern, the method, the status.
+type HttpSeries = (String, &'static str, u16);
 
 pub const MESSAGES_CONSUMED: &str = "products_messages_consumed_total";
 pub const MESSAGES_STORED: &str = "products_messages_stored_total";
@@ -217,6 +221,8 @@ fn describe() {
 #[derive(Clone)]
 pub struct Metrics {
     app: String,
+    /// The HTTP series' handles, by route, method and status.
+    http: Arc<RwLock<HashMap<HttpSeries, (Counter, Histogram)>>>,
     pub consumed: Counter,
     pub stored: Counter,
     pub set_aside_invalid: Counter,
@@ -277,21 +283,44 @@ impl Metrics {
             live_followers: gauge!(LIVE_FOLLOWERS, &a()),
             live_refused: counter!(LIVE_REFUSED, &a()),
             sign_in_failures: counter!(SIGN_IN_FAILURES, &a()),
+            http: Arc::default(),
             app,
         }
     }
 
     /// One HTTP request answered. `route` is the router's pattern (never the
     /// raw path), so the series stay few.
+    ///
+    /// The handles of each series are made once and kept (the series are
+    /// few: routes, methods and statuses), so that a request does not build
+    /// and hash its labels again in the registry.
     pub fn http_request(&self, route: String, method: &'static str, status: u16, took: Duration) {
-        let labels = [
-            (APP, self.app.clone()),
-            ("route", route),
-            ("method", method.to_owned()),
-            ("status", status.to_string()),
-        ];
-        counter!(HTTP_REQUESTS, &labels).increment(1);
-        histogram!(HTTP_DURATION, &labels).record(took);
+        let key = (route, method, status);
+        let known = self
+            .http
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .cloned();
+        let (requests, duration) = known.unwrap_or_else(|| {
+            let labels = [
+                (APP, self.app.clone()),
+                ("route", key.0.clone()),
+                ("method", method.to_owned()),
+                ("status", status.to_string()),
+            ];
+            let handles = (
+                counter!(HTTP_REQUESTS, &labels),
+                histogram!(HTTP_DURATION, &labels),
+            );
+            self.http
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(key, handles.clone());
+            handles
+        });
+        requests.increment(1);
+        duration.record(took);
     }
 
     /// Whether `part` can do its job now (set at each scrape).

@@ -34,7 +34,8 @@ pub fn service(state: AppState, cors_origins: &[String]) -> Service {
         service = service.hoop(cors);
     }
     service
-        .hoop(affix_state::inject(state))
+        // One `Arc` per request, not a clone of every handle the state holds.
+        .hoop(affix_state::inject(Arc::new(state)))
         .hoop(affix_state::inject(openapi::Description(Arc::new(
             description,
         ))))

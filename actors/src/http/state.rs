@@ -408,6 +408,6 @@ impl Check {
 /// The state, from the depot the router fills.
 pub fn app_state(depot: &Depot) -> &AppState {
     depot
-        .get_typed::<AppState>()
+        .get_typed::<Arc<AppState>>()
         .expect("the router injects AppState before every handler")
 }
