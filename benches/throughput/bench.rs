@@ -174,15 +174,7 @@ async fn measure(plan: &Plan, settings: &Settings) -> anyhow::Result<Report> {
 
     // The service: the all-new backlog from its start.
     let ingest_new = drain(settings, &stream, 1, plan.messages, plan.messages).await?;
-    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM products WHERE id <= $1")
-        .bind(plan.messages as i64)
-        .fetch_one(&mut pg)
-        .await?;
-    ensure!(
-        stored == plan.messages as i64,
-        "{stored} of {} products stored",
-        plan.messages
-    );
+    ensure_stored(&mut pg, 0, plan.messages, "one replica").await?;
 
     // Many updates per id, drained by a restarted service.
     let updates = plan.ids * plan.versions;
@@ -211,15 +203,7 @@ async fn measure(plan: &Plan, settings: &Settings) -> anyhow::Result<Report> {
     publish_all(&js, &settings.nats.subject, scaled).await?;
     let last_seq = plan.messages * 2 + updates;
     let scale_out = drain(settings, &stream, REPLICAS, plan.messages, last_seq).await?;
-    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM products WHERE id > $1")
-        .bind(SCALE_OUT_IDS)
-        .fetch_one(&mut pg)
-        .await?;
-    ensure!(
-        stored == plan.messages as i64,
-        "{stored} of {} products stored by {REPLICAS} replicas",
-        plan.messages
-    );
+    ensure_stored(&mut pg, SCALE_OUT_IDS, plan.messages, "three replicas").await?;
 
     // Freshness, with two replicas running.
     let mut apps = Vec::new();
@@ -275,6 +259,27 @@ async fn measure(plan: &Plan, settings: &Settings) -> anyhow::Result<Report> {
         freshness: freshness?,
         checkpoints_while_fresh: checkpoints_after - checkpoints_before,
     })
+}
+
+/// Checks that every one of the `count` products with ids after `after` was
+/// stored (drained by `by`).
+async fn ensure_stored(
+    pg: &mut PgConnection,
+    after: i64,
+    count: u64,
+    by: &str,
+) -> anyhow::Result<()> {
+    let stored: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM products WHERE id > $1 AND id <= $2")
+            .bind(after)
+            .bind(after + count as i64)
+            .fetch_one(&mut *pg)
+            .await?;
+    ensure!(
+        stored == count as i64,
+        "{stored} of {count} products stored by {by}"
+    );
+    Ok(())
 }
 
 /// A product message with an id; `price` marks its version.
