@@ -3,9 +3,12 @@
 //! stamp ([`Block::stamp`]), so a page of 100 rows is two or three lookups
 //! and a copy, not 100 renderings. A block that changes is a new block with
 //! a new stamp: rows are never stale, and the old ones are evicted in time.
-//! Bounded by bytes (an eighth of the product cache's budget).
+//! Bounded by bytes (an eighth of the product cache's budget). A row is
+//! written from the template taken apart once ([`template`]), not by
+//! handlebars each time.
 
-use super::views;
+mod template;
+
 use crate::cache::Page;
 use catalogue::block::{Block, Cached};
 use catalogue::product::Product;
@@ -57,17 +60,26 @@ impl<'a> ListRow<'a> {
     }
 
     pub fn from_product(product: &'a Product) -> Self {
+        ListRow::new(
+            product.id,
+            &product.name,
+            product.price,
+            &product.manufacturer,
+        )
+    }
+
+    fn new(id: i64, name: &'a str, price: i64, manufacturer: &'a str) -> Self {
         ListRow {
-            id: product.id,
-            name: Cow::Borrowed(&product.name),
-            price: product.price,
-            manufacturer: Cow::Borrowed(&product.manufacturer),
+            id,
+            name: Cow::Borrowed(name),
+            price,
+            manufacturer: Cow::Borrowed(manufacturer),
         }
     }
 
-    fn render(&self) -> Result<String, RenderError> {
-        let row = serde_json::to_value(self).map_err(RenderErrorReason::SerdeError)?;
-        views::render("product_row", row)
+    /// This row's HTML, written at the end of `out`.
+    fn render_into(&self, out: &mut String) -> Result<(), RenderError> {
+        template::render_into(self, out)
     }
 }
 
@@ -101,7 +113,7 @@ impl RowsCache {
             match blocks.peek().and_then(|rows| rows.of(product.id)) {
                 Some(row) => html.push_str(row),
                 // Read from Postgres (no blocks): rendered here.
-                None => html.push_str(&ListRow::from_cached(product).render()?),
+                None => ListRow::from_cached(product).render_into(&mut html)?,
             }
         }
         Ok(html)
@@ -111,7 +123,7 @@ impl RowsCache {
     pub fn products(&self, products: &[Product]) -> Result<String, RenderError> {
         let mut html = String::new();
         for product in products {
-            html.push_str(&ListRow::from_product(product).render()?);
+            ListRow::from_product(product).render_into(&mut html)?;
         }
         Ok(html)
     }
@@ -126,8 +138,7 @@ impl RowsCache {
                 };
                 for product in block.after(i64::MIN) {
                     let start = rows.html.len();
-                    rows.html
-                        .push_str(&ListRow::from_cached(&product).render()?);
+                    ListRow::from_cached(&product).render_into(&mut rows.html)?;
                     rows.at.push((product.id, start, rows.html.len()));
                 }
                 Ok(Arc::new(rows))

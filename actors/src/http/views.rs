@@ -48,35 +48,51 @@ fn thousands_helper(
 
 /// `1234567` as `1,234,567`.
 pub fn thousands(number: i64) -> String {
-    let digits = number.unsigned_abs().to_string();
-    let mut grouped = String::with_capacity(digits.len() + digits.len() / 3 + 1);
-    if number < 0 {
-        grouped.push('-');
-    }
-    for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            grouped.push(',');
-        }
-        grouped.push(digit);
-    }
+    let mut grouped = String::with_capacity(27);
+    thousands_into(number, &mut grouped);
     grouped
+}
+
+/// [`thousands`], written at the end of `out`.
+pub fn thousands_into(number: i64, out: &mut String) {
+    let mut buffer = itoa::Buffer::new();
+    let digits = buffer.format(number.unsigned_abs());
+    if number < 0 {
+        out.push('-');
+    }
+    for (i, digit) in digits.char_indices() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
 }
 
 /// Escapes the five characters that matter in HTML text and quoted attributes
 /// (handlebars' default also escapes `=` and backticks, which garbles links).
 fn escape_html(raw: &str) -> String {
     let mut escaped = String::with_capacity(raw.len());
-    for c in raw.chars() {
-        match c {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#x27;"),
-            c => escaped.push(c),
-        }
-    }
+    escape_html_into(raw, &mut escaped);
     escaped
+}
+
+/// [`escape_html`], written at the end of `out`.
+pub fn escape_html_into(raw: &str, out: &mut String) {
+    let mut plain = 0;
+    for (at, byte) in raw.bytes().enumerate() {
+        let escaped = match byte {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'"' => "&quot;",
+            b'\'' => "&#x27;",
+            _ => continue,
+        };
+        out.push_str(&raw[plain..at]);
+        out.push_str(escaped);
+        plain = at + 1;
+    }
+    out.push_str(&raw[plain..]);
 }
 
 /// Renders a template. Every `{{value}}` is HTML-escaped; the templates never
