@@ -129,23 +129,29 @@ pub async fn product_page(req: &mut Request, depot: &mut Depot, res: &mut Respon
     };
     let state = app_state(depot);
     let position = live_position(state);
-    match state.product(id).await {
-        Ok(Some(product)) => {
+    match state.cached(id).await {
+        Ok(Some(cached)) => {
             let (operator, who) = state.who(req, res);
             let csrf = operator.map(|(managing, operator)| managing.access.csrf_token(&operator));
-            let data = json!({
-                "product": &product,
-                "stream_seq": product.stream_seq,
-                "updated_at": shown_time(&product.updated_at),
-                "attributes": attribute_rows(&product),
+            // The product as the API serves it, read once into the page's
+            // data (not into a `Product`, then into a JSON value again).
+            let product: Value = serde_json::from_slice(cached.json())
+                .expect("a block holds JSON written from a Product by serde_json");
+            let mut data = json!({
+                "stream_seq": product["stream_seq"],
+                "updated_at": shown_time(product["updated_at"].as_str().unwrap_or_default()),
+                "attributes": attribute_rows(&product["attributes"]),
                 "position": position,
-                "revision": product.revision,
+                "revision": cached.revision,
                 "manage": csrf.is_some(),
                 "csrf": csrf,
                 "who": who,
                 "paused": state.paused(),
-                "message_id": new_message_id(),
+                // For the delete form, shown to operators only.
+                "message_id": csrf.is_some().then(new_message_id),
             });
+            // Moved in (`json!` would serialize it again).
+            data["product"] = product;
             render(res, StatusCode::OK, "product", data);
         }
         Ok(None) => error_page(
@@ -217,10 +223,12 @@ struct AttributeRow<'a> {
     value: String,
 }
 
-fn attribute_rows(product: &Product) -> Vec<AttributeRow<'_>> {
-    product
-        .attributes
-        .iter()
+/// A product's attributes (a JSON object; absent when it has none) as rows.
+fn attribute_rows(attributes: &Value) -> Vec<AttributeRow<'_>> {
+    attributes
+        .as_object()
+        .into_iter()
+        .flatten()
         .map(|(name, value)| AttributeRow {
             name,
             value: match value {
