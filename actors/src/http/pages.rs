@@ -99,9 +99,8 @@ pub async fn index(req: &mut Request, depot: &mut Depot, res: &mut Response) {
             .previous_after(before, paging.limit)
             .map(|after| query(&format!("after={after}&limit={}", paging.limit)))
     };
-    let data = json!({
+    let mut data = json!({
         "products": len > 0,
-        "rows": rows,
         "next": next,
         "previous": previous,
         "first_page": paging.after == 0,
@@ -116,6 +115,8 @@ pub async fn index(req: &mut Request, depot: &mut Depot, res: &mut Response) {
         "who": who,
         "paused": state.paused(),
     });
+    // Moved in (`json!` would copy it).
+    data["rows"] = Value::String(rows);
     render(res, StatusCode::OK, "index", data);
 }
 
