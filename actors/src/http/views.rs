@@ -100,6 +100,11 @@ pub fn escape_html_into(raw: &str, out: &mut String) {
 /// is handlebars' own output of `product_row.hbs` (see `rows.rs`). The data is taken as a JSON value, which
 /// handlebars reads as it is (given anything else, it would first convert it
 /// to one, a copy of every string in it).
+///
+/// A page starts with `{{> head {} title=… who=who}}` and ends with
+/// `{{> foot {} }}`: the `{}` gives each partial only the values named after
+/// it (without it, handlebars gives a partial a copy of the page's whole
+/// data, for the list its rows too).
 pub fn render(template: &str, data: Value) -> Result<String, handlebars::RenderError> {
     VIEWS
         .render_with_context(template, &Context::from(data))
@@ -111,6 +116,26 @@ pub fn render(template: &str, data: Value) -> Result<String, handlebars::RenderE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_page_is_the_head_its_body_and_the_foot_with_only_the_values_the_head_is_given() {
+        let page = render(
+            "error",
+            serde_json::json!({"status": 404, "title": "Not <Found>", "message": "gone", "paused": {"since": "x", "why": "y"}}),
+        )
+        .unwrap();
+        assert!(page.starts_with("<!doctype html>"), "{page}");
+        assert!(
+            page.contains("<title>Not &lt;Found&gt; · Products</title>"),
+            "{page}"
+        );
+        let body = page.find("gone").unwrap();
+        assert!(page.find("<main id=\"main\">").unwrap() < body, "{page}");
+        assert!(body < page.find("</main>").unwrap(), "{page}");
+        assert!(page.trim_end().ends_with("</html>"), "{page}");
+        // Not named for the head by `error.hbs`: not shown.
+        assert!(!page.contains("paused"), "{page}");
+    }
 
     #[test]
     fn numbers_are_grouped_by_thousands() {
