@@ -16,6 +16,7 @@
 pub mod access;
 mod api;
 mod changes;
+mod detail;
 mod forms;
 mod manage;
 mod observe;

@@ -1,6 +1,7 @@
 //! The HTML pages: the product list (and search), a product's detail, the
 //! rejected messages, and the error pages. The manage forms are in `manage.rs`.
 
+use super::detail::{self, Around, Visitor};
 use super::forms::new_message_id;
 use super::params::{self, Paging, SEARCH_RETRY_AFTER_SECS, next_page};
 use super::respond::{error_page, render, render_failed, unavailable_page as unavailable};
@@ -11,7 +12,6 @@ use catalogue::history::Position;
 use catalogue::product::Product;
 use salvo::http::StatusCode;
 use salvo::prelude::*;
-use serde::Serialize;
 use serde_json::{Value, json};
 
 /// Rejected messages a page shows.
@@ -132,28 +132,34 @@ pub async fn product_page(req: &mut Request, depot: &mut Depot, res: &mut Respon
     let position = live_position(state);
     match state.cached(id).await {
         Ok(Some(cached)) => {
-            let (operator, who) = state.who(req, res);
-            let csrf = operator.map(|(managing, operator)| managing.access.csrf_token(&operator));
-            // The product as the API serves it, read once into the page's
-            // data (not into a `Product`, then into a JSON value again).
-            let product: Value = serde_json::from_slice(cached.json())
-                .expect("a block holds JSON written from a Product by serde_json");
-            let mut data = json!({
-                "stream_seq": product["stream_seq"],
-                "updated_at": shown_time(product["updated_at"].as_str().unwrap_or_default()),
-                "attributes": attribute_rows(&product["attributes"]),
-                "position": position,
-                "revision": cached.revision,
-                "manage": csrf.is_some(),
-                "csrf": csrf,
-                "who": who,
-                "paused": state.paused(),
-                // For the delete form, shown to operators only.
-                "message_id": csrf.is_some().then(new_message_id),
+            let (operator, _) = state.who(req, res);
+            let signed_in = operator.map(|(managing, operator)| {
+                let csrf = managing.access.csrf_token(&operator);
+                (operator.name, csrf, new_message_id())
             });
-            // Moved in (`json!` would serialize it again).
-            data["product"] = product;
-            render(res, StatusCode::OK, "product", data);
+            let visitor = match &signed_in {
+                Some((name, csrf, _)) => Visitor::Operator { name, csrf },
+                None if state.manage.is_some() => Visitor::MaySignIn,
+                None => Visitor::Reader,
+            };
+            let paused = state.paused();
+            let around = Around {
+                position: position.as_deref().unwrap_or_default(),
+                visitor,
+                message_id: signed_in.as_ref().map_or("", |(.., id)| id),
+                paused: paused["since"].as_str().zip(paused["why"].as_str()),
+            };
+            match detail::render(cached.json(), &around) {
+                Some(Ok(html)) => {
+                    res.status_code(StatusCode::OK);
+                    res.render(Text::Html(html));
+                }
+                Some(Err(_)) => render_failed(res),
+                None => {
+                    tracing::error!(id, "the cached JSON is not a product's");
+                    render_failed(res);
+                }
+            }
         }
         Ok(None) => error_page(
             res,
@@ -218,28 +224,6 @@ enum Found {
     Search(Vec<Product>),
 }
 
-#[derive(Serialize)]
-struct AttributeRow<'a> {
-    name: &'a str,
-    value: String,
-}
-
-/// A product's attributes (a JSON object; absent when it has none) as rows.
-fn attribute_rows(attributes: &Value) -> Vec<AttributeRow<'_>> {
-    attributes
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(name, value)| AttributeRow {
-            name,
-            value: match value {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            },
-        })
-        .collect()
-}
-
 /// Where the page's live updates start (`views/static/live.js` follows the
 /// change stream from here): a position the cache had applied everything
 /// before when the page was read. `None` until the cache is rebuilt (the
@@ -247,34 +231,4 @@ fn attribute_rows(attributes: &Value) -> Vec<AttributeRow<'_>> {
 fn live_position(state: &AppState) -> Option<String> {
     let snapshot = state.products.position()?;
     Position::seen_by(&snapshot).map(|position| position.to_string())
-}
-
-/// A stored time (RFC 3339 in UTC, as the JSON serves it) as the pages show
-/// it: `2026-11-26 00:12:03 UTC` (`views/static/live.js` writes it the same way).
-fn shown_time(rfc3339: &str) -> String {
-    match rfc3339.split_once('T') {
-        Some((date, time)) => {
-            let time = time.trim_end_matches('Z');
-            let seconds = time.split_once('.').map_or(time, |(whole, _)| whole);
-            format!("{date} {seconds} UTC")
-        }
-        None => rfc3339.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::shown_time;
-
-    #[test]
-    fn a_stored_time_is_shown_to_the_second_in_utc() {
-        assert_eq!(
-            shown_time("2026-11-26T00:12:03.123456Z"),
-            "2026-11-26 00:12:03 UTC"
-        );
-        assert_eq!(
-            shown_time("2026-11-26T00:12:03Z"),
-            "2026-11-26 00:12:03 UTC"
-        );
-    }
 }

@@ -7,6 +7,8 @@ use serde_json::Value;
 use std::sync::LazyLock;
 use tracing::error;
 
+pub mod taken_apart;
+
 #[derive(RustEmbed)]
 #[folder = "../views"]
 #[include = "*.hbs"]

@@ -14,6 +14,7 @@
 
 use super::ListRow;
 use crate::http::views;
+use crate::http::views::taken_apart::{Part, split};
 use handlebars::{RenderError, RenderErrorReason};
 use std::fmt::Write as _;
 use std::sync::LazyLock;
@@ -40,14 +41,8 @@ enum Value {
 }
 
 #[derive(Debug)]
-enum Part {
-    Text(Box<str>),
-    Value(Value),
-}
-
-#[derive(Debug)]
 pub(super) struct RowTemplate {
-    parts: Vec<Part>,
+    parts: Vec<Part<Value>>,
 }
 
 /// The probe row: values that markup cannot contain (private-use
@@ -69,25 +64,7 @@ impl RowTemplate {
             (views::thousands(PROBE_PRICE), Value::Price),
             (PROBE_MANUFACTURER.to_owned(), Value::Manufacturer),
         ];
-        let mut parts = Vec::new();
-        let mut rest = rendered.as_str();
-        while let Some((at, len, value)) = values
-            .iter()
-            .filter_map(|(shown, value)| {
-                rest.find(shown.as_str())
-                    .map(|at| (at, shown.len(), *value))
-            })
-            .min_by_key(|&(at, ..)| at)
-        {
-            if at > 0 {
-                parts.push(Part::Text(rest[..at].into()));
-            }
-            parts.push(Part::Value(value));
-            rest = &rest[at + len..];
-        }
-        if !rest.is_empty() {
-            parts.push(Part::Text(rest.into()));
-        }
+        let parts = split(&rendered, &values);
         let template = RowTemplate { parts };
         template.agrees_with_handlebars().then_some(template)
     }
@@ -145,6 +122,7 @@ impl ListRow<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::views::taken_apart::texts::markup;
     use proptest::prelude::*;
 
     #[test]
@@ -173,24 +151,7 @@ mod tests {
 
     /// Text with every character the escaping treats, among others.
     fn text() -> impl Strategy<Value = String> {
-        proptest::collection::vec(
-            prop_oneof![
-                Just('&'),
-                Just('<'),
-                Just('>'),
-                Just('"'),
-                Just('\''),
-                Just('='),
-                Just('`'),
-                Just('{'),
-                Just('é'),
-                Just('✓'),
-                any::<char>(),
-                proptest::char::range('a', 'z'),
-            ],
-            0..24,
-        )
-        .prop_map(|chars| chars.into_iter().collect())
+        markup(24)
     }
 
     proptest! {

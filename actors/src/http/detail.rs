@@ -1,0 +1,308 @@
+//! The product detail page (`GET /product?id=N`): what `views/product.hbs`
+//! prints and the conditions it tests, so that the page is rendered from
+//! the template taken apart (`views/taken_apart.rs`) instead of by
+//! handlebars on every request. To show something new on the page, add it
+//! to the template, and here as a text (or a shape bit, if the template
+//! tests it in a condition).
+
+use super::views::taken_apart::{Page, Text};
+use super::views::thousands;
+use handlebars::RenderError;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use std::borrow::Cow;
+use std::sync::LazyLock;
+
+/// Who is looking at the page, as the head and the forms show it.
+pub enum Visitor<'a> {
+    /// No operators are configured: nobody signs in.
+    Reader,
+    /// Operators are configured; this visitor is not signed in.
+    MaySignIn,
+    /// A signed-in operator, and the token their forms carry.
+    Operator { name: &'a str, csrf: &'a str },
+}
+
+/// What the page shows besides the product.
+pub struct Around<'a> {
+    /// Where the page's live updates start (empty: from when it opens the stream).
+    pub position: &'a str,
+    pub visitor: Visitor<'a>,
+    /// The delete form's message id (operators only).
+    pub message_id: &'a str,
+    /// Since when and why ingest is paused, if it is.
+    pub paused: Option<(&'a str, &'a str)>,
+}
+
+/// The page for `product` (its JSON as the cache holds and the API serves
+/// it), or `None` if the JSON is not a product's.
+pub fn render(product: &[u8], around: &Around) -> Option<Result<String, RenderError>> {
+    let product: Shown = serde_json::from_slice(product).ok()?;
+    let mut attributes = String::new();
+    for (name, value) in &product.attributes {
+        let value = match value {
+            Value::String(text) => Cow::Borrowed(text.as_str()),
+            other => Cow::Owned(other.to_string()),
+        };
+        if let Err(error) = ATTRIBUTE.render_into(0, &[name, &value], &mut attributes) {
+            return Some(Err(error));
+        }
+    }
+    let (id, price, stream_seq) = (
+        product.id.to_string(),
+        thousands(product.price),
+        product.stream_seq.to_string(),
+    );
+    let updated_at = shown_time(&product.updated_at);
+    let description = product.description.as_deref().unwrap_or_default();
+    let changed_by = product.changed_by.as_deref().unwrap_or_default();
+    let (operator, csrf) = match around.visitor {
+        Visitor::Operator { name, csrf } => (name, csrf),
+        Visitor::Reader | Visitor::MaySignIn => ("", ""),
+    };
+    let (since, why) = around.paused.unwrap_or_default();
+    let mut shape = 0;
+    for (bit, holds) in [
+        (HAS_DESCRIPTION, !description.is_empty()),
+        (HAS_CHANGED_BY, !changed_by.is_empty()),
+        (HAS_ATTRIBUTES, !attributes.is_empty()),
+        (
+            SIGNED_IN,
+            matches!(around.visitor, Visitor::Operator { .. }),
+        ),
+        (MAY_SIGN_IN, matches!(around.visitor, Visitor::MaySignIn)),
+        (PAUSED, around.paused.is_some()),
+    ] {
+        if holds {
+            shape |= bit;
+        }
+    }
+    let mut page = String::new();
+    let rendered = PAGE.render_into(
+        shape,
+        &[
+            &product.name,
+            &id,
+            &price,
+            &product.manufacturer,
+            description,
+            &updated_at,
+            &stream_seq,
+            changed_by,
+            &attributes,
+            around.position,
+            operator,
+            csrf,
+            around.message_id,
+            since,
+            why,
+        ],
+        &mut page,
+    );
+    Some(rendered.map(|()| page))
+}
+
+/// The product's fields the page shows, read from its JSON.
+#[derive(Deserialize)]
+struct Shown<'a> {
+    id: i64,
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    price: i64,
+    #[serde(borrow)]
+    manufacturer: Cow<'a, str>,
+    #[serde(default, borrow)]
+    description: Option<Cow<'a, str>>,
+    #[serde(default)]
+    attributes: Map<String, Value>,
+    stream_seq: i64,
+    #[serde(borrow)]
+    updated_at: Cow<'a, str>,
+    #[serde(default, borrow)]
+    changed_by: Option<Cow<'a, str>>,
+}
+
+// The page's texts, by their place in the array `PAGE` is given.
+const NAME: usize = 0;
+const ID: usize = 1;
+const PRICE: usize = 2;
+const MANUFACTURER: usize = 3;
+const DESCRIPTION: usize = 4;
+const UPDATED_AT: usize = 5;
+const STREAM_SEQ: usize = 6;
+const CHANGED_BY: usize = 7;
+const ATTRIBUTES: usize = 8;
+const POSITION: usize = 9;
+const OPERATOR: usize = 10;
+const CSRF: usize = 11;
+const MESSAGE_ID: usize = 12;
+const PAUSED_SINCE: usize = 13;
+const PAUSED_WHY: usize = 14;
+const TEXTS: usize = 15;
+
+// The conditions the page's templates test: its shape.
+const HAS_DESCRIPTION: u32 = 1;
+const HAS_CHANGED_BY: u32 = 1 << 1;
+const HAS_ATTRIBUTES: u32 = 1 << 2;
+const SIGNED_IN: u32 = 1 << 3;
+const MAY_SIGN_IN: u32 = 1 << 4;
+const PAUSED: u32 = 1 << 5;
+const SHAPE_BITS: u32 = 6;
+
+static PAGE: LazyLock<Page<TEXTS>> = LazyLock::new(|| {
+    let mut texts = [Text::Shown; TEXTS];
+    for present in [DESCRIPTION, CHANGED_BY, OPERATOR] {
+        texts[present] = Text::Present;
+    }
+    texts[ATTRIBUTES] = Text::Html;
+    Page::new("product", texts, SHAPE_BITS, page_data)
+});
+
+/// One row of the attributes table: its name and its value.
+static ATTRIBUTE: LazyLock<Page<2>> = LazyLock::new(|| {
+    Page::new(
+        "attribute_row",
+        [Text::Shown; 2],
+        0,
+        |_, t| json!({"name": t[0], "value": t[1]}),
+    )
+});
+
+/// The data `product.hbs` reads, for a shape and the page's texts.
+fn page_data(shape: u32, t: &[&str; TEXTS]) -> Value {
+    let when = |bit: u32, value: Value| if shape & bit != 0 { value } else { Value::Null };
+    let who = if shape & SIGNED_IN != 0 {
+        json!({"operator": t[OPERATOR], "csrf": t[CSRF]})
+    } else if shape & MAY_SIGN_IN != 0 {
+        json!({"sign_in": true})
+    } else {
+        json!({})
+    };
+    json!({
+        "product": {
+            "id": t[ID],
+            "name": t[NAME],
+            "manufacturer": t[MANUFACTURER],
+            "description": when(HAS_DESCRIPTION, t[DESCRIPTION].into()),
+            "changed_by": when(HAS_CHANGED_BY, t[CHANGED_BY].into()),
+        },
+        "price": t[PRICE],
+        "updated_at": t[UPDATED_AT],
+        "stream_seq": t[STREAM_SEQ],
+        "attributes": when(HAS_ATTRIBUTES, t[ATTRIBUTES].into()),
+        "position": t[POSITION],
+        "manage": shape & SIGNED_IN != 0,
+        "csrf": t[CSRF],
+        "message_id": t[MESSAGE_ID],
+        "who": who,
+        "paused": when(PAUSED, json!({"since": t[PAUSED_SINCE], "why": t[PAUSED_WHY]})),
+    })
+}
+
+/// A stored time (RFC 3339 in UTC, as the JSON serves it) as the pages show
+/// it: `2026-11-26 00:12:03 UTC` (`views/static/live.js` writes it the same way).
+fn shown_time(rfc3339: &str) -> String {
+    match rfc3339.split_once('T') {
+        Some((date, time)) => {
+            let time = time.trim_end_matches('Z');
+            let seconds = time.split_once('.').map_or(time, |(whole, _)| whole);
+            format!("{date} {seconds} UTC")
+        }
+        None => rfc3339.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::views::taken_apart::texts::markup;
+    use proptest::prelude::*;
+
+    #[test]
+    fn a_stored_time_is_shown_to_the_second_in_utc() {
+        assert_eq!(
+            shown_time("2026-11-26T00:12:03.123456Z"),
+            "2026-11-26 00:12:03 UTC"
+        );
+        assert_eq!(
+            shown_time("2026-11-26T00:12:03Z"),
+            "2026-11-26 00:12:03 UTC"
+        );
+    }
+
+    #[test]
+    fn every_shape_of_the_page_is_taken_apart() {
+        for shape in 0..1 << SHAPE_BITS {
+            // An operator is never also asked to sign in.
+            if shape & SIGNED_IN != 0 && shape & MAY_SIGN_IN != 0 {
+                continue;
+            }
+            assert!(PAGE.is_taken_apart(shape), "shape {shape:#b}");
+        }
+        assert!(ATTRIBUTE.is_taken_apart(0));
+    }
+
+    /// Text with every character the escaping treats, among others.
+    fn text() -> impl Strategy<Value = String> {
+        markup(6)
+    }
+
+    fn shape() -> impl Strategy<Value = u32> {
+        (0u32..1 << SHAPE_BITS).prop_filter("an operator is not asked to sign in", |shape| {
+            shape & SIGNED_IN == 0 || shape & MAY_SIGN_IN == 0
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn a_page_from_the_parts_is_the_page_handlebars_renders(
+            shape in shape(),
+            texts in proptest::collection::vec(text(), TEXTS),
+        ) {
+            let mut texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+            // What the shape says is there is not empty.
+            for (bit, at) in [(HAS_DESCRIPTION, DESCRIPTION), (HAS_CHANGED_BY, CHANGED_BY), (HAS_ATTRIBUTES, ATTRIBUTES), (SIGNED_IN, OPERATOR)] {
+                if shape & bit != 0 && texts[at].is_empty() {
+                    texts[at] = "x";
+                }
+            }
+            let texts: [&str; TEXTS] = texts.try_into().unwrap();
+            let mut ours = String::new();
+            PAGE.render_into(shape, &texts, &mut ours).unwrap();
+            prop_assert!(PAGE.is_taken_apart(shape));
+            prop_assert_eq!(ours, PAGE.render_with_handlebars(shape, &texts).unwrap());
+        }
+    }
+
+    #[test]
+    fn the_page_shows_the_product_and_escapes_it() {
+        let json = serde_json::to_vec(&json!({
+            "id": 7, "name": "<Cup>", "price": 1234567, "manufacturer": "A & B",
+            "attributes": {"colour": "red", "size": 3},
+            "stream_seq": 42, "updated_at": "2026-11-26T00:12:03.123Z",
+        }))
+        .unwrap();
+        let around = Around {
+            position: "812.7",
+            visitor: Visitor::MaySignIn,
+            message_id: "",
+            paused: None,
+        };
+        let page = render(&json, &around).unwrap().unwrap();
+        for shown in [
+            "<h1>&lt;Cup&gt;</h1>",
+            r#"data-field="price">1,234,567</dd>"#,
+            r#"data-field="manufacturer">A &amp; B</dd>"#,
+            r#"<span class="none">none</span>"#,
+            "2026-11-26 00:12:03 UTC",
+            r#"<tr><th scope="row">colour</th><td>red</td></tr>"#,
+            r#"<tr><th scope="row">size</th><td>3</td></tr>"#,
+            r#"data-position="812.7""#,
+            r#"href="/signin""#,
+        ] {
+            assert!(page.contains(shown), "{shown} not in {page}");
+        }
+        assert!(!page.contains("/manage/delete"), "{page}");
+        assert!(render(b"{}", &around).is_none());
+    }
+}
