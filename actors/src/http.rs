@@ -5,7 +5,9 @@
 //! tests). Stopping the actor stops the server gracefully: requests in flight
 //! finish, new connections are refused.
 //!
-//! The routes live in `http/routes.rs`; the pages and the JSON API beside it,
+//! The routes live in `http/routes.rs`; the pages and the JSON API beside it
+//! (the list and the detail page written from their templates taken apart,
+//! in `http/page_parts.rs`),
 //! and the API's OpenAPI description (`/openapi.json`) in `http/openapi.rs`;
 //! the change stream and the snapshot in `http/changes.rs` (its shared
 //! reader in `http/tail.rs`), the manage forms in `http/manage.rs`;
@@ -16,11 +18,11 @@
 pub mod access;
 mod api;
 mod changes;
-mod detail;
 mod forms;
 mod manage;
 mod observe;
 mod openapi;
+mod page_parts;
 mod pages;
 mod params;
 mod product_form;

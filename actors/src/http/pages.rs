@@ -1,8 +1,10 @@
 //! The HTML pages: the product list (and search), a product's detail, the
 //! rejected messages, and the error pages. The manage forms are in `manage.rs`.
 
-use super::detail::{self, Around, Visitor};
 use super::forms::new_message_id;
+use super::page_parts::detail::{self, Around};
+use super::page_parts::list::{self, List};
+use super::page_parts::{Head, Visitor};
 use super::params::{self, Paging, SEARCH_RETRY_AFTER_SECS, next_page};
 use super::respond::{error_page, render, render_failed, unavailable_page as unavailable};
 use super::state::{AppState, SearchError, app_state};
@@ -32,7 +34,7 @@ pub async fn index(req: &mut Request, depot: &mut Depot, res: &mut Response) {
         Err(message) => return error_page(res, StatusCode::BAD_REQUEST, &message),
     };
     let state = app_state(depot);
-    let (_, who) = state.who(req, res);
+    let (operator, _) = state.who(req, res);
     // Read before the page: what is committed after it reaches the page live.
     let position = live_position(state);
     let found = if search.is_empty() {
@@ -99,25 +101,34 @@ pub async fn index(req: &mut Request, depot: &mut Depot, res: &mut Response) {
             .previous_after(before, paging.limit)
             .map(|after| query(&format!("after={after}&limit={}", paging.limit)))
     };
-    let mut data = json!({
-        "products": len > 0,
-        "next": next,
-        "previous": previous,
-        "first_page": paging.after == 0,
-        "count": if search.is_empty() { state.products.count() } else { None },
-        "q": search,
-        "searching": !search.is_empty(),
-        "position": position,
-        "after": paging.after,
+    let paused = state.paused();
+    let operator = operator.map(|(managing, operator)| {
+        let csrf = managing.access.csrf_token(&operator);
+        (operator.name, csrf)
+    });
+    let list = List {
+        head: head(state, position.as_deref(), operator.as_ref(), &paused),
+        q: &search,
+        count: if search.is_empty() {
+            state.products.count()
+        } else {
+            None
+        },
+        after: paging.after,
         // The page shows every id up to the end when it is not full: new
         // products may appear at its end.
-        "until": next.as_ref().and(last),
-        "who": who,
-        "paused": state.paused(),
-    });
-    // Moved in (`json!` would copy it).
-    data["rows"] = Value::String(rows);
-    render(res, StatusCode::OK, "index", data);
+        until: next.as_ref().and(last),
+        rows: &rows,
+        previous: previous.as_deref(),
+        next: next.as_deref(),
+    };
+    match list::render(&list) {
+        Ok(html) => {
+            res.status_code(StatusCode::OK);
+            res.render(Text::Html(html));
+        }
+        Err(_) => render_failed(res),
+    }
 }
 
 /// `GET /product?id=N`: one product. No id: a page that explains how to give one.
@@ -135,19 +146,13 @@ pub async fn product_page(req: &mut Request, depot: &mut Depot, res: &mut Respon
             let (operator, _) = state.who(req, res);
             let signed_in = operator.map(|(managing, operator)| {
                 let csrf = managing.access.csrf_token(&operator);
-                (operator.name, csrf, new_message_id())
+                (operator.name, csrf)
             });
-            let visitor = match &signed_in {
-                Some((name, csrf, _)) => Visitor::Operator { name, csrf },
-                None if state.manage.is_some() => Visitor::MaySignIn,
-                None => Visitor::Reader,
-            };
+            let message_id = signed_in.as_ref().map(|_| new_message_id());
             let paused = state.paused();
             let around = Around {
-                position: position.as_deref().unwrap_or_default(),
-                visitor,
-                message_id: signed_in.as_ref().map_or("", |(.., id)| id),
-                paused: paused["since"].as_str().zip(paused["why"].as_str()),
+                head: head(state, position.as_deref(), signed_in.as_ref(), &paused),
+                message_id: message_id.as_deref().unwrap_or_default(),
             };
             match detail::render(cached.json(), &around) {
                 Some(Ok(html)) => {
@@ -222,6 +227,26 @@ fn encode(text: &str) -> String {
 enum Found {
     Page(Page),
     Search(Vec<Product>),
+}
+
+/// The head of a live page: where its updates start, who is looking (a
+/// signed-in operator's name and token), whether ingest is paused (from
+/// [`AppState::paused`]).
+fn head<'a>(
+    state: &AppState,
+    position: Option<&'a str>,
+    operator: Option<&'a (String, String)>,
+    paused: &'a Value,
+) -> Head<'a> {
+    Head {
+        position: position.unwrap_or_default(),
+        visitor: match operator {
+            Some((name, csrf)) => Visitor::Operator { name, csrf },
+            None if state.manage.is_some() => Visitor::MaySignIn,
+            None => Visitor::Reader,
+        },
+        paused: paused["since"].as_str().zip(paused["why"].as_str()),
+    }
 }
 
 /// Where the page's live updates start (`views/static/live.js` follows the

@@ -97,9 +97,13 @@ pub fn escape_html_into(raw: &str, out: &mut String) {
     out.push_str(&raw[plain..]);
 }
 
-/// Renders a template. Every `{{value}}` is HTML-escaped; the templates never
-/// use the raw `{{{value}}}` form but once: `{{{rows}}}` in `index.hbs`, which
-/// is handlebars' own output of `product_row.hbs` (see `rows.rs`). The data is taken as a JSON value, which
+/// Renders a template. Every `{{value}}` is HTML-escaped; the templates use
+/// the raw `{{{value}}}` form twice, each for the HTML of another template:
+/// `{{{rows}}}` in `index.hbs` (`product_row.hbs`'s, see `rows.rs`) and
+/// `{{{attributes}}}` in `product.hbs` (`attribute_row.hbs`'s). The list and
+/// the detail page are written from their templates taken apart
+/// ([`taken_apart`], `http/page_parts.rs`), which renders each of their
+/// shapes here once. The data is taken as a JSON value, which
 /// handlebars reads as it is (given anything else, it would first convert it
 /// to one, a copy of every string in it).
 ///

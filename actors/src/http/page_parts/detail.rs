@@ -1,37 +1,20 @@
-//! The product detail page (`GET /product?id=N`): what `views/product.hbs`
-//! prints and the conditions it tests, so that the page is rendered from
-//! the template taken apart (`views/taken_apart.rs`) instead of by
-//! handlebars on every request. To show something new on the page, add it
-//! to the template, and here as a text (or a shape bit, if the template
-//! tests it in a condition).
+//! The product detail page (`GET /product?id=N`, `views/product.hbs`):
+//! what it prints and the conditions it tests.
 
-use super::views::taken_apart::{Page, Text};
-use super::views::thousands;
+use super::{HEAD_BITS, HEAD_TEXTS, Head, OPERATOR, SIGNED_IN, head_data};
+use crate::http::views::taken_apart::{Page, Text};
+use crate::http::views::thousands;
 use handlebars::RenderError;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::borrow::Cow;
 use std::sync::LazyLock;
 
-/// Who is looking at the page, as the head and the forms show it.
-pub enum Visitor<'a> {
-    /// No operators are configured: nobody signs in.
-    Reader,
-    /// Operators are configured; this visitor is not signed in.
-    MaySignIn,
-    /// A signed-in operator, and the token their forms carry.
-    Operator { name: &'a str, csrf: &'a str },
-}
-
 /// What the page shows besides the product.
 pub struct Around<'a> {
-    /// Where the page's live updates start (empty: from when it opens the stream).
-    pub position: &'a str,
-    pub visitor: Visitor<'a>,
+    pub head: Head<'a>,
     /// The delete form's message id (operators only).
     pub message_id: &'a str,
-    /// Since when and why ingest is paused, if it is.
-    pub paused: Option<(&'a str, &'a str)>,
 }
 
 /// The page for `product` (its JSON as the cache holds and the API serves
@@ -56,49 +39,31 @@ pub fn render(product: &[u8], around: &Around) -> Option<Result<String, RenderEr
     let updated_at = shown_time(&product.updated_at);
     let description = product.description.as_deref().unwrap_or_default();
     let changed_by = product.changed_by.as_deref().unwrap_or_default();
-    let (operator, csrf) = match around.visitor {
-        Visitor::Operator { name, csrf } => (name, csrf),
-        Visitor::Reader | Visitor::MaySignIn => ("", ""),
-    };
-    let (since, why) = around.paused.unwrap_or_default();
-    let mut shape = 0;
+    let (head_shape, head) = around.head.parts();
+    let mut shape = head_shape;
     for (bit, holds) in [
         (HAS_DESCRIPTION, !description.is_empty()),
         (HAS_CHANGED_BY, !changed_by.is_empty()),
         (HAS_ATTRIBUTES, !attributes.is_empty()),
-        (
-            SIGNED_IN,
-            matches!(around.visitor, Visitor::Operator { .. }),
-        ),
-        (MAY_SIGN_IN, matches!(around.visitor, Visitor::MaySignIn)),
-        (PAUSED, around.paused.is_some()),
     ] {
         if holds {
             shape |= bit;
         }
     }
+    let mut texts = [""; TEXTS];
+    texts[..HEAD_TEXTS].copy_from_slice(&head);
+    texts[NAME] = &product.name;
+    texts[ID] = &id;
+    texts[PRICE] = &price;
+    texts[MANUFACTURER] = &product.manufacturer;
+    texts[DESCRIPTION] = description;
+    texts[UPDATED_AT] = &updated_at;
+    texts[STREAM_SEQ] = &stream_seq;
+    texts[CHANGED_BY] = changed_by;
+    texts[ATTRIBUTES] = &attributes;
+    texts[MESSAGE_ID] = around.message_id;
     let mut page = String::new();
-    let rendered = PAGE.render_into(
-        shape,
-        &[
-            &product.name,
-            &id,
-            &price,
-            &product.manufacturer,
-            description,
-            &updated_at,
-            &stream_seq,
-            changed_by,
-            &attributes,
-            around.position,
-            operator,
-            csrf,
-            around.message_id,
-            since,
-            why,
-        ],
-        &mut page,
-    );
+    let rendered = PAGE.render_into(shape, &texts, &mut page);
     Some(rendered.map(|()| page))
 }
 
@@ -122,32 +87,25 @@ struct Shown<'a> {
     changed_by: Option<Cow<'a, str>>,
 }
 
-// The page's texts, by their place in the array `PAGE` is given.
-const NAME: usize = 0;
-const ID: usize = 1;
-const PRICE: usize = 2;
-const MANUFACTURER: usize = 3;
-const DESCRIPTION: usize = 4;
-const UPDATED_AT: usize = 5;
-const STREAM_SEQ: usize = 6;
-const CHANGED_BY: usize = 7;
-const ATTRIBUTES: usize = 8;
-const POSITION: usize = 9;
-const OPERATOR: usize = 10;
-const CSRF: usize = 11;
-const MESSAGE_ID: usize = 12;
-const PAUSED_SINCE: usize = 13;
-const PAUSED_WHY: usize = 14;
-const TEXTS: usize = 15;
+// The page's texts after the head's, by their place in the array `PAGE`
+// is given.
+const NAME: usize = HEAD_TEXTS;
+const ID: usize = HEAD_TEXTS + 1;
+const PRICE: usize = HEAD_TEXTS + 2;
+const MANUFACTURER: usize = HEAD_TEXTS + 3;
+const DESCRIPTION: usize = HEAD_TEXTS + 4;
+const UPDATED_AT: usize = HEAD_TEXTS + 5;
+const STREAM_SEQ: usize = HEAD_TEXTS + 6;
+const CHANGED_BY: usize = HEAD_TEXTS + 7;
+const ATTRIBUTES: usize = HEAD_TEXTS + 8;
+const MESSAGE_ID: usize = HEAD_TEXTS + 9;
+const TEXTS: usize = HEAD_TEXTS + 10;
 
-// The conditions the page's templates test: its shape.
-const HAS_DESCRIPTION: u32 = 1;
-const HAS_CHANGED_BY: u32 = 1 << 1;
-const HAS_ATTRIBUTES: u32 = 1 << 2;
-const SIGNED_IN: u32 = 1 << 3;
-const MAY_SIGN_IN: u32 = 1 << 4;
-const PAUSED: u32 = 1 << 5;
-const SHAPE_BITS: u32 = 6;
+// The conditions the page tests, after the head's: its shape.
+const HAS_DESCRIPTION: u32 = 1 << HEAD_BITS;
+const HAS_CHANGED_BY: u32 = 1 << (HEAD_BITS + 1);
+const HAS_ATTRIBUTES: u32 = 1 << (HEAD_BITS + 2);
+const SHAPE_BITS: u32 = HEAD_BITS + 3;
 
 static PAGE: LazyLock<Page<TEXTS>> = LazyLock::new(|| {
     let mut texts = [Text::Shown; TEXTS];
@@ -171,14 +129,8 @@ static ATTRIBUTE: LazyLock<Page<2>> = LazyLock::new(|| {
 /// The data `product.hbs` reads, for a shape and the page's texts.
 fn page_data(shape: u32, t: &[&str; TEXTS]) -> Value {
     let when = |bit: u32, value: Value| if shape & bit != 0 { value } else { Value::Null };
-    let who = if shape & SIGNED_IN != 0 {
-        json!({"operator": t[OPERATOR], "csrf": t[CSRF]})
-    } else if shape & MAY_SIGN_IN != 0 {
-        json!({"sign_in": true})
-    } else {
-        json!({})
-    };
-    json!({
+    let signed_in = shape & SIGNED_IN != 0;
+    let mut data = json!({
         "product": {
             "id": t[ID],
             "name": t[NAME],
@@ -190,13 +142,12 @@ fn page_data(shape: u32, t: &[&str; TEXTS]) -> Value {
         "updated_at": t[UPDATED_AT],
         "stream_seq": t[STREAM_SEQ],
         "attributes": when(HAS_ATTRIBUTES, t[ATTRIBUTES].into()),
-        "position": t[POSITION],
-        "manage": shape & SIGNED_IN != 0,
-        "csrf": t[CSRF],
-        "message_id": t[MESSAGE_ID],
-        "who": who,
-        "paused": when(PAUSED, json!({"since": t[PAUSED_SINCE], "why": t[PAUSED_WHY]})),
-    })
+        "manage": signed_in,
+        "csrf": when(SIGNED_IN, t[super::CSRF].into()),
+        "message_id": when(SIGNED_IN, t[MESSAGE_ID].into()),
+    });
+    head_data(&mut data, shape, t);
+    data
 }
 
 /// A stored time (RFC 3339 in UTC, as the JSON serves it) as the pages show
@@ -215,6 +166,7 @@ fn shown_time(rfc3339: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::page_parts::{Visitor, possible, texts_for};
     use crate::http::views::taken_apart::texts::markup;
     use proptest::prelude::*;
 
@@ -232,11 +184,7 @@ mod tests {
 
     #[test]
     fn every_shape_of_the_page_is_taken_apart() {
-        for shape in 0..1 << SHAPE_BITS {
-            // An operator is never also asked to sign in.
-            if shape & SIGNED_IN != 0 && shape & MAY_SIGN_IN != 0 {
-                continue;
-            }
+        for shape in (0..1 << SHAPE_BITS).filter(|&shape| possible(shape)) {
             assert!(PAGE.is_taken_apart(shape), "shape {shape:#b}");
         }
         assert!(ATTRIBUTE.is_taken_apart(0));
@@ -247,26 +195,18 @@ mod tests {
         markup(6)
     }
 
-    fn shape() -> impl Strategy<Value = u32> {
-        (0u32..1 << SHAPE_BITS).prop_filter("an operator is not asked to sign in", |shape| {
-            shape & SIGNED_IN == 0 || shape & MAY_SIGN_IN == 0
-        })
-    }
-
     proptest! {
         #[test]
         fn a_page_from_the_parts_is_the_page_handlebars_renders(
-            shape in shape(),
+            shape in (0u32..1 << SHAPE_BITS).prop_filter("possible", |&shape| possible(shape)),
             texts in proptest::collection::vec(text(), TEXTS),
         ) {
-            let mut texts: Vec<&str> = texts.iter().map(String::as_str).collect();
-            // What the shape says is there is not empty.
-            for (bit, at) in [(HAS_DESCRIPTION, DESCRIPTION), (HAS_CHANGED_BY, CHANGED_BY), (HAS_ATTRIBUTES, ATTRIBUTES), (SIGNED_IN, OPERATOR)] {
-                if shape & bit != 0 && texts[at].is_empty() {
-                    texts[at] = "x";
-                }
-            }
-            let texts: [&str; TEXTS] = texts.try_into().unwrap();
+            let texts: [String; TEXTS] = texts_for(
+                shape,
+                &texts,
+                &[(HAS_DESCRIPTION, DESCRIPTION), (HAS_CHANGED_BY, CHANGED_BY), (HAS_ATTRIBUTES, ATTRIBUTES)],
+            );
+            let texts = texts.each_ref().map(String::as_str);
             let mut ours = String::new();
             PAGE.render_into(shape, &texts, &mut ours).unwrap();
             prop_assert!(PAGE.is_taken_apart(shape));
@@ -283,10 +223,12 @@ mod tests {
         }))
         .unwrap();
         let around = Around {
-            position: "812.7",
-            visitor: Visitor::MaySignIn,
+            head: Head {
+                position: "812.7",
+                visitor: Visitor::MaySignIn,
+                paused: None,
+            },
             message_id: "",
-            paused: None,
         };
         let page = render(&json, &around).unwrap().unwrap();
         for shown in [
