@@ -2,9 +2,25 @@
 //! (`views/taken_apart.rs`) instead of by handlebars on every request: the
 //! product list (`list.rs`, `views/index.hbs`) and a product's detail
 //! (`detail.rs`, `views/product.hbs`). Each lists what its template prints
-//! (its texts) and the conditions it tests (its shape). To show something
-//! new on one of them, add it to the template, and to its module as a text
-//! (or a shape bit, if the template tests it in a condition).
+//! (its texts) and the conditions it tests (its shape).
+//!
+//! To show something new on one of them, say a product's weight on the
+//! detail page:
+//! 1. print it in the template: `<dd>{{weight}}</dd>`;
+//! 2. in `detail.rs`, give it a place (`const WEIGHT: usize = …`, and
+//!    `TEXTS` one more), put it in the page's data (`"weight": t[WEIGHT]`
+//!    in `page_data`) and set it in `render` (`texts[WEIGHT] = &weight`);
+//! 3. if the template shows it only when there is one
+//!    (`{{#if weight}}…{{/if}}`), it is `Text::Present(HAS_WEIGHT)`, a new
+//!    shape bit, shown in the data only when that bit is set; a condition
+//!    on something that is not a text (like `searching`) is a bit the
+//!    page's `render` sets.
+//!
+//! A text forgotten in the data or the template fails the page's
+//! `every_text_is_printed` test; a text tested in a condition the shape
+//! does not capture fails `every_shape_of_the_page_is_taken_apart` (and, if
+//! it slipped through, the page would still be right: that shape would be
+//! rendered by handlebars).
 //!
 //! Both start with the head (`views/head.hbs`): its texts come first in
 //! each page's texts, and its conditions are each page's lowest shape bits.
@@ -83,22 +99,4 @@ fn head_data(data: &mut Value, shape: u32, t: &[&str]) {
 #[cfg(test)]
 fn possible(shape: u32) -> bool {
     shape & SIGNED_IN == 0 || shape & MAY_SIGN_IN == 0
-}
-
-/// A page's texts for a property test: `texts`, with those the shape says
-/// are there (`present`: a bit and a text each, the signed-in operator's
-/// name among them) never empty.
-#[cfg(test)]
-fn texts_for<const N: usize>(
-    shape: u32,
-    texts: &[String],
-    present: &[(u32, usize)],
-) -> [String; N] {
-    let mut texts: [String; N] = std::array::from_fn(|i| texts[i].clone());
-    for &(bit, at) in present.iter().chain(&[(SIGNED_IN, OPERATOR)]) {
-        if shape & bit != 0 && texts[at].is_empty() {
-            texts[at] = "x".to_owned();
-        }
-    }
-    texts
 }

@@ -34,7 +34,7 @@ pub async fn index(req: &mut Request, depot: &mut Depot, res: &mut Response) {
         Err(message) => return error_page(res, StatusCode::BAD_REQUEST, &message),
     };
     let state = app_state(depot);
-    let (operator, _) = state.who(req, res);
+    let operator = state.signed_in(req, res);
     // Read before the page: what is committed after it reaches the page live.
     let position = live_position(state);
     let found = if search.is_empty() {
@@ -101,11 +101,12 @@ pub async fn index(req: &mut Request, depot: &mut Depot, res: &mut Response) {
             .previous_after(before, paging.limit)
             .map(|after| query(&format!("after={after}&limit={}", paging.limit)))
     };
+    let first = if search.is_empty() {
+        "/".to_owned()
+    } else {
+        format!("/?q={}", encode(&search))
+    };
     let paused = state.paused();
-    let operator = operator.map(|(managing, operator)| {
-        let csrf = managing.access.csrf_token(&operator);
-        (operator.name, csrf)
-    });
     let list = List {
         head: head(state, position.as_deref(), operator.as_ref(), &paused),
         q: &search,
@@ -121,6 +122,7 @@ pub async fn index(req: &mut Request, depot: &mut Depot, res: &mut Response) {
         rows: &rows,
         previous: previous.as_deref(),
         next: next.as_deref(),
+        first: &first,
     };
     match list::render(&list) {
         Ok(html) => {
@@ -143,11 +145,7 @@ pub async fn product_page(req: &mut Request, depot: &mut Depot, res: &mut Respon
     let position = live_position(state);
     match state.cached(id).await {
         Ok(Some(cached)) => {
-            let (operator, _) = state.who(req, res);
-            let signed_in = operator.map(|(managing, operator)| {
-                let csrf = managing.access.csrf_token(&operator);
-                (operator.name, csrf)
-            });
+            let signed_in = state.signed_in(req, res);
             let message_id = signed_in.as_ref().map(|_| new_message_id());
             let paused = state.paused();
             let around = Around {

@@ -145,6 +145,15 @@ impl AppState {
         }
     }
 
+    /// The signed-in operator's name and the token their forms carry, if
+    /// an operator is signed in (as [`AppState::who`] finds them).
+    pub fn signed_in(&self, req: &Request, res: &mut Response) -> Option<(String, String)> {
+        let managing = self.manage.as_ref()?;
+        let operator = managing.access.operator(req, res)?;
+        let csrf = managing.access.csrf_token(&operator);
+        Some((operator.name, csrf))
+    }
+
     /// One product by id, as cached (its JSON), from the cache (which reads
     /// through on a miss).
     pub async fn cached(&self, id: i64) -> Result<Option<Cached>, Unavailable> {

@@ -39,17 +39,7 @@ pub fn render(product: &[u8], around: &Around) -> Option<Result<String, RenderEr
     let updated_at = shown_time(&product.updated_at);
     let description = product.description.as_deref().unwrap_or_default();
     let changed_by = product.changed_by.as_deref().unwrap_or_default();
-    let (head_shape, head) = around.head.parts();
-    let mut shape = head_shape;
-    for (bit, holds) in [
-        (HAS_DESCRIPTION, !description.is_empty()),
-        (HAS_CHANGED_BY, !changed_by.is_empty()),
-        (HAS_ATTRIBUTES, !attributes.is_empty()),
-    ] {
-        if holds {
-            shape |= bit;
-        }
-    }
+    let (shape, head) = around.head.parts();
     let mut texts = [""; TEXTS];
     texts[..HEAD_TEXTS].copy_from_slice(&head);
     texts[NAME] = &product.name;
@@ -109,10 +99,10 @@ const SHAPE_BITS: u32 = HEAD_BITS + 3;
 
 static PAGE: LazyLock<Page<TEXTS>> = LazyLock::new(|| {
     let mut texts = [Text::Shown; TEXTS];
-    for present in [DESCRIPTION, CHANGED_BY, OPERATOR] {
-        texts[present] = Text::Present;
-    }
-    texts[ATTRIBUTES] = Text::Html;
+    texts[OPERATOR] = Text::Present(SIGNED_IN);
+    texts[DESCRIPTION] = Text::Present(HAS_DESCRIPTION);
+    texts[CHANGED_BY] = Text::Present(HAS_CHANGED_BY);
+    texts[ATTRIBUTES] = Text::Html(HAS_ATTRIBUTES);
     Page::new("product", texts, SHAPE_BITS, page_data)
 });
 
@@ -166,7 +156,7 @@ fn shown_time(rfc3339: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::page_parts::{Visitor, possible, texts_for};
+    use crate::http::page_parts::{Visitor, possible};
     use crate::http::views::taken_apart::texts::markup;
     use proptest::prelude::*;
 
@@ -190,6 +180,12 @@ mod tests {
         assert!(ATTRIBUTE.is_taken_apart(0));
     }
 
+    #[test]
+    fn every_text_is_printed() {
+        assert_eq!(PAGE.printed(), (0..TEXTS).collect());
+        assert_eq!(ATTRIBUTE.printed(), (0..2).collect());
+    }
+
     /// Text with every character the escaping treats, among others.
     fn text() -> impl Strategy<Value = String> {
         markup(6)
@@ -201,11 +197,7 @@ mod tests {
             shape in (0u32..1 << SHAPE_BITS).prop_filter("possible", |&shape| possible(shape)),
             texts in proptest::collection::vec(text(), TEXTS),
         ) {
-            let texts: [String; TEXTS] = texts_for(
-                shape,
-                &texts,
-                &[(HAS_DESCRIPTION, DESCRIPTION), (HAS_CHANGED_BY, CHANGED_BY), (HAS_ATTRIBUTES, ATTRIBUTES)],
-            );
+            let texts: [String; TEXTS] = texts.try_into().unwrap();
             let texts = texts.each_ref().map(String::as_str);
             let mut ours = String::new();
             PAGE.render_into(shape, &texts, &mut ours).unwrap();

@@ -2,7 +2,7 @@
 //! it prints and the conditions it tests. Its rows come written already
 //! (`http/rows.rs`).
 
-use super::{HEAD_BITS, HEAD_TEXTS, Head, OPERATOR, head_data};
+use super::{HEAD_BITS, HEAD_TEXTS, Head, OPERATOR, SIGNED_IN, head_data};
 use crate::http::views::taken_apart::{Page, Text};
 use crate::http::views::thousands;
 use handlebars::RenderError;
@@ -26,6 +26,8 @@ pub struct List<'a> {
     /// The links to the pages before and after, if any.
     pub previous: Option<&'a str>,
     pub next: Option<&'a str>,
+    /// The link to the first page.
+    pub first: &'a str,
 }
 
 /// The page.
@@ -40,11 +42,7 @@ pub fn render(list: &List) -> Result<String, RenderError> {
     );
     for (bit, holds) in [
         (SEARCHING, !list.q.is_empty()),
-        (HAS_COUNT, count.is_some()),
-        (HAS_PRODUCTS, !list.rows.is_empty()),
         (FIRST_PAGE, list.after == 0),
-        (HAS_PREVIOUS, list.previous.is_some()),
-        (HAS_NEXT, list.next.is_some()),
     ] {
         if holds {
             shape |= bit;
@@ -59,6 +57,7 @@ pub fn render(list: &List) -> Result<String, RenderError> {
     texts[ROWS] = list.rows;
     texts[PREVIOUS] = list.previous.unwrap_or_default();
     texts[NEXT] = list.next.unwrap_or_default();
+    texts[FIRST] = list.first;
     let mut page = String::new();
     PAGE.render_into(shape, &texts, &mut page)?;
     Ok(page)
@@ -73,7 +72,8 @@ const UNTIL: usize = HEAD_TEXTS + 3;
 const ROWS: usize = HEAD_TEXTS + 4;
 const PREVIOUS: usize = HEAD_TEXTS + 5;
 const NEXT: usize = HEAD_TEXTS + 6;
-const TEXTS: usize = HEAD_TEXTS + 7;
+const FIRST: usize = HEAD_TEXTS + 7;
+const TEXTS: usize = HEAD_TEXTS + 8;
 
 // The conditions the page tests, after the head's: its shape.
 const SEARCHING: u32 = 1 << HEAD_BITS;
@@ -86,10 +86,11 @@ const SHAPE_BITS: u32 = HEAD_BITS + 6;
 
 static PAGE: LazyLock<Page<TEXTS>> = LazyLock::new(|| {
     let mut texts = [Text::Shown; TEXTS];
-    for present in [COUNT, PREVIOUS, NEXT, OPERATOR] {
-        texts[present] = Text::Present;
-    }
-    texts[ROWS] = Text::Html;
+    texts[OPERATOR] = Text::Present(SIGNED_IN);
+    texts[COUNT] = Text::Present(HAS_COUNT);
+    texts[PREVIOUS] = Text::Present(HAS_PREVIOUS);
+    texts[NEXT] = Text::Present(HAS_NEXT);
+    texts[ROWS] = Text::Html(HAS_PRODUCTS);
     Page::new("index", texts, SHAPE_BITS, page_data)
 });
 
@@ -112,7 +113,8 @@ fn page_data(shape: u32, t: &[&str; TEXTS]) -> Value {
         "searching": shape & SEARCHING != 0,
         "after": t[AFTER],
         "until": t[UNTIL],
-        "rows": t[ROWS],
+        "rows": when(HAS_PRODUCTS, t[ROWS]),
+        "first": t[FIRST],
     });
     head_data(&mut data, shape, t);
     data
@@ -121,7 +123,7 @@ fn page_data(shape: u32, t: &[&str; TEXTS]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::page_parts::{Visitor, possible, texts_for};
+    use crate::http::page_parts::{Visitor, possible};
     use crate::http::views::taken_apart::texts::markup;
     use proptest::prelude::*;
 
@@ -132,17 +134,18 @@ mod tests {
         }
     }
 
+    #[test]
+    fn every_text_is_printed() {
+        assert_eq!(PAGE.printed(), (0..TEXTS).collect());
+    }
+
     proptest! {
         #[test]
         fn a_page_from_the_parts_is_the_page_handlebars_renders(
             shape in (0u32..1 << SHAPE_BITS).prop_filter("possible", |&shape| possible(shape)),
             texts in proptest::collection::vec(markup(6), TEXTS),
         ) {
-            let texts: [String; TEXTS] = texts_for(
-                shape,
-                &texts,
-                &[(HAS_COUNT, COUNT), (HAS_PREVIOUS, PREVIOUS), (HAS_NEXT, NEXT), (HAS_PRODUCTS, ROWS)],
-            );
+            let texts: [String; TEXTS] = texts.try_into().unwrap();
             let texts = texts.each_ref().map(String::as_str);
             let mut ours = String::new();
             PAGE.render_into(shape, &texts, &mut ours).unwrap();
@@ -169,6 +172,7 @@ mod tests {
             rows: "<tr data-id=\"101\"></tr>",
             previous: Some("/?after=0&limit=100"),
             next: None,
+            first: "/?q=%3Cb%3E%26",
         };
         let page = render(&list).unwrap();
         for shown in [
@@ -177,6 +181,7 @@ mod tests {
             "<tr data-id=\"101\"></tr>",
             r#"<a href="/?after=0&amp;limit=100" rel="prev">"#,
             "<strong>ada</strong>",
+            r#"<a href="/?q=%3Cb%3E%26">First page</a>"#,
         ] {
             assert!(page.contains(shown), "{shown} not in {page}");
         }

@@ -57,11 +57,23 @@ pub fn split<V: Copy>(rendered: &str, probes: &[(String, V)]) -> Vec<Part<V>> {
 pub enum Text {
     /// Escaped; any text, the empty one too.
     Shown,
-    /// Escaped; never empty: whether it is there is part of the shape.
-    Present,
+    /// Escaped, and there only when not empty: the shape bit it names is
+    /// set when it is (the page's data shows it only then, and the
+    /// template may test it).
+    Present(u32),
     /// HTML already (written from another template), printed as it is;
-    /// never empty.
-    Html,
+    /// there only when not empty, like [`Text::Present`].
+    Html(u32),
+}
+
+impl Text {
+    /// The shape bit that says the text is there, if it may be absent.
+    fn presence(self) -> u32 {
+        match self {
+            Text::Shown => 0,
+            Text::Present(bit) | Text::Html(bit) => bit,
+        }
+    }
 }
 
 /// The parts of one shape; `None` when that shape cannot be taken apart.
@@ -78,7 +90,8 @@ pub struct Page<const N: usize> {
 
 impl<const N: usize> Page<N> {
     /// `template`, printing `texts`, with `shape_bits` conditions (shapes
-    /// are `0..1 << shape_bits`), its data built by `data`.
+    /// are `0..1 << shape_bits`, the presence bits of `texts` among them),
+    /// its data built by `data`.
     pub fn new(
         template: &'static str,
         texts: [Text; N],
@@ -95,12 +108,15 @@ impl<const N: usize> Page<N> {
 
     /// The page for `shape` with `texts`, written at the end of `out`: from
     /// the parts when the shape could be taken apart, else by handlebars.
+    /// The presence bits of the shape come from the texts, whatever
+    /// `shape` says of them.
     pub fn render_into(
         &self,
         shape: u32,
         texts: &[&str; N],
         out: &mut String,
     ) -> Result<(), RenderError> {
+        let shape = self.shape(shape, texts);
         match self.parts(shape) {
             Some(parts) => self.render_parts(parts, texts, out),
             None => out.push_str(&self.render_with_handlebars(shape, texts)?),
@@ -114,12 +130,38 @@ impl<const N: usize> Page<N> {
         shape: u32,
         texts: &[&str; N],
     ) -> Result<String, RenderError> {
-        render(self.template, (self.data)(shape, texts))
+        render(self.template, (self.data)(self.shape(shape, texts), texts))
     }
 
     /// Whether `shape` is rendered from parts (it could be taken apart).
     pub fn is_taken_apart(&self, shape: u32) -> bool {
         self.parts(shape).is_some()
+    }
+
+    /// Which texts some shape prints (a text no shape prints is missing
+    /// from the page's data or its template).
+    #[cfg(test)]
+    pub fn printed(&self) -> std::collections::BTreeSet<usize> {
+        (0..self.shapes.len() as u32)
+            .filter_map(|shape| self.parts(shape))
+            .flatten()
+            .filter_map(|part| match part {
+                Part::Value(i) => Some(*i),
+                Part::Text(_) => None,
+            })
+            .collect()
+    }
+
+    /// `shape` with the presence bits of `texts`.
+    fn shape(&self, shape: u32, texts: &[&str; N]) -> u32 {
+        self.texts
+            .iter()
+            .zip(texts)
+            .fold(shape, |shape, (text, value)| match text.presence() {
+                0 => shape,
+                bit if value.is_empty() => shape & !bit,
+                bit => shape | bit,
+            })
     }
 
     fn parts(&self, shape: u32) -> Option<&[Part<usize>]> {
@@ -141,8 +183,10 @@ impl<const N: usize> Page<N> {
         for part in parts {
             match part {
                 Part::Text(text) => out.push_str(text),
-                Part::Value(i) if self.texts[*i] == Text::Html => out.push_str(texts[*i]),
-                Part::Value(i) => escape_html_into(texts[*i], out),
+                Part::Value(i) => match self.texts[*i] {
+                    Text::Html(_) => out.push_str(texts[*i]),
+                    Text::Shown | Text::Present(_) => escape_html_into(texts[*i], out),
+                },
             }
         }
     }
@@ -150,37 +194,74 @@ impl<const N: usize> Page<N> {
     /// `shape`'s parts, or `None` when pages rendered from them would differ
     /// from handlebars' on any of the checked texts.
     fn take_apart(&self, shape: u32) -> Option<Box<[Part<usize>]>> {
+        // A text the shape says is absent is empty in every rendering.
+        let there = |i: usize| {
+            let bit = self.texts[i].presence();
+            bit == 0 || shape & bit != 0
+        };
         // Private-use characters: no markup contains them, and escaping
         // leaves them as they are.
-        let probes: [(String, usize); N] =
-            std::array::from_fn(|i| (format!("\u{E000}{i}\u{E001}"), i));
-        let probe_texts: [&str; N] = std::array::from_fn(|i| probes[i].0.as_str());
-        let rendered = self.render_with_handlebars(shape, &probe_texts).ok()?;
-        let parts = split(&rendered, &probes);
-        // Texts that need escaping, that look like templates, and empty
-        // ones where a text may be empty.
-        let checks: [[&str; N]; 3] = [
-            [r#"<b>"Tom" & 'Jerry'</b>"#; N],
-            ["ünïcödé ✓ =`{{x}}`"; N],
-            std::array::from_fn(|i| match self.texts[i] {
-                Text::Shown => "",
-                Text::Present | Text::Html => "x",
-            }),
-        ];
-        let agrees = checks.iter().all(|texts| {
-            let mut ours = String::new();
-            self.render_parts(&parts, texts, &mut ours);
-            self.render_with_handlebars(shape, texts)
-                .is_ok_and(|theirs| theirs == ours)
+        let probes: [(String, usize); N] = std::array::from_fn(|i| {
+            let probe = if there(i) {
+                format!("\u{E000}{i}\u{E001}")
+            } else {
+                String::new()
+            };
+            (probe, i)
         });
-        if !agrees {
-            warn!(
-                template = self.template,
-                shape,
-                "the template does more than print its texts: this shape is rendered by handlebars"
-            );
+        let probe_texts: [&str; N] = std::array::from_fn(|i| probes[i].0.as_str());
+        let rendered = match self.render_with_handlebars(shape, &probe_texts) {
+            Ok(rendered) => rendered,
+            Err(error) => {
+                warn!(template = self.template, shape, %error, "cannot take the template apart: this shape is rendered by handlebars");
+                return None;
+            }
+        };
+        let present: Vec<(String, usize)> = probes
+            .into_iter()
+            .filter(|(probe, _)| !probe.is_empty())
+            .collect();
+        let parts = split(&rendered, &present);
+        // Each text different from the others (a split that mistook one for
+        // another shows), with characters that need escaping and template
+        // syntax in it; then, for each text that may be empty, the same
+        // with it empty (a template that tests it shows).
+        let distinct: [String; N] = std::array::from_fn(|i| {
+            if there(i) {
+                format!(r#"<b id="{i}">"Tom" & 'Jerry' =`{{{{x}}}}`</b>"#)
+            } else {
+                String::new()
+            }
+        });
+        let mut checks = vec![distinct.clone()];
+        for (i, text) in self.texts.iter().enumerate() {
+            if *text == Text::Shown {
+                let mut check = distinct.clone();
+                check[i] = String::new();
+                checks.push(check);
+            }
         }
-        agrees.then(|| parts.into_boxed_slice())
+        for check in &checks {
+            let texts: [&str; N] = std::array::from_fn(|i| check[i].as_str());
+            let mut ours = String::new();
+            self.render_parts(&parts, &texts, &mut ours);
+            match self.render_with_handlebars(shape, &texts) {
+                Ok(theirs) if theirs == ours => {}
+                Ok(_) => {
+                    warn!(
+                        template = self.template,
+                        shape,
+                        "the template does more than print its texts: this shape is rendered by handlebars"
+                    );
+                    return None;
+                }
+                Err(error) => {
+                    warn!(template = self.template, shape, %error, "cannot check the template taken apart: this shape is rendered by handlebars");
+                    return None;
+                }
+            }
+        }
+        Some(parts.into_boxed_slice())
     }
 }
 
@@ -271,6 +352,37 @@ mod tests {
             page.render_into(0, &texts, &mut ours).unwrap();
             assert_eq!(ours, page.render_with_handlebars(0, &texts).unwrap());
         }
+    }
+
+    #[test]
+    fn a_text_shown_in_place_of_an_empty_one_is_refused() {
+        // The message falls back to the title when it is empty: with every
+        // text the same, or every one empty at once, the split would look
+        // right.
+        let page: Page<2> = Page::new("error", [Text::Shown, Text::Shown], 0, |_, t| {
+            let message = if t[1].is_empty() { t[0] } else { t[1] };
+            json!({"status": 500, "title": t[0], "message": message})
+        });
+        assert!(!page.is_taken_apart(0));
+    }
+
+    #[test]
+    fn a_present_text_sets_its_bit_whatever_the_shape_given() {
+        // `index.hbs` lists its rows (an HTML text) only when there are
+        // products: the bit follows the text.
+        let page: Page<1> = Page::new(
+            "index",
+            [Text::Html(1)],
+            1,
+            |shape, t| json!({"products": shape & 1 != 0, "rows": t[0], "first_page": true}),
+        );
+        for (shape, rows) in [(0, "<tr></tr>"), (1, ""), (1, "<tr></tr>"), (0, "")] {
+            let mut ours = String::new();
+            page.render_into(shape, &[rows], &mut ours).unwrap();
+            assert_eq!(ours, page.render_with_handlebars(shape, &[rows]).unwrap());
+            assert_eq!(ours.contains("No products yet."), rows.is_empty());
+        }
+        assert!(page.is_taken_apart(0) && page.is_taken_apart(1));
     }
 
     #[test]
