@@ -25,6 +25,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
 
+/// How soon a waiting request asks for a sample again, first and at most.
+const FIRST_ASK_AGAIN: Duration = Duration::from_millis(2);
+const LAST_ASK_AGAIN: Duration = Duration::from_millis(100);
+
 /// Clones share one state; created once by the binary (in [`crate::health::Health`]),
 /// so it outlives the actors' restarts.
 #[derive(Clone, Debug)]
@@ -103,15 +107,20 @@ impl Freshness {
     pub async fn wait_for(&self, seq: u64, wait: Duration) -> Result<u64, u64> {
         let mut applied = self.0.applied.subscribe();
         let reached = async {
+            // Ask again soon, then less and less often: a sample that found
+            // the floor short is often followed within milliseconds by the
+            // ack that moves it (a lone waiter would otherwise wait for the
+            // next ask however soon the ack came). Samples are one at a time
+            // however many wait.
+            let mut again = FIRST_ASK_AGAIN;
             loop {
                 let now = *applied.borrow_and_update();
                 if now >= seq {
                     return now;
                 }
                 self.want_sample();
-                // Ask again now and then: a sample that found the floor
-                // short may be followed by the ack that moves it.
-                let _ = tokio::time::timeout(Duration::from_millis(100), applied.changed()).await;
+                let _ = tokio::time::timeout(again, applied.changed()).await;
+                again = (again * 2).min(LAST_ASK_AGAIN);
             }
         };
         tokio::time::timeout(wait, reached)

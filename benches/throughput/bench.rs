@@ -30,7 +30,8 @@
 //!    too: a dozen samples waiting make some 20,000 requests a second), then
 //!    with one request a replica that asks the API's freshness contract to
 //!    wait (`?min_seq=<the ack's sequence>&wait=5s`, checked to answer the
-//!    published price or a later one).
+//!    published price or a later one), and the same one sample at a time
+//!    (a program reading its own write while nobody else waits).
 //!
 //! Reads are measured by `cargo bench --bench read_model`, beside a bare
 //! server, with a load generator in a process of its own.
@@ -109,6 +110,10 @@ pub enum Asking {
     Polling,
     /// One `GET /products/{id}?min_seq=<the ack's sequence>&wait=5s`.
     MinSeq,
+    /// The same, one sample at a time (a program that reads its own write
+    /// while nobody else waits): a message is sampled only once the sample
+    /// before has been answered by both replicas.
+    MinSeqAlone,
 }
 
 impl Freshness {
@@ -135,8 +140,9 @@ pub struct Report {
     /// An all-new backlog as large as the first, drained by [`REPLICAS`]
     /// replicas on one durable.
     pub scale_out: Rate,
-    /// Freshness by polling, then by asking to wait.
-    pub freshness: [Freshness; 2],
+    /// Freshness by polling, then by asking to wait, then by asking to
+    /// wait one sample at a time.
+    pub freshness: [Freshness; 3],
 }
 
 /// Runs the whole benchmark in a database and stream of its own, removed
@@ -242,7 +248,7 @@ async fn measure(plan: &Plan, settings: &Settings) -> anyhow::Result<Report> {
     }
     let rate = (ingest_new.per_second() / 2.0).max(100.0);
     let mut measured = Vec::new();
-    for asking in [Asking::Polling, Asking::MinSeq] {
+    for asking in [Asking::Polling, Asking::MinSeq, Asking::MinSeqAlone] {
         let measuring = Measuring {
             js: &js,
             client: &client,
@@ -275,7 +281,7 @@ async fn measure(plan: &Plan, settings: &Settings) -> anyhow::Result<Report> {
             .into_iter()
             .collect::<anyhow::Result<Vec<_>>>()?
             .try_into()
-            .map_err(|_| anyhow::anyhow!("two freshness runs"))?,
+            .map_err(|_| anyhow::anyhow!("three freshness runs"))?,
     })
 }
 
@@ -600,7 +606,11 @@ impl Measuring<'_> {
                 k += 1;
                 let id = UPDATED_IDS + 1 + (k % self.plan.ids.max(1)) as i64;
                 let price = 1_000_000 + k as i64;
-                if j == 0 {
+                let alone_busy = self.asking == Asking::MinSeqAlone
+                    && samples
+                        .last()
+                        .is_some_and(|last: &tokio::task::JoinHandle<_>| !last.is_finished());
+                if j == 0 && !alone_busy {
                     let ack = self
                         .js
                         .publish(self.subject.to_owned(), payload(id, price).into())
@@ -681,7 +691,7 @@ async fn served_after(
         async move {
             let url = match asking {
                 Asking::Polling => url,
-                Asking::MinSeq => format!("{url}?min_seq={seq}&wait=5s"),
+                Asking::MinSeq | Asking::MinSeqAlone => format!("{url}?min_seq={seq}&wait=5s"),
             };
             while acked.elapsed() < Duration::from_secs(30) {
                 let response = http.get(&url).send().await?;
@@ -803,6 +813,9 @@ impl Report {
                 Asking::Polling => "served by `GET /products/{id}` (each replica polled every ms)",
                 Asking::MinSeq => {
                     "answered by one `GET /products/{id}?min_seq=<the ack's sequence>&wait=5s` a replica"
+                }
+                Asking::MinSeqAlone => {
+                    "answered by one `GET /products/{id}?min_seq=…&wait=5s` a replica, one sample at a time"
                 }
             };
             out.push_str(&format!(

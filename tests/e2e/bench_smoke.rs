@@ -33,6 +33,7 @@ async fn the_benchmark_runs_to_its_end_on_a_few_hundred_messages() {
         "many updates",
         "each replica polled every ms",
         "min_seq=<the ack's sequence>",
+        "one sample at a time",
     ] {
         assert!(
             table.contains(row),
