@@ -152,6 +152,27 @@ impl<const N: usize> Page<N> {
             .collect()
     }
 
+    /// Every shape `possible` says a page can be asked for is taken apart.
+    #[cfg(test)]
+    pub fn assert_taken_apart(&self, possible: impl Fn(u32) -> bool) {
+        for shape in (0..self.shapes.len() as u32).filter(|&shape| possible(shape)) {
+            assert!(
+                self.is_taken_apart(shape),
+                "{} shape {shape:#b}",
+                self.template
+            );
+        }
+    }
+
+    /// The page for `shape` with `texts`, from the parts and by handlebars.
+    #[cfg(test)]
+    pub fn both(&self, shape: u32, texts: &[String]) -> (String, String) {
+        let texts: [&str; N] = std::array::from_fn(|i| texts[i].as_str());
+        let mut ours = String::new();
+        self.render_into(shape, &texts, &mut ours).unwrap();
+        (ours, self.render_with_handlebars(shape, &texts).unwrap())
+    }
+
     /// `shape` with the presence bits of `texts`.
     fn shape(&self, shape: u32, texts: &[&str; N]) -> u32 {
         self.texts
