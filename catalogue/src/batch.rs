@@ -6,7 +6,8 @@
 //! others aside in one transaction, and answers for each message what ingest
 //! must tell JetStream: ack it, terminate it, or have it redelivered later.
 
-use crate::product::{DecodeError, Product, ProductUpdate};
+use crate::feed::{Version, Written};
+use crate::product::{DecodeError, ProductUpdate};
 use bytes::Bytes;
 use std::fmt;
 
@@ -40,8 +41,11 @@ pub struct Incoming {
 #[derive(Debug, Clone)]
 pub struct Stored {
     /// The current version of every product the batch names (changed by it or
-    /// not), for the cache.
-    pub current: Vec<Product>,
+    /// not; a deleted one as a deletion), for the cache.
+    pub current: Vec<Version>,
+    /// The transaction that stored the batch and how many products it wrote
+    /// (every one of them is in `current`); `None` when it wrote none.
+    pub written: Option<Written>,
     /// One per message, in the batch's order.
     pub outcomes: Vec<Outcome>,
 }
