@@ -26,7 +26,6 @@ pub mod settings;
 pub mod smoke;
 pub mod telemetry;
 
-use actors::cache::shipments::Shipping;
 use actors::cache::{CacheArgs, ProductCache};
 use actors::changes::{ChangeSignal, Commits};
 use actors::health::Health;
@@ -129,10 +128,6 @@ impl App {
                 commits,
                 invalidate_every: settings.cache.invalidate_every,
                 catch_up_max_rows: settings.cache.catch_up_max_rows,
-                shipping: Some(Shipping {
-                    url: settings.nats.url.clone(),
-                    stream: settings.nats.stream.clone(),
-                }),
             },
             http: HttpArgs {
                 names: names.clone(),

@@ -6,17 +6,13 @@
 //!   every reader that misses it meanwhile.
 //! - What this replica's writer commits comes on [`Commits`], to a task of
 //!   the actor's that puts it in the shared cache before the writer answers,
-//!   so that what this replica stored is served before it is acked, then
-//!   ships it to the other replicas (`cache/shipments.rs`), whose caches
-//!   apply it as it comes.
+//!   so that what this replica stored is served before it is acked.
 //! - `Changed` comes when Postgres says products changed (a `NOTIFY` at
 //!   commit, heard by persistence): the actor asks what changed since the
 //!   snapshot of its last read ([`PersistenceMsg::ChangesSince`]) and applies
 //!   it, so a write stored by any replica, or by hand in SQL, reaches every
 //!   replica's cache at once. One catch-up runs at a time; signals that come
-//!   meanwhile make one more. A catch-up leaves out the transactions this
-//!   cache has applied whole ([`Applied`]: this replica's writes, and the
-//!   others' shipped ones), so that Postgres serves each write once.
+//!   meanwhile make one more.
 //! - `Invalidate` comes from a timer every `invalidate_every` (15 s by
 //!   default): it logs `invalidate cache` and catches up the same way, so
 //!   exactly what is stale is replaced or dropped, and the rest stays warm.
@@ -35,11 +31,10 @@
 
 mod breaker;
 pub mod products;
-pub mod shipments;
 
 use crate::backoff::Backoff;
 use crate::call::{CallError, Peer};
-use crate::changes::{Applied, ChangeSignal, Commits, Committed};
+use crate::changes::{ChangeSignal, Commits, Committed};
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::names::{Child, Names};
@@ -50,7 +45,6 @@ use catalogue::block::block_of;
 use catalogue::feed::{Changes, TooMany, Version};
 pub use products::{Page, ProductCache};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use shipments::{Dock, Receiving, Shipping};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -136,9 +130,6 @@ pub struct CacheArgs {
     /// Changed rows one catch-up reads at most (`CACHE_CATCH_UP_MAX_ROWS`);
     /// past it, the blocks that hold them are read again whole.
     pub catch_up_max_rows: u64,
-    /// Where commits are shipped between replicas; `None`: nowhere (every
-    /// replica reads every write from Postgres).
-    pub shipping: Option<Shipping>,
     pub names: Names,
 }
 
@@ -156,9 +147,7 @@ pub struct CacheState {
     invalidations: u64,
     rebuild_backoff: Backoff,
     catch_up_max_rows: u64,
-    /// The transactions applied whole, which catch-ups leave out.
-    applied: Applied,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: [JoinHandle<()>; 3],
     metrics: Metrics,
 }
 
@@ -180,31 +169,10 @@ impl Actor for Cache {
             args.health.freshness().floor_moves(),
             myself.clone(),
         ));
-        let applied = Applied::default();
-        let metrics = Metrics::new(&args.names);
-        let dock = Dock::default();
-        let committed = tokio::spawn(serve_commits(
-            args.commits.clone(),
-            args.products.clone(),
-            applied.clone(),
-            dock.clone(),
-        ));
-        let mut tasks = vec![timer, watcher, committed];
-        if let Some(shipping) = args.shipping {
-            let receiving = Receiving {
-                shipping,
-                instance: args.names.instance().to_owned(),
-                persistence: persistence::peer(&args.names),
-                products: args.products.clone(),
-                applied: applied.clone(),
-                metrics: metrics.clone(),
-            };
-            tasks.push(tokio::spawn(shipments::receive(receiving, dock)));
-        }
+        let committed = tokio::spawn(serve_commits(args.commits.clone(), args.products.clone()));
         myself.cast(CacheMsg::Rebuild)?;
         Ok(CacheState {
-            metrics,
-            applied,
+            metrics: Metrics::new(&args.names),
             names: args.names,
             health: args.health,
             products: args.products,
@@ -214,7 +182,7 @@ impl Actor for Cache {
             again: false,
             invalidations: 0,
             rebuild_backoff: Backoff::default(),
-            tasks,
+            tasks: [timer, watcher, committed],
         })
     }
 
@@ -277,24 +245,19 @@ async fn watch_changes(changes: ChangeSignal, mut floor: watch::Receiver<u64>, c
     }
 }
 
-/// Serves what the writer commits, as it commits it (the writer waits), then
-/// ships it to the other replicas. A read-through in progress holds its
-/// block until Postgres answers: this waits for it, never the actor.
-/// Revisions, not arrival order, decide which version stays.
-async fn serve_commits(commits: Commits, products: ProductCache, applied: Applied, dock: Dock) {
+/// Serves what the writer commits, as it commits it (the writer waits). A
+/// read-through in progress holds its block until Postgres answers: this
+/// waits for it, never the actor. Revisions, not arrival order, decide which
+/// version stays.
+async fn serve_commits(commits: Commits, products: ProductCache) {
     let mut receiver = commits.take().await;
     while let Some(Committed {
-        versions,
-        written,
+        products: versions,
         served,
     }) = receiver.recv().await
     {
-        products.apply(versions.clone()).await;
-        if let Some(written) = written {
-            applied.add(written);
-        }
+        products.put(versions.into_iter().map(Arc::new)).await;
         let _ = served.send(());
-        dock.ship(&versions, written).await;
     }
 }
 
@@ -314,7 +277,6 @@ impl CacheState {
         let metrics = self.metrics.clone();
         let health = self.health.clone();
         let max_rows = self.catch_up_max_rows;
-        let applied = self.applied.clone();
         // What this catch-up will have applied: it reads Postgres after this.
         let floor = self.health.freshness().floor();
         tokio::spawn(async move {
@@ -323,15 +285,9 @@ impl CacheState {
                 products: &products,
                 metrics: &metrics,
                 health: &health,
-                applied: &applied,
                 max_rows,
             };
-            let mark = applied.mark();
             let result = feed.catch_up(since).await;
-            if result.is_ok() {
-                // Its read began after these were added: they are behind it.
-                applied.forget_before(mark);
-            }
             let _ = myself.cast(CacheMsg::CaughtUp { result, floor });
         });
     }
@@ -408,7 +364,6 @@ struct Feed<'a> {
     products: &'a ProductCache,
     metrics: &'a Metrics,
     health: &'a Health,
-    applied: &'a Applied,
     max_rows: u64,
 }
 
@@ -429,7 +384,6 @@ impl Feed<'_> {
                     since: Some(since),
                     max_rows: self.max_rows,
                     blocks: true,
-                    applied: Some(self.applied.clone()),
                     reply,
                 },
                 PERSISTENCE_TIMEOUT,
@@ -460,9 +414,6 @@ impl Feed<'_> {
                 "caught up with Postgres"
             );
         }
-        self.metrics
-            .change_feed_rows_read
-            .increment((changed.len() + deleted.len()) as u64);
         let read = Instant::now();
         self.products.delete(deleted).await;
         self.products.put(changed.into_iter().map(Arc::new)).await;
@@ -491,7 +442,6 @@ async fn rebuild(
                 since: None,
                 max_rows: 0,
                 blocks: false,
-                applied: None,
                 reply,
             },
             PERSISTENCE_TIMEOUT,

@@ -44,8 +44,6 @@ pub const CACHE_INVALIDATIONS: &str = "products_cache_invalidations_total";
 pub const CHANGE_FEED_LAG: &str = "products_change_feed_lag_seconds";
 pub const CHANGE_FEED_CAUGHT_UP: &str = "products_change_feed_caught_up_timestamp_seconds";
 pub const CHANGE_FEED_BLOCKS_REREAD: &str = "products_change_feed_blocks_reread_total";
-pub const CHANGE_FEED_ROWS_READ: &str = "products_change_feed_rows_read_total";
-pub const SHIPPED_VERSIONS_APPLIED: &str = "products_shipped_versions_applied_total";
 pub const HTTP_REQUESTS: &str = "products_http_requests_total";
 pub const HTTP_DURATION: &str = "products_http_request_duration_seconds";
 pub const HTTP_PANICS: &str = "products_http_panics_total";
@@ -180,14 +178,6 @@ fn describe() {
         "Blocks the change feed read again whole because more changes came at once than one read takes (CACHE_CATCH_UP_MAX_ROWS)."
     );
     describe_counter!(
-        CHANGE_FEED_ROWS_READ,
-        "Changed products and deletions the change feed read from Postgres (those another replica shipped, or this one wrote, are not read)."
-    );
-    describe_counter!(
-        SHIPPED_VERSIONS_APPLIED,
-        "Versions another replica committed and shipped over NATS, applied to this replica's cache without reading them from Postgres."
-    );
-    describe_counter!(
         HTTP_REQUESTS,
         "HTTP requests answered, by route pattern, method and status."
     );
@@ -252,8 +242,6 @@ pub struct Metrics {
     pub change_feed_lag: Histogram,
     pub change_feed_caught_up: Gauge,
     pub change_feed_blocks_reread: Counter,
-    pub change_feed_rows_read: Counter,
-    pub shipped_versions_applied: Counter,
     pub http_panics: Counter,
     pub live_followers: Gauge,
     pub live_refused: Counter,
@@ -291,8 +279,6 @@ impl Metrics {
             change_feed_lag: histogram!(CHANGE_FEED_LAG, &a()),
             change_feed_caught_up: gauge!(CHANGE_FEED_CAUGHT_UP, &a()),
             change_feed_blocks_reread: counter!(CHANGE_FEED_BLOCKS_REREAD, &a()),
-            change_feed_rows_read: counter!(CHANGE_FEED_ROWS_READ, &a()),
-            shipped_versions_applied: counter!(SHIPPED_VERSIONS_APPLIED, &a()),
             http_panics: counter!(HTTP_PANICS, &a()),
             live_followers: gauge!(LIVE_FOLLOWERS, &a()),
             live_refused: counter!(LIVE_REFUSED, &a()),

@@ -21,7 +21,7 @@ pub use lookups::{outcome, rejected_one};
 pub use reads::product;
 
 use crate::call::Peer;
-use crate::changes::{Applied, ChangeSignal, Commits};
+use crate::changes::{ChangeSignal, Commits};
 use crate::names::{Child, Names};
 use crate::secret::SecretUrl;
 use crate::timeouts::{POSTGRES_CONNECT_TIMEOUT, STATEMENT_TIMEOUT};
@@ -205,9 +205,6 @@ pub enum PersistenceMsg {
         /// Whether to say which blocks, past `max_rows` (a whole-table
         /// aggregate: the cache needs it, a test may only need to know).
         blocks: bool,
-        /// The transactions the reader has applied whole, left out (see
-        /// `feed::changes_since`); `None`: every change is read.
-        applied: Option<Applied>,
         reply: RpcReplyPort<Result<Changes, ReadError>>,
     },
     /// From http's search (the pages' and the API's): up to `limit` products
@@ -263,11 +260,6 @@ pub enum PersistenceMsg {
     /// From http's readiness check: can Postgres be read?
     Ping {
         reply: RpcReplyPort<Result<(), ReadError>>,
-    },
-    /// From the cache's shipments: which database this is, the same on
-    /// every replica of it and on no other (see `feed::database`).
-    Database {
-        reply: RpcReplyPort<Result<String, ReadError>>,
     },
 }
 
@@ -388,13 +380,11 @@ impl Actor for Persistence {
                 since,
                 max_rows,
                 blocks,
-                applied,
                 reply,
             } => {
                 let db = state.reads.clone();
                 spawn_reply(reply, async move {
-                    feed::changes_since(&db, since.as_deref(), max_rows, blocks, applied.as_ref())
-                        .await
+                    feed::changes_since(&db, since.as_deref(), max_rows, blocks).await
                 });
             }
             PersistenceMsg::Search {
@@ -485,10 +475,6 @@ impl Actor for Persistence {
             PersistenceMsg::Ping { reply } => {
                 let db = state.reads.clone();
                 spawn_reply(reply, async move { Ok(db.ping().await?) });
-            }
-            PersistenceMsg::Database { reply } => {
-                let db = state.reads.clone();
-                spawn_reply(reply, async move { feed::database(&db).await });
             }
         }
         Ok(())

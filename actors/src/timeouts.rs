@@ -41,10 +41,6 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// sequence unless it says (`?wait=`), and the longest it may ask for.
 pub const FRESHNESS_WAIT: Duration = Duration::from_secs(2);
 pub const MAX_FRESHNESS_WAIT: Duration = Duration::from_secs(5);
-/// How long a change feed's read waits for the versions of a transaction it
-/// finds committed to come from the replica that wrote it (its shipment,
-/// sent just after the commit) before it reads them from Postgres instead.
-pub const SHIPMENT_WAIT: Duration = Duration::from_millis(20);
 /// How long a readiness probe waits on Postgres.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long opening one Postgres connection may take (the pools' connect and
@@ -60,8 +56,6 @@ const fn shorter(a: Duration, b: Duration) -> bool {
 // A statement times out inside its batch's deadline, so a hung statement
 // fails the batch before the writer has to cancel it.
 const _: () = assert!(shorter(STATEMENT_TIMEOUT, WRITE_DEADLINE));
-// A change feed's read waits for shipments well within the cache's wait on it.
-const _: () = assert!(shorter(SHIPMENT_WAIT, PERSISTENCE_TIMEOUT));
 // The writer answers (stored, failed or cancelled; the new versions served
 // or given up on) before ingest stops waiting.
 const _: () = assert!(shorter(

@@ -6,8 +6,7 @@
 //! others aside in one transaction, and answers for each message what ingest
 //! must tell JetStream: ack it, terminate it, or have it redelivered later.
 
-use crate::feed::{Version, Written};
-use crate::product::{DecodeError, ProductUpdate};
+use crate::product::{DecodeError, Product, ProductUpdate};
 use bytes::Bytes;
 use std::fmt;
 
@@ -41,11 +40,8 @@ pub struct Incoming {
 #[derive(Debug, Clone)]
 pub struct Stored {
     /// The current version of every product the batch names (changed by it or
-    /// not; a deleted one as a deletion), for the cache.
-    pub current: Vec<Version>,
-    /// The transaction that stored the batch and how many products it wrote
-    /// (every one of them is in `current`); `None` when it wrote none.
-    pub written: Option<Written>,
+    /// not), for the cache.
+    pub current: Vec<Product>,
     /// One per message, in the batch's order.
     pub outcomes: Vec<Outcome>,
 }

@@ -457,19 +457,6 @@ pub async fn jetstream_with_stream(
     (js, stream)
 }
 
-/// The deletion of `id` (`{"id": N, "deleted": true}`), as persistence gets it.
-pub fn deletion_message(stream_seq: u64, id: i64) -> Incoming {
-    let payload = format!(r#"{{"id":{id},"deleted":true}}"#);
-    Incoming {
-        stream_seq,
-        subject: "test.products".into(),
-        decoded: catalogue::product::decode(payload.as_bytes()),
-        operator: None,
-        last_delivery: false,
-        payload: Bytes::from(payload),
-    }
-}
-
 /// A valid message for the product `id` (or a new one), as persistence gets it.
 pub fn product_message(stream_seq: u64, id: Option<i64>, name: &str, price: i64) -> Incoming {
     let update = ProductUpdate::Upsert(Upsert {

@@ -6,9 +6,7 @@ use super::{Cleanup, ask_persistence, prepared_database, spawn_persistence, uniq
 use actors::persistence::{PersistenceMsg, PersistenceRef};
 use actors::secret::SecretUrl;
 use catalogue::batch::{Batch, Outcome, Rejection, Stored};
-use catalogue::feed::Version;
 use catalogue::product::Product;
-use std::sync::Arc;
 
 pub struct PersistenceFixture {
     pub persistence: PersistenceRef,
@@ -41,14 +39,7 @@ impl PersistenceFixture {
             "{:?}",
             stored.outcomes
         );
-        stored
-            .current
-            .into_iter()
-            .filter_map(|version| match version {
-                Version::Stored(product) => Some(Arc::unwrap_or_clone(product)),
-                Version::Deleted { .. } => None,
-            })
-            .collect()
+        stored.current
     }
 
     /// Stores `batch`, whatever becomes of its messages.

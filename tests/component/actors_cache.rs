@@ -9,10 +9,8 @@ use actors::changes::{ChangeSignal, Commits};
 use actors::health::Health;
 use actors::names::{Child, Names};
 use actors::persistence::{self, PersistenceMsg};
-use catalogue::feed::Version;
 use catalogue::product::Product;
 use ractor::Actor;
-use std::sync::Arc;
 use std::time::Duration;
 
 const TIMEOUT: Option<Duration> = Some(Duration::from_secs(10));
@@ -84,7 +82,6 @@ async fn spawn_cache(
             commits: commits.clone(),
             invalidate_every,
             catch_up_max_rows: 10_000,
-            shipping: None,
         },
     )
     .await
@@ -117,11 +114,7 @@ async fn get(products: &ProductCache, id: i64) -> Option<Product> {
 /// waits until it is served.
 async fn put(commits: &Commits, product: Product) {
     commits
-        .publish(
-            vec![Version::Stored(Arc::new(product))],
-            None,
-            TIMEOUT.expect("a timeout is set"),
-        )
+        .publish(vec![product], TIMEOUT.expect("a timeout is set"))
         .await
         .expect("the cache serves what is committed");
 }

@@ -3,14 +3,24 @@
 //! pipeline.
 
 use crate::common::persistence::{PersistenceFixture, persistence_fixture};
-use crate::common::{
-    TestApp, ask_persistence, batch, deletion_message as deletion, product_message as message,
-    wait_until,
-};
+use crate::common::{TestApp, ask_persistence, batch, product_message as message, wait_until};
 use actors::persistence::{MessageOutcome, PersistenceMsg};
 use bytes::Bytes;
 use catalogue::batch::Incoming;
 use catalogue::product::{DecodeError, ProductUpdate};
+
+/// The deletion of `id`, as persistence gets it.
+fn deletion(stream_seq: u64, id: i64) -> Incoming {
+    let payload = format!(r#"{{"id":{id},"deleted":true}}"#);
+    Incoming {
+        stream_seq,
+        subject: "test.products".into(),
+        decoded: catalogue::product::decode(payload.as_bytes()),
+        operator: None,
+        last_delivery: false,
+        payload: Bytes::from(payload),
+    }
+}
 
 impl PersistenceFixture {
     async fn page(&self) -> Vec<i64> {

@@ -1,6 +1,6 @@
 //! One part at a time, driven through its messages or its handle against the
 //! real Postgres and NATS: the persistence, cache and ingest actors, the
-//! supervisor, the change feed and the shipments between replicas, the database's rules, the settings, and the
+//! supervisor, the change feed, the database's rules, the settings, and the
 //! core crate's purity.
 
 mod actors_cache;
@@ -13,5 +13,4 @@ mod consumer_config;
 mod database_rules;
 mod deletion;
 mod settings;
-mod shipments;
 mod supervisor;

@@ -185,20 +185,6 @@ impl ProductCache {
         self.write(products.into_iter().map(Version::Stored)).await;
     }
 
-    /// Applies what a write committed: its products kept, its deletions
-    /// made (each unless the cache holds a newer version).
-    pub async fn apply(&self, versions: Vec<Version>) {
-        let (stored, deleted): (Vec<Version>, Vec<Version>) = versions
-            .into_iter()
-            .partition(|version| matches!(version, Version::Stored(_)));
-        self.write(stored.into_iter()).await;
-        self.delete(deleted.into_iter().map(|version| Deleted {
-            id: Some(version.id()),
-            revision: version.revision(),
-        }))
-        .await;
-    }
-
     /// Forgets deleted products, unless the cache holds a version written
     /// after the deletion. A deletion of every product (`id: None`) is left to
     /// the caller, who rebuilds.

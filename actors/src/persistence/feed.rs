@@ -4,20 +4,13 @@
 
 use super::ReadError;
 use super::reads::product;
-use crate::changes::Applied;
-use crate::timeouts::SHIPMENT_WAIT;
-use catalogue::feed::{Changes, Deleted, TooMany, Written};
+use catalogue::feed::{Changes, Deleted, TooMany};
 use entity::products;
 use sea_orm::prelude::DateTimeWithTimeZone;
 use sea_orm::{
     AccessMode, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
     IsolationLevel, Statement, TransactionTrait,
 };
-
-/// The rows written by transactions the snapshot `$1` did not see: those in
-/// progress then (its `xip` list), and those begun after it (from its `xmax`).
-const UNSEEN: &str = "(changed_by = ANY (ARRAY(SELECT pg_snapshot_xip($1::pg_snapshot))) \
-     OR changed_by >= pg_snapshot_xmax($1::pg_snapshot))";
 
 /// Every change committed since the snapshot `since` (what Postgres's
 /// `pg_current_snapshot()` said at the reader's last read), and the snapshot
@@ -31,18 +24,11 @@ const UNSEEN: &str = "(changed_by = ANY (ARRAY(SELECT pg_snapshot_xip($1::pg_sna
 /// grows with what was written since, never with how long some transaction
 /// has been held open (which pins the snapshot's `xmin`, not its `xmax`).
 /// Past `max_rows` changed rows, only the blocks they are in are answered.
-///
-/// The products written by a transaction the reader has `applied` whole
-/// (its own writes, and those other replicas shipped to it) are left out:
-/// it first asks which transactions wrote how many products, waits up to
-/// [`SHIPMENT_WAIT`] for those it lacks, and reads only the products of the
-/// transactions still missing then (in the same snapshot).
 pub async fn changes_since(
     db: &DatabaseConnection,
     since: Option<&str>,
     max_rows: u64,
     blocks: bool,
-    applied: Option<&Applied>,
 ) -> Result<Changes, ReadError> {
     // One snapshot for every read, so that the next `since` is exact.
     let txn = db
@@ -91,61 +77,17 @@ pub async fn changes_since(
         txn.commit().await?;
         return Ok(changes);
     }
+    const UNSEEN: &str = "(changed_by = ANY (ARRAY(SELECT pg_snapshot_xip($1::pg_snapshot))) \
+          OR changed_by >= pg_snapshot_xmax($1::pg_snapshot))";
     let limit = i64::try_from(max_rows).unwrap_or(i64::MAX);
-    // The newest change's time (Postgres's clock, as `read_at`), of the
-    // changes read and of those left out (applied from their shipment, so
-    // at most this old: the lag stays an upper bound).
-    let mut newest: Option<DateTimeWithTimeZone> = None;
-    let unread = match applied {
-        Some(applied) => {
-            let (written, newest_written) = transactions(&txn, since).await?;
-            newest = newest_written;
-            let missing = applied.missing(&written, SHIPMENT_WAIT).await;
-            let rows = written
-                .iter()
-                .filter(|w| missing.contains(&w.xid))
-                .map(|w| w.rows)
-                .sum();
-            Some((missing, rows))
-        }
-        None => None,
-    };
-    let rows = match &unread {
-        Some((missing, _)) if missing.is_empty() => Vec::new(),
-        Some((_, rows)) if *rows > max_rows => Vec::new(),
-        Some((missing, _)) => {
-            let xids = format!(
-                "{{{}}}",
-                missing
-                    .iter()
-                    .map(u64::to_string)
-                    .collect::<Vec<_>>()
-                    .join(",")
-            );
-            products::Entity::find()
-                .from_raw_sql(Statement::from_sql_and_values(
-                    backend,
-                    "SELECT * FROM products WHERE changed_by = ANY ($1::xid8[])",
-                    [xids.into()],
-                ))
-                .all(&txn)
-                .await?
-        }
-        None => {
-            products::Entity::find()
-                .from_raw_sql(Statement::from_sql_and_values(
-                    backend,
-                    format!("SELECT * FROM products WHERE {UNSEEN} LIMIT $2"),
-                    [since.into(), limit.saturating_add(1).into()],
-                ))
-                .all(&txn)
-                .await?
-        }
-    };
-    let product_rows = match &unread {
-        Some((_, rows)) => *rows,
-        None => rows.len() as u64,
-    };
+    let rows = products::Entity::find()
+        .from_raw_sql(Statement::from_sql_and_values(
+            backend,
+            format!("SELECT * FROM products WHERE {UNSEEN} LIMIT $2"),
+            [since.into(), limit.saturating_add(1).into()],
+        ))
+        .all(&txn)
+        .await?;
     let tombstones = txn
         .query_all_raw(Statement::from_sql_and_values(
             backend,
@@ -155,7 +97,7 @@ pub async fn changes_since(
             [since.into(), limit.saturating_add(1).into()],
         ))
         .await?;
-    if product_rows + tombstones.len() as u64 > max_rows {
+    if (rows.len() + tombstones.len()) as u64 > max_rows {
         // A TRUNCATE among them (looked for apart: the rows read are only
         // the first ones) changed every block.
         let truncated = txn
@@ -180,6 +122,8 @@ pub async fn changes_since(
         txn.commit().await?;
         return Ok(changes);
     }
+    // The newest change's time (Postgres's clock, as `read_at`).
+    let mut newest: Option<DateTimeWithTimeZone> = None;
     for row in rows {
         newest = Ord::max(newest, Some(row.updated_at));
         if row.deleted {
@@ -204,53 +148,21 @@ pub async fn changes_since(
     Ok(changes)
 }
 
-/// The transactions that wrote the products `since` did not see, and how
-/// many each wrote (one range of the `(changed_by, id)` index), and when the
-/// newest of those products was written.
-async fn transactions(
-    txn: &DatabaseTransaction,
-    since: &str,
-) -> Result<(Vec<Written>, Option<DateTimeWithTimeZone>), ReadError> {
-    let rows = txn
-        .query_all_raw(Statement::from_sql_and_values(
-            txn.get_database_backend(),
-            format!(
-                "SELECT changed_by::text AS xid, count(*) AS rows, max(updated_at) AS newest \
-                 FROM products \
-                 WHERE {UNSEEN} GROUP BY changed_by"
-            ),
-            [since.into()],
-        ))
-        .await?;
-    let mut written = Vec::with_capacity(rows.len());
-    let mut newest: Option<DateTimeWithTimeZone> = None;
-    for row in rows {
-        newest = Ord::max(newest, Some(row.try_get("", "newest")?));
-        let xid: String = row.try_get("", "xid")?;
-        let xid = xid
-            .parse()
-            .map_err(|_| DbErr::Type(format!("a transaction id that is not one: {xid}")))?;
-        let rows: i64 = row.try_get("", "rows")?;
-        written.push(Written {
-            xid,
-            rows: u64::try_from(rows).unwrap_or(0),
-        });
-    }
-    Ok((written, newest))
-}
-
 /// The blocks that changed since `since`, and how many rows did.
 async fn too_many(txn: &DatabaseTransaction, since: &str) -> Result<TooMany, ReadError> {
     let rows = txn
         .query_all_raw(Statement::from_sql_and_values(
             txn.get_database_backend(),
-            format!(
-                "WITH unseen AS ( \
-                     SELECT id FROM products WHERE {UNSEEN} \
-                     UNION ALL \
-                     SELECT id FROM product_tombstones WHERE id IS NOT NULL AND {UNSEEN}) \
-                 SELECT id >> 6 AS block, count(*) AS rows FROM unseen GROUP BY 1 ORDER BY 1"
-            ),
+            "WITH unseen AS ( \
+                 SELECT id FROM products \
+                 WHERE changed_by = ANY (ARRAY(SELECT pg_snapshot_xip($1::pg_snapshot))) \
+                    OR changed_by >= pg_snapshot_xmax($1::pg_snapshot) \
+                 UNION ALL \
+                 SELECT id FROM product_tombstones \
+                 WHERE id IS NOT NULL \
+                   AND (changed_by = ANY (ARRAY(SELECT pg_snapshot_xip($1::pg_snapshot))) \
+                    OR changed_by >= pg_snapshot_xmax($1::pg_snapshot))) \
+             SELECT id >> 6 AS block, count(*) AS rows FROM unseen GROUP BY 1 ORDER BY 1",
             [since.into()],
         ))
         .await?;
@@ -260,20 +172,4 @@ async fn too_many(txn: &DatabaseTransaction, since: &str) -> Result<TooMany, Rea
         found.rows += u64::try_from(row.try_get::<i64>("", "rows")?).unwrap_or(0);
     }
     Ok(found)
-}
-
-/// Which database this is: the Postgres cluster's system identifier and the
-/// database's oid. Transaction ids are the cluster's, so the versions a
-/// replica ships are meaningful only to replicas of the same database.
-pub async fn database(db: &DatabaseConnection) -> Result<String, ReadError> {
-    let row = db
-        .query_one_raw(Statement::from_string(
-            db.get_database_backend(),
-            "SELECT (SELECT system_identifier FROM pg_control_system())::text || '/' || \
-                    (SELECT oid FROM pg_database WHERE datname = current_database())::text \
-                    AS database",
-        ))
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound("pg_control_system()".into()))?;
-    Ok(row.try_get("", "database")?)
 }

@@ -60,20 +60,17 @@ pub async fn versions(
         .all(db)
         .await?
         .into_iter()
-        .map(version)
+        .map(|row| {
+            if row.deleted {
+                Version::Deleted {
+                    id: row.id,
+                    revision: row.revision,
+                }
+            } else {
+                Version::Stored(Arc::new(product(row)))
+            }
+        })
         .collect())
-}
-
-/// A row as a version: a deleted one as a deletion.
-pub fn version(row: products::Model) -> Version {
-    if row.deleted {
-        Version::Deleted {
-            id: row.id,
-            revision: row.revision,
-        }
-    } else {
-        Version::Stored(Arc::new(product(row)))
-    }
 }
 
 /// The product a row holds, as it is served.

@@ -3,10 +3,9 @@
 //! actor that calls it. Reads are in `reads.rs`, the change feed in `feed.rs`.
 
 use super::StoreError;
-use super::reads::version;
+use super::reads::product;
 use catalogue::batch::{Batch, Incoming, KEPT_PAYLOAD_BYTES, Outcome, Rejection, Stored};
-use catalogue::feed::{Version, Written};
-use catalogue::product::ProductUpdate;
+use catalogue::product::{Product, ProductUpdate};
 use entity::products;
 use sea_orm::sea_query::ArrayType;
 use sea_orm::{
@@ -18,11 +17,9 @@ use std::collections::{BTreeMap, HashSet};
 use tracing::warn;
 
 /// Stores one batch in one transaction: the valid messages as products, the
-/// invalid ones in `rejected_messages`. Returns what became of each message,
+/// invalid ones in `rejected_messages`. Returns what became of each message and
 /// the current version of every product the batch names, changed or not (a
-/// redelivery after a commit whose reply was lost still refreshes the cache),
-/// and the transaction with how many products it wrote (so that replicas
-/// sent these versions need not read them back, see `catalogue::feed::Shipment`).
+/// redelivery after a commit whose reply was lost still refreshes the cache).
 ///
 /// Idempotent: a message is applied to a product only if it is newer (stream
 /// and sequence) than the one last applied, and an id-less message creates at
@@ -51,67 +48,17 @@ pub async fn store_batch(db: &DatabaseConnection, batch: &Batch) -> Result<Store
         .collect();
 
     let txn = db.begin().await?;
-    let mut writes = BatchWrites::default();
-    match write_products(&txn, &batch.stream, &valid).await {
-        Ok(written) => writes.add(written),
+    let current = match write_products(&txn, &batch.stream, &valid).await {
+        Ok(current) => current,
         Err(error) if error.is_refusal() => {
             warn!(%error, messages = valid.len(), "Postgres refused a batch; trying its messages one by one");
-            one_by_one(&txn, batch, &mut outcomes, &mut writes).await?;
+            one_by_one(&txn, batch, &mut outcomes).await?
         }
         Err(error) => return Err(error),
-    }
+    };
     set_aside(&txn, batch, &outcomes).await?;
-    let written = writes.transaction(&txn).await?;
     txn.commit().await?;
-    Ok(Stored {
-        current: writes.current,
-        written,
-        outcomes,
-    })
-}
-
-/// What a batch's writes have applied so far.
-#[derive(Default)]
-struct BatchWrites {
-    /// The current version of every product named.
-    current: Vec<Version>,
-    /// The ids this transaction wrote.
-    written: HashSet<i64>,
-}
-
-impl BatchWrites {
-    fn add(&mut self, products: WrittenProducts) {
-        self.written
-            .extend(products.written.iter().map(|row| row.id));
-        self.current.extend(
-            products
-                .written
-                .into_iter()
-                .chain(products.unchanged)
-                .map(version),
-        );
-    }
-
-    /// The transaction and how many products it wrote, if it wrote any.
-    async fn transaction(&self, txn: &DatabaseTransaction) -> Result<Option<Written>, StoreError> {
-        if self.written.is_empty() {
-            return Ok(None);
-        }
-        let row = txn
-            .query_one_raw(Statement::from_string(
-                txn.get_database_backend(),
-                "SELECT pg_current_xact_id()::text AS xid",
-            ))
-            .await?;
-        let xid = row
-            .map(|row| row.try_get::<String>("", "xid"))
-            .transpose()?
-            .and_then(|xid| xid.parse().ok());
-        Ok(xid.map(|xid| Written {
-            xid,
-            rows: self.written.len() as u64,
-        }))
-    }
+    Ok(Stored { current, outcomes })
 }
 
 /// Writes each valid message in a savepoint of its own, and records in
@@ -120,8 +67,8 @@ async fn one_by_one(
     txn: &DatabaseTransaction,
     batch: &Batch,
     outcomes: &mut [Outcome],
-    writes: &mut BatchWrites,
-) -> Result<(), StoreError> {
+) -> Result<Vec<Product>, StoreError> {
+    let mut current = Vec::new();
     let mut refusals = Vec::new();
     let mut tried = 0;
     for (message, outcome) in batch.messages.iter().zip(outcomes.iter_mut()) {
@@ -130,7 +77,7 @@ async fn one_by_one(
         }
         tried += 1;
         match write_products(txn, &batch.stream, &[message]).await {
-            Ok(written) => writes.add(written),
+            Ok(stored) => current.extend(stored),
             Err(error) if error.is_refusal() => {
                 // A unique key taken meanwhile is never final: the next try
                 // takes another (an id assigned by two replicas at once).
@@ -155,25 +102,18 @@ async fn one_by_one(
         // for a retry.
         return Err(refusals.swap_remove(0));
     }
-    Ok(())
-}
-
-/// The rows one write wrote, and the rows it named but left as they were.
-#[derive(Default)]
-struct WrittenProducts {
-    written: Vec<products::Model>,
-    unchanged: Vec<products::Model>,
+    Ok(current)
 }
 
 /// Applies the products of `messages` in a savepoint, so that a refusal rolls
-/// back only this write.
+/// back only this write. Returns the current version of each product named.
 async fn write_products(
     txn: &DatabaseTransaction,
     stream: &str,
     messages: &[&Incoming],
-) -> Result<WrittenProducts, StoreError> {
+) -> Result<Vec<Product>, StoreError> {
     if messages.is_empty() {
-        return Ok(WrittenProducts::default());
+        return Ok(Vec::new());
     }
     let (by_id, id_less) = newest_per_id(messages);
     let ids: Vec<i64> = by_id.keys().copied().collect();
@@ -183,11 +123,16 @@ async fn write_products(
         .collect();
 
     let savepoint = txn.begin().await?;
-    let mut written = upsert_by_id(&savepoint, stream, by_id).await?;
-    written.extend(insert_new(&savepoint, stream, id_less).await?);
-    let unchanged = read_unchanged(&savepoint, &written, ids, created_by).await?;
+    let mut current = upsert_by_id(&savepoint, stream, by_id).await?;
+    current.extend(insert_new(&savepoint, stream, id_less).await?);
+    current.extend(read_unchanged(&savepoint, &current, ids, created_by).await?);
     savepoint.commit().await?;
-    Ok(WrittenProducts { written, unchanged })
+    // A deletion reaches the cache through the change feed, as a deletion.
+    Ok(current
+        .into_iter()
+        .filter(|row| !row.deleted)
+        .map(product)
+        .collect())
 }
 
 /// An update with the stream sequence of its message, and the operator who

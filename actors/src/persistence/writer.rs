@@ -79,7 +79,7 @@ impl Actor for Writer {
                 if let Ok(stored) = &stored {
                     let served = state
                         .commits
-                        .publish(stored.current.clone(), stored.written, PUT_TIMEOUT)
+                        .publish(stored.current.clone(), PUT_TIMEOUT)
                         .await;
                     if let Err(error) = served {
                         // Stored all the same: the change feed brings them,
