@@ -95,9 +95,19 @@ impl Browser {
             .unwrap_or_else(|e| panic!("{css} is on the page: {e}"))
     }
 
-    /// The text of the element `css` once it is there.
+    /// The text of the element `css` once it is there. A live page may
+    /// replace the element between finding and reading it (the change
+    /// stream starts at a position at or before what the page shows, so a
+    /// row it already shows can be filled again): then it is found again.
     pub async fn text(&self, css: &str) -> String {
-        self.find(css).await.text().await.unwrap()
+        let deadline = Instant::now() + BROWSER_DEADLINE;
+        loop {
+            match self.find(css).await.text().await {
+                Ok(text) => return text,
+                Err(e) if e.is_stale_element_reference() && Instant::now() < deadline => {}
+                Err(e) => panic!("the text of {css} can be read: {e}"),
+            }
+        }
     }
 
     /// Clicks the element `css` finds (once it is on the page).
