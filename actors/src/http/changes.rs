@@ -292,6 +292,11 @@ impl Following {
         }
         tokio::select! {
             received = self.batches.recv() => match received {
+                // Nothing this stream has not sent (the tail's start, or it
+                // is ahead of the tail).
+                Ok(batch) if batch.from <= self.position && batch.to <= self.position => {
+                    Some(Vec::new())
+                }
                 Ok(batch) if batch.from <= self.position => {
                     let mut items: Vec<Item> = batch
                         .events

@@ -140,11 +140,21 @@ async fn read(
     through: Option<Position>,
 ) -> Option<Position> {
     let Some(mut from) = through else {
-        return app
+        let now = app
             .served_through()
             .await
             .inspect_err(|error| warn!(%error, "the change stream's tail could not read"))
-            .ok();
+            .ok()?;
+        // Where the tail starts, said to the streams: one that stands
+        // before it (it opened while nobody followed, and a change came
+        // since) reads the gap itself, instead of waiting for the next
+        // change, which a quiet database may never make.
+        let _ = sender.send(Arc::new(Batch {
+            from: now,
+            to: now,
+            events: Vec::new(),
+        }));
+        return Some(now);
     };
     loop {
         let page = match app.history(from, PAGE).await {
