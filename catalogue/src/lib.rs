@@ -9,7 +9,8 @@
 //! - what the change feed answers, and one version of one id: [`feed`]
 //! - how the cache keeps products (blocks of 64 ids as served JSON): [`block`]
 //! - which blocks hold products, for the list pages: [`index`]
-//! - what a search asks for: [`filter`]
+//! - what a search asks for: [`filter`]; every product's searchable fields,
+//!   in memory: [`search`]
 //! - the change stream for programs and the live pages: positions, changes
 //!   and one read of the history: [`history`]
 
@@ -20,3 +21,4 @@ pub mod filter;
 pub mod history;
 pub mod index;
 pub mod product;
+pub mod search;

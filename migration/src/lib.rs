@@ -10,6 +10,7 @@ mod m20261204_000005_add_product_operator;
 mod m20261204_000006_assign_free_product_ids;
 mod m20261205_000007_add_product_history;
 mod m20261205_000008_stamp_updates_only;
+mod m20261206_000009_search_in_memory;
 
 pub struct Migrator;
 
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000006_assign_free_product_ids::Migration),
             Box::new(m20261205_000007_add_product_history::Migration),
             Box::new(m20261205_000008_stamp_updates_only::Migration),
+            Box::new(m20261206_000009_search_in_memory::Migration),
         ]
     }
 }

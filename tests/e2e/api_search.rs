@@ -2,7 +2,7 @@
 //! also by manufacturer and price range, paged with a `Link` that keeps the
 //! filter.
 
-use crate::common::TestApp;
+use crate::common::{TestApp, lock_products, wait_until};
 use serde_json::Value;
 
 async fn with_products() -> TestApp {
@@ -81,4 +81,33 @@ async fn a_filter_out_of_its_rules_is_a_problem_that_says_which() {
             "{query}: {body}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_search_is_answered_from_memory_and_follows_renames_deletions_and_writes_by_hand() {
+    let app = with_products().await;
+    // Renamed away from the text, deleted, and written by another writer
+    // in SQL (seen through the change feed only).
+    app.publish(r#"{"id":3,"name":"crayon","price":5,"manufacturer":"Bic"}"#)
+        .await;
+    app.publish(r#"{"id":4,"deleted":true}"#).await;
+    app.sql(
+        "INSERT INTO products (id, name, price, manufacturer, stream, stream_seq) \
+         VALUES (900, 'Fountain pen', 70, 'Pelikan', 'elsewhere', 1)",
+    )
+    .await;
+    wait_until("the search sees every change", || async {
+        ids(&app, "q=pen").await == [1, 900]
+    })
+    .await;
+    assert_eq!(ids(&app, "manufacturer=pelikan").await, [900]);
+    assert_eq!(ids(&app, "q=cray").await, [3]);
+    // With every read and write of the table waiting on a lock, searches
+    // are still answered: from memory.
+    let db = app.db().await;
+    let lock = lock_products(&db).await;
+    assert_eq!(ids(&app, "q=pen").await, [1, 900]);
+    assert_eq!(ids(&app, "q=pen&after=1").await, [900]);
+    assert_eq!(ids(&app, "min_price=60").await, [2, 5, 900]);
+    drop(lock);
 }

@@ -25,6 +25,12 @@
 //!   evicted. Its bits are cleared only from a block's own contents, so it
 //!   may name an id that is gone (until that block is next read), never miss
 //!   one that is there.
+//! - A search index ([`SearchIndex`]: each product's name and manufacturer,
+//!   lower-cased, and its price) holds every product, never evicted: it is
+//!   changed with the blocks, in the same per-key compute, by every version
+//!   the cache is given or reads (a block read whole replaces its part), so
+//!   searches are served from memory once a rebuild has filled it, and from
+//!   Postgres until then.
 //! - Each time the change feed moves ([`ProductCache::caught_up_to`]) it
 //!   says so on a watch ([`ProductCache::moved`]): http's change stream reads
 //!   the new history from Postgres then, once for every page and program
@@ -39,8 +45,10 @@ use crate::persistence::{self, PersistenceMsg};
 use crate::timeouts::PERSISTENCE_TIMEOUT;
 use catalogue::block::{BLOCK_IDS, Block, Cached, block_of, ids_of};
 use catalogue::feed::{Deleted, Version};
+use catalogue::filter::Filter;
 use catalogue::index::Index;
 use catalogue::product::Product;
+use catalogue::search::{Matcher, SearchIndex};
 use futures::StreamExt;
 use moka::future::Cache as Moka;
 use moka::ops::compute::{CompResult, Op};
@@ -60,6 +68,10 @@ const WRITTEN_SHARE: u64 = 8;
 /// Blocks read at once after a deletion (see [`ProductCache::delete`]).
 const DELETION_READS: usize = 8;
 
+/// Blocks a search looks at per hold of the search index's lock (16,384
+/// ids), so that writers wait for a part of a search, never a whole one.
+const SEARCH_BLOCKS_PER_LOCK: usize = 256;
+
 /// A page of the list.
 pub struct Page {
     /// The products, in id order.
@@ -78,6 +90,8 @@ pub struct ProductCache {
     written: Moka<i64, Version>,
     // A std lock: held only to read or change the map, never across an await.
     index: Arc<RwLock<Index>>,
+    /// Every product's searchable fields (a std lock, as `index`).
+    search: Arc<RwLock<SearchIndex>>,
     persistence: Peer<PersistenceMsg>,
     /// Reads through fail at once while Postgres fails, but for one probe.
     breaker: Arc<Breaker>,
@@ -106,6 +120,7 @@ impl ProductCache {
             blocks,
             written,
             index: Arc::default(),
+            search: Arc::default(),
             persistence: persistence::peer(names),
             breaker: Arc::default(),
             moved: Arc::new(watch::Sender::new(0)),
@@ -247,10 +262,12 @@ impl ProductCache {
     async fn write_block(&self, key: i64, versions: Vec<Version>) -> bool {
         let mut cached = false;
         let index = &self.index;
+        let search = &self.search;
         let cached_out = &mut cached;
         self.blocks
             .entry(key)
             .and_compute_with(|entry| async move {
+                write(search).merge(&versions);
                 let Some(entry) = entry else {
                     // Not cached: nothing to replace; list the new ids.
                     let mut index = index.write().unwrap_or_else(|e| e.into_inner());
@@ -323,6 +340,7 @@ impl ProductCache {
         };
         let key = block_of(first.id());
         let index = &self.index;
+        let search = &self.search;
         let current = &self.generation;
         self.blocks
             .entry(key)
@@ -330,6 +348,7 @@ impl ProductCache {
                 if current.load(Ordering::Acquire) != generation {
                     return Op::Nop;
                 }
+                write(search).merge(&versions);
                 let block = match entry {
                     None => Block::new(versions),
                     Some(entry) => match entry.value().merge(versions) {
@@ -371,6 +390,7 @@ impl ProductCache {
         let persistence = &self.persistence;
         let breaker = &self.breaker;
         let index = &self.index;
+        let search = &self.search;
         let current = &self.generation;
         let generation = current.load(Ordering::Acquire);
         // A block read before a `clear` and not kept: served to this reader only.
@@ -401,11 +421,13 @@ impl ProductCache {
                     .and_then(|read| read.map_err(CacheError::from));
                 ticket.done(versions.is_ok());
                 let versions = versions?;
-                let block = Arc::new(Block::new(versions));
                 if current.load(Ordering::Acquire) != generation {
-                    *unkept_out = Some(block);
+                    *unkept_out = Some(Arc::new(Block::new(versions)));
                     return Ok(Op::Nop);
                 }
+                // Read whole: what it does not hold is gone.
+                write(search).replace(key, &versions);
+                let block = Arc::new(Block::new(versions));
                 list(index, key, block.mask());
                 Ok::<_, CacheError>(Op::Put(block))
             })
@@ -453,6 +475,50 @@ impl ProductCache {
             .previous_after(before, limit)
     }
 
+    /// Up to `limit` products with an id greater than `after` that `filter`
+    /// asks for, in id order, from the search index, once a rebuild has
+    /// filled it (`None` until then: search Postgres). Each is read from its
+    /// block and checked again, so a product changed since the index was
+    /// read is answered as it is now, or left out.
+    pub async fn search(
+        &self,
+        filter: &Filter,
+        after: i64,
+        limit: u64,
+    ) -> Option<Result<Vec<Product>, CacheError>> {
+        if !self.index_complete() {
+            return None;
+        }
+        let matcher = Matcher::new(filter);
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let mut products = Vec::new();
+        let mut after = after;
+        while products.len() < limit {
+            let asked = limit - products.len();
+            let found = read(&self.search).search(&matcher, after, asked, SEARCH_BLOCKS_PER_LOCK);
+            let full = found.ids.len() == asked;
+            for id in found.ids {
+                after = id;
+                match self.get(id).await {
+                    Ok(Some(cached)) => {
+                        let product = cached.product();
+                        if matcher.matches(&product.name, &product.manufacturer, product.price) {
+                            products.push(product);
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(error) => return Some(Err(error)),
+                }
+            }
+            match found.resume_after {
+                Some(next) => after = next,
+                None if full => {}
+                None => break,
+            }
+        }
+        Some(Ok(products))
+    }
+
     /// How many products there are, once the index holds every id.
     pub fn count(&self) -> Option<u64> {
         self.index.read().unwrap_or_else(|e| e.into_inner()).count()
@@ -466,6 +532,7 @@ impl ProductCache {
         self.blocks.invalidate_all();
         self.written.invalidate_all();
         *self.index.write().unwrap_or_else(|e| e.into_inner()) = Index::default();
+        write(&self.search).clear();
     }
 
     /// Reads the blocks `keys` again from Postgres, whole (the change feed
@@ -540,4 +607,15 @@ fn list(index: &RwLock<Index>, key: i64, mask: u64) {
 /// What a block holds, in bytes, and moka's own bookkeeping.
 fn weight(block: &Block) -> u32 {
     u32::try_from(block.bytes() + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
+}
+
+/// The search index, to change (a poisoned lock is taken as it is: each of
+/// its blocks is replaced whole, never left half changed).
+fn write(search: &RwLock<SearchIndex>) -> std::sync::RwLockWriteGuard<'_, SearchIndex> {
+    search.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The search index, to read.
+fn read(search: &RwLock<SearchIndex>) -> std::sync::RwLockReadGuard<'_, SearchIndex> {
+    search.read().unwrap_or_else(|e| e.into_inner())
 }

@@ -17,7 +17,7 @@ use serde_json::json;
 /// `GET /products`: one page of the list as a JSON array; a `Link: <…>; rel="next"`
 /// header points at the next page when this one is full. With a filter
 /// (`?q=`, `?manufacturer=`, `?min_price=`, `?max_price=`), a page of the
-/// products it asks for, searched in Postgres as the pages search.
+/// products it asks for, searched as the pages search.
 #[endpoint(
     tags("products"),
     parameters(PagingQuery, FilterQuery, FreshnessQuery),
@@ -64,7 +64,7 @@ pub async fn list(req: &mut Request, depot: &mut Depot, res: &mut Response) {
     }
 }
 
-/// The products `filter` asks for, from Postgres (the same search as the
+/// The products `filter` asks for, from the search index (the same search as the
 /// pages'), paged as the list is, the `Link` to the next page keeping the
 /// filter.
 async fn search(state: &AppState, filter: &Filter, paging: &Paging, res: &mut Response) {

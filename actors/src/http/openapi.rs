@@ -117,7 +117,7 @@ pub struct PagingQuery {
 }
 
 /// `?q=`, `?manufacturer=`, `?min_price=` and `?max_price=` of `GET
-/// /products`: a search (from Postgres, paged as the list is; the `Link` to
+/// /products`: a search (from memory, paged as the list is; the `Link` to
 /// the next page keeps it).
 #[derive(Deserialize, ToParameters)]
 #[salvo(parameters(default_parameter_in = Query))]

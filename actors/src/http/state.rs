@@ -174,14 +174,18 @@ impl AppState {
             .map_err(Unavailable::from)
     }
 
-    /// Up to `limit` products after `after` that `filter` asks for, from
-    /// Postgres.
+    /// Up to `limit` products after `after` that `filter` asks for: from
+    /// the cache's search index, or from Postgres until a rebuild has
+    /// filled it.
     pub async fn search(
         &self,
         filter: &Filter,
         after: i64,
         limit: u64,
     ) -> Result<Vec<Product>, SearchError> {
+        if let Some(found) = self.products.search(filter, after, limit).await {
+            return found.map_err(|e| SearchError::Unavailable(e.into()));
+        }
         let filter = filter.clone();
         let asked = persistence::peer(&self.names)
             .ask(

@@ -12,9 +12,10 @@ use sea_orm::{
 };
 
 /// Up to `limit` products after the id `after`, in id order, that `filter`
-/// asks for: a name or manufacturer that contains its text, in any case (the
-/// `pg_trgm` indexes of `lower(name)` and `lower(manufacturer)` serve it),
-/// its manufacturer in any case, its price range. Only the conditions asked
+/// asks for: a name or manufacturer that contains its text, in any case,
+/// its manufacturer in any case, its price range. Only while the cache's
+/// search index is being filled (a rebuild): this reads the table in id
+/// order, with no index for the text (`catalogue::search` says why). Only the conditions asked
 /// for are in the statement (one text for each mix, prepared once), so that
 /// the planner sees what it can use.
 pub async fn search(
