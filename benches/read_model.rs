@@ -14,6 +14,8 @@
 //!   SeaORM and answers the same way the service did before its lists came
 //!   from memory (the JSON serialized with serde; the HTML rendered from the
 //!   same template);
+//! - a search (`/products?q=product%20N`, random N) from memory, beside the
+//!   same search in Postgres with the trigram indexes it used before;
 //! - freshness across replicas: a second app on the same database and durable;
 //!   for each of `BENCH_UPDATES` updates, publish-ack to served by both.
 //!
@@ -28,6 +30,7 @@ use actors::cache::{CacheMsg, CacheStatus};
 use actors::supervisor::RestartBudget;
 use anyhow::Context;
 use async_nats::jetstream;
+use catalogue::filter::Filter;
 use catalogue::product::Product;
 use entity::products as rows;
 use moka::future::Cache as Moka;
@@ -202,6 +205,30 @@ async fn run(
     let status = cache_status(&app).await?;
     let rss = rss_warm + resident_bytes().saturating_sub(rss_before_lists);
 
+    // Search, from memory, beside the same search in Postgres with the
+    // trigram indexes it had before (made for the baseline only, and
+    // dropped after it). `product N` holds N, and every id that starts with
+    // N's digits: up to a page of matches, spread over the catalogue.
+    let texts = 1000.min(count)..=count;
+    let served = http_load(
+        &base,
+        seconds,
+        "/products?limit=100&q=product%20",
+        texts.clone(),
+    )
+    .await?;
+    let started = Instant::now();
+    db.execute_unprepared(TRIGRAM_INDEXES).await?;
+    println!("made the trigram indexes in {:.1?}", started.elapsed());
+    let baseline = http_load(&bare.base, seconds, "/search?q=product%20", texts).await?;
+    db.execute_unprepared("DROP INDEX products_name_trgm; DROP INDEX products_manufacturer_trgm;")
+        .await?;
+    rows.push(row(
+        "GET /products?q=product%20N&limit=100 (search, JSON), N random; baseline: the same search in Postgres with the trigram indexes it had before",
+        &baseline,
+        &served,
+    ));
+
     // Freshness across replicas.
     let other = App::start(settings, "bench-b", RestartBudget::default()).await?;
     let other_base = format!("http://{}", other.http_addr());
@@ -310,7 +337,8 @@ impl BareServer {
             }))
             .push(Router::with_path("products/{id}").get(bare_product))
             .push(Router::with_path("page").get(bare_page))
-            .push(Router::with_path("html-page").get(bare_html_page));
+            .push(Router::with_path("html-page").get(bare_html_page))
+            .push(Router::with_path("search").get(bare_search));
         let acceptor = TcpListener::new("127.0.0.1:0").bind().await;
         let addr = acceptor.local_addr()?;
         let server = tokio::spawn(Server::new(acceptor).serve(router));
@@ -332,6 +360,26 @@ async fn bare_product(req: &mut Request, depot: &mut Depot, res: &mut Response) 
             .render("no such product"),
     };
 }
+
+/// The first 100 products whose name or manufacturer holds `?q=`, searched in
+/// Postgres as the service searched before its search index was in memory
+/// (with the trigram indexes [`TRIGRAM_INDEXES`] makes).
+#[handler]
+async fn bare_search(req: &mut Request, depot: &mut Depot, res: &mut Response) {
+    let bare = depot.get_typed::<Bare>().expect("injected");
+    let text: String = req.query("q").unwrap_or_default();
+    let found = actors::persistence::search(&bare.db, &Filter::text(text), 0, 100)
+        .await
+        .unwrap_or_default();
+    res.render(Json(found));
+}
+
+/// The trigram indexes the service's search used before it moved to memory
+/// (migrations 4 and 9), for the search's baseline.
+const TRIGRAM_INDEXES: &str = "\
+    CREATE INDEX products_name_trgm ON products USING gin (lower(name) gin_trgm_ops); \
+    CREATE INDEX products_manufacturer_trgm ON products USING gin (lower(manufacturer) gin_trgm_ops); \
+    ANALYZE products;";
 
 /// The 100 products after `?after=`, read from Postgres with SeaORM.
 async fn bare_page_read(req: &Request, depot: &Depot) -> (i64, Vec<Product>) {

@@ -17,7 +17,7 @@ mod reads;
 mod store;
 pub mod writer;
 
-pub use lookups::{outcome, rejected_one};
+pub use lookups::{outcome, rejected_one, search};
 pub use reads::product;
 
 use crate::call::Peer;
