@@ -13,9 +13,9 @@
 //! arrive in any order; [`SearchIndex::replace`] takes a block read whole.
 //!
 //! It matches as Postgres's search does (`lower(name) LIKE '%text%'`): a
-//! text contained in the name or the manufacturer, both lower-cased by
-//! Unicode's rules (`str::to_lowercase`, which Postgres's `lower()` follows
-//! for every letter the database's locale knows).
+//! text contained in the name or the manufacturer, both lower-cased one
+//! character at a time, as Postgres's `lower()` does ([`lowercase`]: no
+//! rule that looks at a letter's neighbours, such as a final sigma).
 
 use crate::block::{block_of, ids_of};
 use crate::feed::Version;
@@ -150,11 +150,11 @@ impl Matcher {
                 .text
                 .as_ref()
                 .filter(|text| !text.is_empty())
-                .map(|text| memmem::Finder::new(text.to_lowercase().as_bytes()).into_owned()),
+                .map(|text| memmem::Finder::new(lowercase(text).as_bytes()).into_owned()),
             manufacturer: filter
                 .manufacturer
                 .as_ref()
-                .map(|manufacturer| manufacturer.to_lowercase().into_bytes()),
+                .map(|manufacturer| lowercase(manufacturer).into_bytes()),
             min_price: filter.min_price.unwrap_or(i64::MIN),
             max_price: filter.max_price.unwrap_or(i64::MAX),
         }
@@ -162,8 +162,8 @@ impl Matcher {
 
     /// Whether a product with these fields (in any case) is asked for.
     pub fn matches(&self, name: &str, manufacturer: &str, price: i64) -> bool {
-        let name = name.to_lowercase();
-        let manufacturer = manufacturer.to_lowercase();
+        let name = lowercase(name);
+        let manufacturer = lowercase(manufacturer);
         self.matches_besides_text(manufacturer.as_bytes(), price)
             && self.text.as_ref().is_none_or(|finder| {
                 finder.find(name.as_bytes()).is_some()
@@ -274,6 +274,28 @@ impl SearchBlock {
     }
 }
 
+/// `text` lower-cased one character at a time (`char::to_lowercase`), as
+/// Postgres's `lower()` does: "ΟΔΟΣ" is "οδοσ", where `str::to_lowercase`
+/// would end it with "ς".
+pub fn lowercase(text: &str) -> String {
+    let mut lowered = Vec::with_capacity(text.len());
+    push_lowercase(&mut lowered, text);
+    String::from_utf8(lowered).expect("lower-cased characters are UTF-8")
+}
+
+/// Pushes `text` lower-cased (as [`lowercase`]) onto `bytes`; ASCII without
+/// a second pass over it.
+fn push_lowercase(bytes: &mut Vec<u8>, text: &str) {
+    if text.is_ascii() {
+        bytes.extend(text.bytes().map(|b| b.to_ascii_lowercase()));
+        return;
+    }
+    let mut utf8 = [0; 4];
+    for c in text.chars().flat_map(char::to_lowercase) {
+        bytes.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+    }
+}
+
 #[derive(Default)]
 struct Builder {
     entries: Vec<Entry>,
@@ -284,12 +306,10 @@ impl Builder {
     fn push_version(&mut self, version: &Version) {
         let (id, revision, price, split) = match version {
             Version::Stored(product) => {
-                self.text
-                    .extend_from_slice(product.name.to_lowercase().as_bytes());
+                push_lowercase(&mut self.text, &product.name);
                 let split = self.offset();
                 self.text.push(END);
-                self.text
-                    .extend_from_slice(product.manufacturer.to_lowercase().as_bytes());
+                push_lowercase(&mut self.text, &product.manufacturer);
                 self.text.push(END);
                 (product.id, product.revision, product.price, split)
             }
@@ -386,6 +406,15 @@ mod tests {
             ..Filter::default()
         };
         assert_eq!(all(&index, &priced), [2, 70]);
+    }
+
+    #[test]
+    fn letters_are_lower_cased_one_at_a_time_as_postgres_does() {
+        assert_eq!(lowercase("ΟΔΟΣ Straße ÉCLAIR"), "οδοσ straße éclair");
+        let mut index = SearchIndex::default();
+        index.merge(&[product(1, 1, "ΟΔΟΣ", "m", 1)]);
+        assert_eq!(all(&index, &Filter::text("οδοσ")), [1]);
+        assert_eq!(all(&index, &Filter::text("ΟΔΟΣ")), [1]);
     }
 
     #[test]
@@ -504,15 +533,16 @@ mod tests {
                 index.merge(&versions);
                 sent.extend(versions);
             }
-            // What Postgres's search asks, said again with `str`'s own methods.
+            // What Postgres's search asks, said again with `str`'s own
+            // methods (the generated texts are ASCII).
             let wanted = |p: &Product| {
                 text.as_ref().is_none_or(|text| {
-                    let text = text.to_lowercase();
-                    p.name.to_lowercase().contains(&text)
-                        || p.manufacturer.to_lowercase().contains(&text)
+                    let text = text.to_ascii_lowercase();
+                    p.name.to_ascii_lowercase().contains(&text)
+                        || p.manufacturer.to_ascii_lowercase().contains(&text)
                 }) && manufacturer
                     .as_ref()
-                    .is_none_or(|m| m.to_lowercase() == p.manufacturer.to_lowercase())
+                    .is_none_or(|m| m.eq_ignore_ascii_case(&p.manufacturer))
                     && max_price.is_none_or(|max| p.price <= max)
             };
             let expected: Vec<i64> = newest

@@ -387,6 +387,13 @@ impl ProductCache {
             return Ok(block);
         }
         self.metrics.cache_misses.increment(1);
+        self.read_block(key, false).await
+    }
+
+    /// Reads the block `key` from Postgres, whole, and keeps it; unless
+    /// `again` is false and a reader that missed it at the same time has
+    /// kept it meanwhile (its read is as new: it began after the miss).
+    async fn read_block(&self, key: i64, again: bool) -> Result<Arc<Block>, CacheError> {
         let persistence = &self.persistence;
         let breaker = &self.breaker;
         let index = &self.index;
@@ -400,7 +407,7 @@ impl ProductCache {
             .blocks
             .entry(key)
             .and_try_compute_with(|entry| async move {
-                if entry.is_some() {
+                if entry.is_some() && !again {
                     // Filled while this read waited for the key.
                     return Ok(Op::Nop);
                 }
@@ -486,14 +493,17 @@ impl ProductCache {
         after: i64,
         limit: u64,
     ) -> Option<Result<Vec<Product>, CacheError>> {
-        if !self.index_complete() {
-            return None;
-        }
+        let generation = self.generation();
         let matcher = Matcher::new(filter);
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
         let mut products = Vec::new();
         let mut after = after;
         while products.len() < limit {
+            // Complete, and not cleared since the search began (a restart or
+            // a TRUNCATE empties it): else Postgres answers.
+            if !self.index_complete() || self.generation() != generation {
+                return None;
+            }
             let asked = limit - products.len();
             let found = read(&self.search).search(&matcher, after, asked, SEARCH_BLOCKS_PER_LOCK);
             let full = found.ids.len() == asked;
@@ -546,7 +556,9 @@ impl ProductCache {
                     self.written.invalidate(&id).await;
                 }
                 self.blocks.invalidate(&key).await;
-                self.block(key).await.map(drop)
+                // Read again even if a read of the block that began before
+                // the changes fills it first (it waits for that one).
+                self.read_block(key, true).await.map(drop)
             })
             .buffer_unordered(DELETION_READS);
         while let Some(read) = reads.next().await {

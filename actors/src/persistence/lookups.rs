@@ -6,6 +6,7 @@ use super::store::creation_key;
 use super::{MessageOutcome, REJECTED_PREVIEW_CHARS, ReadError, RejectedMessage};
 use catalogue::filter::Filter;
 use catalogue::product::Product;
+use catalogue::search::lowercase;
 use entity::{products, rejected_messages};
 use sea_orm::{
     ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
@@ -31,7 +32,7 @@ pub async fn search(
         sql.push_str(&clause.replace('?', &format!("${}", values.len())));
     };
     if let Some(text) = &filter.text {
-        let pattern = format!("%{}%", like_escaped(&text.to_lowercase()));
+        let pattern = format!("%{}%", like_escaped(&lowercase(text)));
         bind(
             &mut sql,
             " AND (lower(name) LIKE ? OR lower(manufacturer) LIKE ?)",
@@ -42,7 +43,7 @@ pub async fn search(
         bind(
             &mut sql,
             " AND lower(manufacturer) = ?",
-            manufacturer.to_lowercase().into(),
+            lowercase(manufacturer).into(),
         );
     }
     if let Some(min) = filter.min_price {
