@@ -525,6 +525,9 @@ impl ProductCache {
                 None if full => {}
                 None => break,
             }
+            // A search of the whole catalogue is some milliseconds of CPU:
+            // the other requests on this worker thread go between its parts.
+            tokio::task::yield_now().await;
         }
         Some(Ok(products))
     }
